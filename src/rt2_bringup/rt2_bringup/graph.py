@@ -1,0 +1,128 @@
+"""The rt2 node graph as data, shared by ``sim.launch.py`` and the embedded runner (``rt2-demo``).
+
+Keeping the graph in one place guarantees that ``ros2 launch rt2_bringup sim.launch.py
+simulator:=mujoco`` and ``make demo`` start the same nodes with the same parameters. Pure Python:
+no ``launch`` import, so the embedded runner works where ``launch_ros`` is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Topic and service names of the graph (MoveIt Servo's names for the servo input).
+TOPICS = {
+    "image": "/camera/image_raw",
+    "camera_info": "/camera/camera_info",
+    "joint_states": "/joint_states",
+    "instruction": "/rt2/instruction",
+    "twist": "/servo_node/delta_twist_cmds",
+    "gripper": "/rt2/gripper_command",
+    "action": "/rt2/action",
+    "episode_status": "/rt2/episode_status",
+    "execute_instruction": "/rt2/execute_instruction",
+    "reset_scene": "/rt2_sim/reset",
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start.
+
+    Attributes:
+        package: ROS package holding the executable.
+        executable: console script name under ``lib/<package>``.
+        name: node name (``__node`` remap).
+        parameters: ROS parameters (str, bool, int, float or lists of those).
+    """
+
+    package: str
+    executable: str
+    name: str
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbeddedGraphConfig:
+    """Settings of the embedded (MuJoCo) graph.
+
+    Attributes:
+        backend: policy backend, ``local`` or ``scripted``.
+        model_path: checkpoint directory or hub id for ``local``.
+        device: torch device for ``local``.
+        control_rate: policy steps per second, Hz.
+        max_steps: default step limit of an episode.
+        time_limit: default time limit of an episode, seconds.
+        camera_rate: camera frames per second, Hz.
+        image_size: camera width = height, pixels.
+        seed: scene seed of the simulator.
+        scripted_actions: action strings for ``scripted``.
+        use_sim_time: nodes follow ``/clock`` (Gazebo); False for the embedded simulator.
+    """
+
+    backend: str = "local"
+    model_path: str = ""
+    device: str = "cpu"
+    control_rate: float = 5.0
+    max_steps: int = 100
+    time_limit: float = 60.0
+    camera_rate: float = 15.0
+    image_size: int = 224
+    seed: int = 0
+    scripted_actions: tuple[str, ...] = ("0 128 128 128 128 128 128 0",)
+    use_sim_time: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "scripted"):
+            raise ValueError(f"backend: expected 'local' or 'scripted', got {self.backend!r}")
+        if self.backend == "local" and not self.model_path:
+            raise ValueError("model_path: expected a checkpoint for backend 'local', got ''")
+        if not self.control_rate > 0:
+            raise ValueError(f"control_rate: expected > 0 Hz, got {self.control_rate!r}")
+        if not self.camera_rate > 0:
+            raise ValueError(f"camera_rate: expected > 0 Hz, got {self.camera_rate!r}")
+        if not self.image_size >= 16:
+            raise ValueError(f"image_size: expected >= 16 px, got {self.image_size!r}")
+
+
+def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
+    """The rt2 policy node; the same for every simulator and for hardware."""
+    return NodeSpec("rt2_policy", "policy_node", "rt2_policy", {
+        "backend": config.backend,
+        "model_path": config.model_path,
+        "device": config.device,
+        "control_rate": float(config.control_rate),
+        "max_steps": int(config.max_steps),
+        "time_limit": float(config.time_limit),
+        "scripted_actions": list(config.scripted_actions),
+        "image_topic": TOPICS["image"],
+        "instruction_topic": TOPICS["instruction"],
+        "twist_topic": TOPICS["twist"],
+        "gripper_topic": TOPICS["gripper"],
+        "action_topic": TOPICS["action"],
+        "status_topic": TOPICS["episode_status"],
+        "action_server_name": TOPICS["execute_instruction"],
+        "command_frame": "panda_link0",
+        "use_sim_time": bool(config.use_sim_time),
+    })
+
+
+def embedded_graph(config: EmbeddedGraphConfig) -> list[NodeSpec]:
+    """MuJoCo simulator (camera, joint states, MoveIt Servo stand-in) + the policy node."""
+    sim = NodeSpec("rt2_sim", "sim_node", "rt2_sim", {
+        "publish_rate": float(config.camera_rate),
+        "image_width": int(config.image_size),
+        "image_height": int(config.image_size),
+        "seed": int(config.seed),
+    })
+    return [sim, policy_node(config)]
+
+
+def ros_args(spec: NodeSpec, params_file: str) -> list[str]:
+    """Command-line ``--ros-args`` for ``spec`` given a parameters YAML written by
+    :func:`parameters_yaml`."""
+    return ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", params_file]
+
+
+def parameters_yaml(spec: NodeSpec) -> dict:
+    """The ``--params-file`` content for ``spec``: ``{name: {ros__parameters: {...}}}``."""
+    return {spec.name: {"ros__parameters": dict(spec.parameters)}}

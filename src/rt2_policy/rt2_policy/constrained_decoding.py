@@ -1,0 +1,282 @@
+"""Greedy decoding of RT-2 action tokens restricted to the action vocabulary.
+
+RT-2 (Brohan et al., 2023, §3.2, "Output constraint") samples only valid action tokens when the
+model is prompted with a robot-action task, so a VLA that also speaks
+English can never emit a word where a bin is expected. Here that is a manual greedy loop:
+
+1. one *prefill* forward over the prompt (with ``pixel_values``), ``use_cache=True``;
+2. at step ``i`` the logits of every id not in ``allowed_ids_per_step[i]`` are set to ``-inf``
+   (RT-2: step 0 = terminate → ids of bins 0 and 1; steps 1..7 → the 256 action ids), the argmax
+   is taken, and fed back as a single token with ``past_key_values`` — 1 prefill + 7 one-token
+   forwards for 8 tokens.
+
+Batches are left-padded (``attention_mask`` 0 on the left); ``position_ids`` are computed from
+the mask as ``transformers``' ``GenerationMixin`` does, so each row decodes as if alone.
+
+:func:`generate_text` is the unconstrained counterpart (full vocabulary, ``model.generate``)
+for ordinary questions. Nothing in this module imports rclpy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Keys of a processor output that only the prefill forward needs.
+_PREFILL_ONLY_KEYS = ("pixel_values", "pixel_attention_mask", "image_sizes", "image_grid_thw")
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Output of :func:`decode_action_tokens`.
+
+    Attributes:
+        token_ids: generated vocabulary ids, shape ``(batch, steps)``, int64, CPU.
+        step_times: wall-clock seconds per generated token, length ``steps``; entry 0 includes
+            the prefill forward (vision tower + prompt).
+        total_time: wall-clock seconds of the whole decode.
+    """
+
+    token_ids: torch.Tensor
+    step_times: tuple[float, ...]
+    total_time: float
+
+    def __post_init__(self) -> None:
+        if self.token_ids.ndim != 2:
+            raise ValueError(
+                f"token_ids: expected shape (batch, steps), got {tuple(self.token_ids.shape)}"
+            )
+        if len(self.step_times) != self.token_ids.shape[1]:
+            raise ValueError(
+                f"step_times: expected {self.token_ids.shape[1]} entries, "
+                f"got {len(self.step_times)}"
+            )
+
+
+@dataclass(frozen=True)
+class TextGeneration:
+    """Output of :func:`generate_text`.
+
+    Attributes:
+        texts: decoded continuation per batch row (special tokens skipped, stripped).
+        token_ids: generated ids, shape ``(batch, new_tokens)``, int64, CPU (padded with the
+            pad id after an early EOS).
+        latency: wall-clock seconds of the generation.
+    """
+
+    texts: tuple[str, ...]
+    token_ids: torch.Tensor
+    latency: float
+
+
+def build_allowed_mask(
+    allowed_ids_per_step: Sequence[Sequence[int] | np.ndarray | torch.Tensor],
+    vocab_size: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Boolean mask of the ids allowed at each decoding step.
+
+    Build it once per policy and pass it to :func:`decode_action_tokens` to avoid per-call work.
+
+    Args:
+        allowed_ids_per_step: one collection of vocabulary ids per step (e.g.
+            :meth:`rt2_policy.token_mapping.ActionTokenMapping.allowed_ids_per_step`).
+        vocab_size: size of the logits' last dimension.
+
+    Returns:
+        shape ``(steps, vocab_size)``, bool, True = allowed.
+
+    Raises:
+        ValueError: on no steps, an empty step, or an id outside ``[0, vocab_size)``.
+    """
+    if len(allowed_ids_per_step) == 0:
+        raise ValueError("allowed_ids_per_step: expected at least one step, got 0")
+    mask = torch.zeros((len(allowed_ids_per_step), int(vocab_size)), dtype=torch.bool)
+    for step, ids in enumerate(allowed_ids_per_step):
+        idx = torch.as_tensor(np.asarray(ids, dtype=np.int64).reshape(-1))
+        if idx.numel() == 0:
+            raise ValueError(f"allowed_ids_per_step[{step}]: expected at least one id, got none")
+        if int(idx.min()) < 0 or int(idx.max()) >= vocab_size:
+            raise ValueError(
+                f"allowed_ids_per_step[{step}]: expected ids in [0, {vocab_size}), "
+                f"got range [{int(idx.min())}, {int(idx.max())}]"
+            )
+        mask[step, idx] = True
+    return mask.to(device) if device is not None else mask
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding (as ``GenerationMixin``): cumsum − 1, pads set to 1."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.masked_fill(attention_mask == 0, 1)
+
+
+def _masked_argmax(logits: torch.Tensor, allowed: torch.Tensor, step: int) -> torch.Tensor:
+    """Argmax over allowed ids; ``logits`` ``(B, V)``, ``allowed`` ``(V,)`` bool → ``(B,)``."""
+    if logits.shape[-1] != allowed.shape[-1]:
+        raise ValueError(
+            f"logits: expected vocabulary size {allowed.shape[-1]}, got {logits.shape[-1]}"
+        )
+    masked = logits.masked_fill(~allowed, float("-inf"))
+    best, ids = masked.max(dim=-1)
+    if not bool(torch.isfinite(best).all()):
+        raise RuntimeError(
+            f"step {step}: expected finite logits for the allowed ids, got {best.tolist()}"
+        )
+    return ids
+
+
+@torch.inference_mode()
+def decode_action_tokens(
+    model: Any,
+    inputs: Mapping[str, torch.Tensor],
+    allowed_ids_per_step: Sequence[Sequence[int] | np.ndarray | torch.Tensor] | torch.Tensor,
+    *,
+    use_cache: bool = True,
+) -> DecodeResult:
+    """Greedy decode of ``len(allowed_ids_per_step)`` tokens, each restricted to its allowed ids.
+
+    Args:
+        model: a causal VLM such as ``Idefics3ForConditionalGeneration`` (in eval mode) whose
+            forward accepts ``input_ids``, ``attention_mask``, ``position_ids``,
+            ``past_key_values``, ``use_cache`` and the processor's image tensors.
+        inputs: processor output on the model's device: ``input_ids`` ``(B, T)`` int64,
+            ``attention_mask`` ``(B, T)`` (0 = left padding; optional for ``B == 1``),
+            ``pixel_values`` etc. (given to the prefill only).
+        allowed_ids_per_step: per-step allowed ids, or a precomputed
+            :func:`build_allowed_mask` tensor ``(steps, vocab_size)`` bool.
+        use_cache: True: prefill once, then one-token forwards with ``past_key_values``.
+            False: recompute the full sequence (with the image) every step — slow, the
+            reference the cached path must match.
+
+    Returns:
+        :class:`DecodeResult` with ``token_ids`` ``(B, steps)``.
+
+    Raises:
+        ValueError: on missing ``input_ids``, right padding, or ids outside the vocabulary.
+        RuntimeError: when the logits of the allowed ids are not finite (NaN/inf model output).
+    """
+    start = time.perf_counter()
+    if "input_ids" not in inputs:
+        raise ValueError(f"inputs: expected 'input_ids', got keys {sorted(inputs)}")
+    input_ids = inputs["input_ids"]
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids: expected shape (batch, seq), got {tuple(input_ids.shape)}")
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if input_ids.shape[0] > 1 and not bool((attention_mask[:, -1] != 0).all()):
+        raise ValueError("attention_mask: expected left padding (last column all 1), got 0s")
+
+    if isinstance(allowed_ids_per_step, torch.Tensor) and allowed_ids_per_step.dtype == torch.bool:
+        mask = allowed_ids_per_step
+    else:
+        vocab = model.get_output_embeddings().weight.shape[0]
+        mask = build_allowed_mask(allowed_ids_per_step, vocab)
+    mask = mask.to(input_ids.device)
+    steps = mask.shape[0]
+
+    batch = input_ids.shape[0]
+    generated = torch.empty((batch, steps), dtype=torch.long, device=input_ids.device)
+    step_times: list[float] = []
+    prefill_extra = {k: v for k, v in inputs.items() if k in _PREFILL_ONLY_KEYS}
+
+    if use_cache:
+        position_ids = _position_ids(attention_mask)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **prefill_extra,
+        )
+        past = out.past_key_values
+        t_prev = start
+        for step in range(steps):
+            next_ids = _masked_argmax(out.logits[:, -1, :], mask[step], step)
+            generated[:, step] = next_ids
+            if step + 1 < steps:
+                attention_mask = torch.cat(
+                    [attention_mask, attention_mask.new_ones((batch, 1))], dim=1
+                )
+                position_ids = position_ids[:, -1:] + 1
+                out = model(
+                    input_ids=next_ids[:, None],
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past = out.past_key_values
+            now = time.perf_counter()
+            step_times.append(now - t_prev)
+            t_prev = now
+    else:
+        ids = input_ids
+        t_prev = start
+        for step in range(steps):
+            out = model(
+                input_ids=ids,
+                attention_mask=attention_mask,
+                position_ids=_position_ids(attention_mask),
+                use_cache=False,
+                **prefill_extra,
+            )
+            next_ids = _masked_argmax(out.logits[:, -1, :], mask[step], step)
+            generated[:, step] = next_ids
+            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=1)
+            now = time.perf_counter()
+            step_times.append(now - t_prev)
+            t_prev = now
+
+    return DecodeResult(
+        token_ids=generated.cpu(),
+        step_times=tuple(step_times),
+        total_time=time.perf_counter() - start,
+    )
+
+
+@torch.inference_mode()
+def generate_text(
+    model: Any,
+    processor: Any,
+    inputs: Mapping[str, torch.Tensor],
+    max_new_tokens: int = 32,
+) -> TextGeneration:
+    """Unconstrained greedy generation over the full vocabulary (RT-2's VQA use of the model).
+
+    Args:
+        model: a ``GenerationMixin`` VLM in eval mode.
+        processor: its processor (``batch_decode`` and ``tokenizer.pad_token_id`` are used).
+        inputs: processor output on the model's device (left-padded when batched).
+        max_new_tokens: upper bound on generated tokens (stops earlier at EOS); >= 1.
+
+    Returns:
+        :class:`TextGeneration`.
+
+    Raises:
+        ValueError: on ``max_new_tokens < 1`` or missing ``input_ids``.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+    if "input_ids" not in inputs:
+        raise ValueError(f"inputs: expected 'input_ids', got keys {sorted(inputs)}")
+    start = time.perf_counter()
+    prompt_len = inputs["input_ids"].shape[1]
+    tokenizer = getattr(processor, "tokenizer", processor)
+    output = model.generate(
+        **inputs,
+        max_new_tokens=int(max_new_tokens),
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new_ids = output[:, prompt_len:].cpu()
+    texts = tuple(t.strip() for t in processor.batch_decode(new_ids, skip_special_tokens=True))
+    return TextGeneration(texts=texts, token_ids=new_ids, latency=time.perf_counter() - start)

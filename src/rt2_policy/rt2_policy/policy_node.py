@@ -1,0 +1,484 @@
+"""rt2 policy node: camera + instruction → RT-2 VLA → MoveIt Servo twist stream and gripper.
+
+A lifecycle node (ros2/demos ``lifecycle_py``): the model loads in ``on_configure``; topics move the
+arm only while ACTIVE. With ``autostart`` (default) it configures and activates itself, so it runs
+without a lifecycle manager.
+
+Interfaces (defaults; all names are parameters):
+    subscribes  ``/camera/image_raw``        sensor_msgs/Image (sensor-data QoS)
+                ``/rt2/instruction``         std_msgs/String (starts or replaces an episode;
+                                             an empty string stops the arm)
+    publishes   ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped, at ``keepalive_rate``
+                ``/rt2/gripper_command``     std_msgs/Float64 (0 open … 1 closed)
+                ``/rt2/action``              rt2_msgs/RT2Action, one per policy step
+                ``/rt2/episode_status``      rt2_msgs/EpisodeStatus, on change and at 1 Hz
+    action      ``/rt2/execute_instruction`` rt2_msgs/action/ExecuteInstruction
+    service     ``~/stop``                   std_srvs/Trigger (ends the episode, zero twist)
+
+Thread model: inference runs in its own mutually exclusive callback group on a
+``MultiThreadedExecutor``; the twist keep-alive has its own group so it keeps streaming (zeros
+after the hold window) while a slow inference runs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (2-core stalls otherwise)
+
+import rclpy  # noqa: E402
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from rcl_interfaces.msg import (  # noqa: E402
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+)
+from rclpy.action import ActionServer, CancelResponse, GoalResponse  # noqa: E402
+from rclpy.callback_groups import (  # noqa: E402
+    MutuallyExclusiveCallbackGroup,
+    ReentrantCallbackGroup,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float64, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from rt2_msgs.action import ExecuteInstruction  # noqa: E402
+from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
+from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, StepResult  # noqa: E402
+from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # noqa: E402
+from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
+from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
+from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
+
+try:  # MoveIt 2 (apt): switch the servo to TWIST commands on activation (Jazzy's servo_node).
+    from moveit_msgs.srv import ServoCommandType  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the machine
+    ServoCommandType = None
+
+
+def _float_param(lo: float, hi: float, text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, floating_point_range=[
+        FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
+
+
+def _int_param(lo: int, hi: int, text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, integer_range=[
+        IntegerRange(from_value=lo, to_value=hi, step=1)])
+
+
+PARAMETERS = {
+    # name: (default, descriptor)
+    "backend": ("local", ParameterDescriptor(
+        description=f"policy backend, one of {BACKENDS}", read_only=True)),
+    "model_path": ("", ParameterDescriptor(
+        description="checkpoint directory or Hugging Face hub id (backend local)", read_only=True)),
+    "device": ("cpu", ParameterDescriptor(
+        description="torch device, e.g. cpu or cuda:0 (backend local)", read_only=True)),
+    "scripted_actions": (["0 128 128 128 128 128 128 0"], ParameterDescriptor(
+        description="RT-2 action strings replayed by backend scripted; the last one repeats",
+        read_only=True)),
+    "scripted_delay": (0.0, _float_param(0.0, 10.0, "seconds per scripted infer call")),
+    "control_rate": (5.0, _float_param(0.1, 100.0, "policy steps per second, Hz")),
+    "keepalive_rate": (50.0, _float_param(1.0, 1000.0,
+                       "twist stream rate, Hz; keep above 1 / servo incoming_command_timeout")),
+    "max_image_age": (0.5, _float_param(0.01, 60.0,
+                      "seconds after which a camera frame is stale; the arm then holds still")),
+    "max_linear_speed": (0.25, _float_param(0.001, 2.0, "clamp on the twist's linear norm, m/s")),
+    "max_angular_speed": (1.0, _float_param(0.001, 6.3, "clamp on the twist's angular norm, rad/s")),
+    "max_steps": (100, _int_param(1, 1_000_000, "default step limit of an episode")),
+    "time_limit": (60.0, _float_param(0.1, 86400.0, "default time limit of an episode, s")),
+    "max_consecutive_faults": (25, _int_param(1, 1_000_000,
+                               "consecutive faulty steps before an episode aborts")),
+    "command_frame": ("panda_link0", ParameterDescriptor(
+        description="frame_id of the twist (MoveIt Servo reads the command frame from it); "
+                    "RT-2 deltas are in the robot base frame (REP 105)")),
+    "image_topic": ("/camera/image_raw", ParameterDescriptor(
+        description="sensor_msgs/Image input", read_only=True)),
+    "instruction_topic": ("/rt2/instruction", ParameterDescriptor(
+        description="std_msgs/String instructions", read_only=True)),
+    "twist_topic": ("/servo_node/delta_twist_cmds", ParameterDescriptor(
+        description="geometry_msgs/TwistStamped output (MoveIt Servo input)", read_only=True)),
+    "gripper_topic": ("/rt2/gripper_command", ParameterDescriptor(
+        description="std_msgs/Float64 gripper closure output, 0 open .. 1 closed",
+        read_only=True)),
+    "action_topic": ("/rt2/action", ParameterDescriptor(
+        description="rt2_msgs/RT2Action output", read_only=True)),
+    "status_topic": ("/rt2/episode_status", ParameterDescriptor(
+        description="rt2_msgs/EpisodeStatus output", read_only=True)),
+    "action_server_name": ("/rt2/execute_instruction", ParameterDescriptor(
+        description="rt2_msgs/action/ExecuteInstruction server", read_only=True)),
+    "servo_node_name": ("/servo_node", ParameterDescriptor(
+        description="MoveIt Servo node; its ~/switch_command_type is called on activation",
+        read_only=True)),
+    "autostart": (True, ParameterDescriptor(
+        description="configure and activate on start-up (no lifecycle manager needed)",
+        read_only=True)),
+}
+
+
+class PolicyNode(LifecycleNode):
+    """Lifecycle node running an RT-2 policy in closed loop. See the module docstring."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("rt2_policy", **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self._policy = None
+        self._loop: ControlLoop | None = None
+        self._limits: EpisodeLimits | None = None
+        self._hold = TwistHold()
+        self._lock = threading.Lock()
+        self._episode: Episode | None = None
+        self._episode_feedback: queue.Queue | None = None
+        self._frame: Frame | None = None
+        self._active = False
+        self._timers = []
+        self._entities = []
+        self._last_fault_log = 0.0
+        self._infer_group = MutuallyExclusiveCallbackGroup()
+        self._stream_group = MutuallyExclusiveCallbackGroup()
+        self._io_group = ReentrantCallbackGroup()
+
+    # ------------------------------------------------------------------ parameters
+    def _p(self, name: str):
+        return self.get_parameter(name).value
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._control = ControlConfig(
+                control_rate=float(self._p("control_rate")),
+                max_image_age=float(self._p("max_image_age")),
+                limits=TwistLimits(float(self._p("max_linear_speed")),
+                                   float(self._p("max_angular_speed"))))
+            self._limits = EpisodeLimits(int(self._p("max_steps")), float(self._p("time_limit")),
+                                         int(self._p("max_consecutive_faults")))
+            started = time.perf_counter()
+            self._policy = make_policy(
+                self._p("backend"), model_path=self._p("model_path"), device=self._p("device"),
+                scripted_actions=list(self._p("scripted_actions")),
+                scripted_delay=float(self._p("scripted_delay")))
+            self.get_logger().info(f"loaded policy backend={self._p('backend')} "
+                                   f"model={self._p('model_path') or '-'} in "
+                                   f"{time.perf_counter() - started:.2f} s")
+        except (ValueError, OSError, RuntimeError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._loop = ControlLoop(self._policy, self._control)
+        self._twist_pub = self.create_lifecycle_publisher(TwistStamped, self._p("twist_topic"), 10)
+        self._gripper_pub = self.create_lifecycle_publisher(Float64, self._p("gripper_topic"), 10)
+        self._action_pub = self.create_lifecycle_publisher(RT2Action, self._p("action_topic"), 10)
+        self._status_pub = self.create_lifecycle_publisher(EpisodeStatus, self._p("status_topic"),
+                                                           10)
+        self._entities = [
+            self.create_subscription(Image, self._p("image_topic"), self._on_image,
+                                     qos_profile_sensor_data, callback_group=self._io_group),
+            self.create_subscription(String, self._p("instruction_topic"), self._on_instruction,
+                                     10, callback_group=self._io_group),
+            self.create_service(Trigger, "~/stop", self._on_stop, callback_group=self._io_group),
+        ]
+        self._action_server = ActionServer(
+            self, ExecuteInstruction, self._p("action_server_name"),
+            execute_callback=self._execute, goal_callback=self._on_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup())
+        self._servo_client = None
+        if ServoCommandType is not None:
+            self._servo_client = self.create_client(
+                ServoCommandType, self._p("servo_node_name").rstrip("/") + "/switch_command_type",
+                callback_group=self._io_group)
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # activates the lifecycle publishers
+        self._active = True
+        self._timers = [
+            self.create_timer(self._control.control_period, self._control_step,
+                              callback_group=self._infer_group),
+            self.create_timer(1.0 / float(self._p("keepalive_rate")), self._stream_twist,
+                              callback_group=self._stream_group),
+            self.create_timer(1.0, self._publish_status, callback_group=self._io_group),
+        ]
+        self._switch_servo_to_twist()
+        self.get_logger().info(
+            f"active: {self._control.control_rate:.1f} Hz policy, twists on "
+            f"{self._p('twist_topic')} in frame {self._p('command_frame')}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._end_episode(Outcome.ABORTED, "policy node deactivated")
+        self._publish_zero_twist()
+        self._active = False
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._end_episode(Outcome.ABORTED, "policy node shutting down")
+            self._publish_zero_twist()
+        self._release()
+        return super().on_shutdown(state)
+
+    def _release(self) -> None:
+        for entity in self._entities:
+            if hasattr(entity, "destroy"):
+                entity.destroy()
+        self._entities = []
+        if getattr(self, "_action_server", None) is not None:
+            self._action_server.destroy()
+            self._action_server = None
+        self._policy = None
+        self._loop = None
+
+    def _switch_servo_to_twist(self) -> None:
+        """MoveIt Servo (Jazzy) ignores twists until its command type is TWIST."""
+        if self._servo_client is None:
+            self.get_logger().info("moveit_msgs not installed: not switching servo command type")
+            return
+        if not self._servo_client.wait_for_service(timeout_sec=2.0):
+            self.get_logger().warning(f"{self._servo_client.srv_name} not available; twists are "
+                                      "ignored until the servo's command type is TWIST")
+            return
+        request = ServoCommandType.Request(command_type=ServoCommandType.Request.TWIST)
+        future = self._servo_client.call_async(request)
+        future.add_done_callback(lambda f: self.get_logger().info(
+            f"servo command type TWIST: {'ok' if f.result() and f.result().success else 'FAILED'}"))
+
+    # ------------------------------------------------------------------ inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_image(self, msg: Image) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp == 0.0:
+            stamp = self._now()
+        self._frame = Frame(stamp=stamp, to_rgb=lambda m=msg: image_msg_to_rgb(m))
+
+    def _on_instruction(self, msg: String) -> None:
+        if not self._active:
+            self.get_logger().warning("instruction ignored: node is not active")
+            return
+        text = msg.data.strip()
+        if not text:
+            self.get_logger().warning("empty instruction received: stopping the arm")
+            self._end_episode(Outcome.CANCELED, "empty instruction")
+            return
+        self._start_episode(text, self._limits)
+
+    def _on_stop(self, _request, response):
+        ended = self._end_episode(Outcome.CANCELED, "stopped by ~/stop")
+        response.success = True
+        response.message = "episode stopped" if ended else "no episode running; arm holds still"
+        return response
+
+    # ------------------------------------------------------------------ episodes
+    def _start_episode(self, instruction: str, limits: EpisodeLimits) -> Episode:
+        self._end_episode(Outcome.CANCELED, "superseded by a new instruction")
+        episode = Episode(instruction, limits, self._now())
+        with self._lock:
+            self._episode = episode
+            self._hold.stop()
+        self._policy.reset()
+        self.get_logger().info(f"episode {episode.episode_id} started: {instruction!r}")
+        self._publish_status()
+        return episode
+
+    def _end_episode(self, outcome: Outcome, message: str) -> bool:
+        with self._lock:
+            episode = self._episode
+            self._hold.stop()
+        ended = bool(episode and episode.finish(outcome, message, self._now()))
+        if ended:
+            self._publish_zero_twist()
+            self._report_end(episode)
+        return ended
+
+    def _report_end(self, episode: Episode) -> None:
+        snap = episode.snapshot()
+        self.get_logger().info(f"episode {snap.episode_id} finished: {snap.outcome.name} after "
+                               f"{snap.step} steps, {snap.duration:.2f} s ({snap.message})")
+        self._publish_status()
+
+    # ------------------------------------------------------------------ control
+    def _control_step(self) -> None:
+        with self._lock:
+            episode = self._episode
+        if episode is None or not episode.is_active() or self._loop is None:
+            return
+        now = self._now()
+        result: StepResult = self._loop.step(episode, self._frame, now)
+        with self._lock:
+            if result.twist.is_zero() or result.finished:
+                self._hold.stop()
+            else:
+                self._hold.set(result.twist, now, self._control.control_period)
+        if result.fault:
+            self._log_fault(result.fault)
+            self._publish_zero_twist()
+        if result.action is not None:
+            self._publish_action(episode, result, now)
+        if result.finished:
+            self._publish_zero_twist()
+            self._report_end(episode)
+        elif result.fault or result.action is not None:
+            self._publish_status()
+
+    def _log_fault(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last_fault_log > 1.0:
+            self._last_fault_log = now
+            self.get_logger().warning(f"holding the arm still: {reason}")
+
+    def _publish_action(self, episode: Episode, result: StepResult, now: float) -> None:
+        action = result.action
+        msg = RT2Action()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self._p("command_frame")
+        msg.episode_id = episode.episode_id
+        msg.step = max(0, episode.snapshot().step - 1)
+        msg.bins = [int(b) for b in action.bins]
+        msg.terminate = bool(action.terminate)
+        (msg.delta_position.x, msg.delta_position.y,
+         msg.delta_position.z) = (float(v) for v in action.delta_position)
+        (msg.delta_rotation.x, msg.delta_rotation.y,
+         msg.delta_rotation.z) = (float(v) for v in action.delta_rotation)
+        msg.gripper = float(action.gripper)
+        msg.text = action.text
+        msg.plan = action.plan
+        msg.inference_latency = float(result.latency)
+        self._action_pub.publish(msg)
+        if result.gripper is not None and not action.terminate:
+            self._gripper_pub.publish(Float64(data=result.gripper))
+        feedback_queue = self._episode_feedback
+        if feedback_queue is not None:
+            feedback_queue.put(msg)
+
+    def _stream_twist(self) -> None:
+        with self._lock:
+            twist = self._hold.current(self._now())
+        self._publish_twist(twist)
+
+    def _publish_twist(self, twist: Twist) -> None:
+        if not self._active:
+            return
+        msg = TwistStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self._p("command_frame")
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = map(float, twist.linear)
+        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = map(float, twist.angular)
+        self._twist_pub.publish(msg)
+
+    def _publish_zero_twist(self) -> None:
+        self._publish_twist(Twist.zero())
+
+    def _publish_status(self) -> None:
+        if not self._active:
+            return
+        msg = EpisodeStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        with self._lock:
+            episode = self._episode
+        if episode is None:
+            msg.state = EpisodeState.IDLE
+            msg.message = "idle"
+        else:
+            snap = episode.snapshot()
+            msg.episode_id, msg.instruction, msg.step = snap.episode_id, snap.instruction, snap.step
+            msg.state, msg.outcome, msg.message = int(snap.state), int(snap.outcome), snap.message
+        self._status_pub.publish(msg)
+
+    # ------------------------------------------------------------------ action server
+    def _on_goal(self, goal) -> GoalResponse:
+        if not self._active:
+            self.get_logger().warning("goal rejected: node is not active")
+            return GoalResponse.REJECT
+        if not goal.instruction.strip():
+            self.get_logger().warning("goal rejected: empty instruction")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle):
+        goal = goal_handle.request
+        limits = EpisodeLimits(
+            max_steps=int(goal.max_steps) or self._limits.max_steps,
+            time_limit=float(goal.time_limit) or self._limits.time_limit,
+            max_consecutive_faults=self._limits.max_consecutive_faults)
+        feedback_queue: queue.Queue = queue.Queue()
+        self._episode_feedback = feedback_queue
+        episode = self._start_episode(goal.instruction, limits)
+        while not episode.finished_event.is_set():
+            if goal_handle.is_cancel_requested:
+                self._end_episode(Outcome.CANCELED, "canceled by the action client")
+                break
+            if not goal_handle.is_active:
+                self._end_episode(Outcome.ABORTED, "goal no longer active")
+                break
+            try:
+                action_msg = feedback_queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            feedback = ExecuteInstruction.Feedback()
+            feedback.step = action_msg.step
+            feedback.last_action = action_msg
+            feedback.inference_latency = action_msg.inference_latency
+            goal_handle.publish_feedback(feedback)
+        if self._episode_feedback is feedback_queue:
+            self._episode_feedback = None
+        snap = episode.snapshot()
+        result = ExecuteInstruction.Result()
+        result.outcome = int(snap.outcome)
+        result.message = snap.message
+        result.episode_id = snap.episode_id
+        result.steps = snap.step
+        result.duration = float(snap.duration)
+        if snap.outcome == Outcome.SUCCEEDED:
+            goal_handle.succeed()
+        elif snap.outcome == Outcome.CANCELED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return result
+
+
+def main(args=None) -> int:
+    """Entry point of the ``policy_node`` executable."""
+    rclpy.init(args=args)
+    node = PolicyNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal("could not configure; exiting")
+                return 1
+            node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            if node._active:
+                node.trigger_deactivate()
+        except Exception as exc:  # shutting down: log, never raise
+            print(f"rt2_policy: error while deactivating: {exc}", file=sys.stderr)
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Prompt templates of RT-2 (Brohan et al., 2023, §3.2) and their image-token placement.
+
+RT-2 casts control as visual question answering: the instruction is wrapped as
+``"Q: what action should the robot take to {instruction}? A:"`` and the model answers with the
+8 action integers. The same model answers ordinary questions (``"Q: {question} A:"``), which is
+what :meth:`rt2_policy.vla_policy.VLAPolicy.answer` uses.
+
+Nothing in this module imports torch, transformers or rclpy.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: RT-2 §3.2 action prompt; ``{instruction}`` is the normalised task.
+ACTION_PROMPT_TEMPLATE = "Q: what action should the robot take to {instruction}? A:"
+
+#: Plain VQA prompt used for non-action questions.
+VQA_PROMPT_TEMPLATE = "Q: {question} A:"
+
+#: The placeholder that ``Idefics3Processor`` expands into the image token sequence.
+DEFAULT_IMAGE_TOKEN = "<image>"
+
+_WS_RE = re.compile(r"\s+")
+
+
+def normalize_instruction(instruction: str) -> str:
+    """Strip, collapse runs of whitespace to one space and drop trailing periods.
+
+    ``"  Pick up   the red cube. "`` → ``"Pick up the red cube"``. Case is kept.
+
+    Raises:
+        ValueError: when ``instruction`` is not a string or is empty after normalisation.
+    """
+    if not isinstance(instruction, str):
+        raise ValueError(f"instruction: expected a string, got {type(instruction).__name__}")
+    text = _WS_RE.sub(" ", instruction).strip().rstrip(".").rstrip()
+    if not text:
+        raise ValueError(f"instruction: expected a non-empty string, got {instruction!r}")
+    return text
+
+
+def action_prompt(instruction: str) -> str:
+    """RT-2's action prompt (§3.2): ``"Q: what action should the robot take to {instruction}? A:"``.
+
+    Raises:
+        ValueError: on an empty or non-string instruction (see :func:`normalize_instruction`).
+    """
+    return ACTION_PROMPT_TEMPLATE.format(instruction=normalize_instruction(instruction))
+
+
+def vqa_prompt(question: str) -> str:
+    """Plain question prompt ``"Q: {question} A:"`` (whitespace-normalised, case kept).
+
+    Raises:
+        ValueError: on an empty or non-string question.
+    """
+    if not isinstance(question, str):
+        raise ValueError(f"question: expected a string, got {type(question).__name__}")
+    text = _WS_RE.sub(" ", question).strip()
+    if not text:
+        raise ValueError(f"question: expected a non-empty string, got {question!r}")
+    return VQA_PROMPT_TEMPLATE.format(question=text)
+
+
+def with_image(prompt: str, image_token: str = DEFAULT_IMAGE_TOKEN) -> str:
+    """Prefix ``prompt`` with one image placeholder, the layout ``Idefics3Processor`` expands.
+
+    The processor replaces each ``<image>`` with
+    ``<fake_token_around_image><global-img><image>×image_seq_len<fake_token_around_image>``.
+
+    Raises:
+        ValueError: when ``prompt`` already contains ``image_token``.
+    """
+    if image_token in prompt:
+        raise ValueError(f"prompt: expected no {image_token!r} placeholder, got {prompt!r}")
+    return f"{image_token}{prompt}"

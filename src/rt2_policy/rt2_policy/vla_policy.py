@@ -1,0 +1,380 @@
+"""The local RT-2-style VLA policy: a Hugging Face VLM + action tokenizer + constrained decoding.
+
+:class:`VLAPolicy` implements :class:`rt2_policy.contract.Policy`. One ``infer`` call:
+
+1. wraps the instruction in RT-2's prompt (Brohan et al., 2023, §3.2)
+   ``"Q: what action should the robot take to {instruction}? A:"`` prefixed with the processor's
+   ``<image>`` placeholder (no chat template);
+2. runs the processor on the RGB frame and prompt;
+3. greedily decodes exactly 8 tokens restricted to the action vocabulary
+   (:func:`rt2_policy.constrained_decoding.decode_action_tokens`; step 0 only bins 0/1);
+4. maps the tokens to bins (:class:`rt2_policy.token_mapping.ActionTokenMapping`) and the bins
+   to a :class:`~rt2_policy.contract.RobotAction`
+   (:class:`rt2_policy.action_tokenizer.ActionTokenizer`).
+
+The same weights also answer free-form questions over the full vocabulary
+(:meth:`VLAPolicy.answer`), RT-2's "one model, two jobs". A checkpoint directory holds the
+model, the processor and ``action_tokenizer_config.json``
+(see :func:`rt2_policy.token_mapping.save_action_config`).
+
+Nothing in this module imports rclpy.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must precede the first torch import: with OMP's default active waiting, 2-thread CPU forward
+# passes stall at random on small machines.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from rt2_policy.action_tokenizer import (  # noqa: E402
+    ACTION_CONFIG_NAME,
+    ActionBounds,
+    ActionTokenizer,
+)
+from rt2_policy.constrained_decoding import (  # noqa: E402
+    build_allowed_mask,
+    decode_action_tokens,
+    generate_text,
+)
+from rt2_policy.contract import ACTION_DIM_NAMES, Observation, RobotAction  # noqa: E402
+from rt2_policy.prompts import (  # noqa: E402
+    DEFAULT_IMAGE_TOKEN,
+    action_prompt,
+    vqa_prompt,
+    with_image,
+)
+from rt2_policy.token_mapping import SCHEMES, ActionTokenMapping  # noqa: E402
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
+    """``None``/``"auto"``/a torch dtype/a dtype name → what ``from_pretrained(dtype=)`` takes."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(f"dtype: expected one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
+
+
+def _read_action_config(path_or_hub_id: str) -> dict[str, Any] | None:
+    """The JSON of ``action_tokenizer_config.json`` in a local dir or (cached) Hub repo, or None."""
+    local = Path(path_or_hub_id)
+    if local.is_dir():
+        file = local / ACTION_CONFIG_NAME
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        file = hf_hub_download(str(path_or_hub_id), ACTION_CONFIG_NAME)
+    except Exception:  # noqa: BLE001 - absent file / offline hub: caller decides
+        return None
+    return json.loads(Path(file).read_text(encoding="utf-8"))
+
+
+def _to_pil(image: Any):
+    """``(H, W, 3)`` uint8 RGB array or PIL image → RGB PIL image.
+
+    Raises:
+        ValueError: on any other input.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image: expected an (H, W, 3) uint8 array, got {image.shape} {image.dtype}"
+            )
+        return Image.fromarray(np.ascontiguousarray(image))
+    raise ValueError(f"image: expected a numpy array or PIL image, got {type(image).__name__}")
+
+
+class VLAPolicy:
+    """RT-2-style VLA policy on a Hugging Face image-text-to-text model (implements ``Policy``).
+
+    Build with :meth:`from_pretrained`; the constructor takes already-loaded parts.
+
+    Args:
+        model: e.g. ``Idefics3ForConditionalGeneration``; put in eval mode here.
+        processor: its processor; must expand ``<image>`` placeholders in text.
+        action_tokenizer: bounds and bins of the 8-dim action.
+        token_mapping: bins ↔ vocabulary ids; every id must be below the model's vocabulary size.
+        model_id: what ``metadata["model_id"]`` reports.
+
+    Raises:
+        ValueError: when the mapping does not fit the model's vocabulary or bin count.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        action_tokenizer: ActionTokenizer,
+        token_mapping: ActionTokenMapping,
+        model_id: str = "",
+    ) -> None:
+        if token_mapping.num_bins != action_tokenizer.num_bins:
+            raise ValueError(
+                f"token_mapping.num_bins: expected {action_tokenizer.num_bins}, "
+                f"got {token_mapping.num_bins}"
+            )
+        self.model = model.eval()
+        self.processor = processor
+        self.action_tokenizer = action_tokenizer
+        self.token_mapping = token_mapping
+        self.model_id = str(model_id)
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # batched decoding needs left padding
+        self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        # Precomputed once: (8, vocab) bool, True where a token may be emitted at that step.
+        self._allowed = build_allowed_mask(
+            token_mapping.allowed_ids_per_step(), self.vocab_size, device=self.device
+        )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        token_scheme: str | None = None,
+        bounds: ActionBounds | None = None,
+    ) -> VLAPolicy:
+        """Load model, processor and action config from one checkpoint.
+
+        The model is loaded with ``AutoModelForImageTextToText``, the processor with
+        ``AutoProcessor``, bounds and token mapping from ``action_tokenizer_config.json``.
+
+        Args:
+            path_or_hub_id: checkpoint directory, or a Hub id already in the local cache.
+            device: torch device for the model, e.g. ``"cpu"`` or ``"cuda:0"``.
+            dtype: ``None`` (checkpoint default), ``"auto"``, a torch dtype or
+                ``"float32"``/``"bfloat16"``/``"float16"``.
+            token_scheme: override the stored token mapping with ``"integer_tokens"`` or
+                ``"last_n"`` built from the processor's tokenizer; None keeps the stored one.
+            bounds: override the stored action bounds.
+
+        Raises:
+            ValueError: when no action config is stored and no ``token_scheme`` is given, for
+                ``token_scheme="least_used"`` without a stored least-used mapping (it needs corpus
+                counts: build it with :meth:`ActionTokenMapping.least_used`), or a bad dtype.
+            OSError: when the model or processor cannot be loaded.
+        """
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        source = str(path_or_hub_id)
+        torch_dtype = _resolve_dtype(dtype)
+        kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        model.to(device)
+        processor = AutoProcessor.from_pretrained(source)
+
+        data = _read_action_config(source) or {}
+        stored_tok = data.get("action_tokenizer")
+        action_tokenizer = (
+            ActionTokenizer.from_dict(stored_tok) if stored_tok is not None else ActionTokenizer()
+        )
+        if bounds is not None:
+            action_tokenizer = ActionTokenizer(bounds, action_tokenizer.num_bins)
+        stored_map = data.get("token_mapping")
+        if token_scheme is None or (stored_map and stored_map.get("scheme") == token_scheme):
+            if stored_map is None:
+                raise ValueError(
+                    f"{source}: expected {ACTION_CONFIG_NAME} with a token mapping, got none; "
+                    f"pass token_scheme= one of ('integer_tokens', 'last_n')"
+                )
+            mapping = ActionTokenMapping.from_dict(stored_map)
+        elif token_scheme == "least_used":
+            raise ValueError(
+                "token_scheme: 'least_used' needs corpus token counts; build it with "
+                "ActionTokenMapping.least_used(...) and save_action_config(), got no stored one"
+            )
+        elif token_scheme in SCHEMES:
+            mapping = ActionTokenMapping.from_tokenizer(
+                processor.tokenizer, token_scheme, action_tokenizer.num_bins
+            )
+        else:
+            raise ValueError(
+                f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
+            )
+        return cls(model, processor, action_tokenizer, mapping, model_id=source)
+
+    # ------------------------------------------------------------------ helpers
+    def _prepare(self, images: list[Any], prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Processor call → tensors on the model's device (pixel values in the model's dtype)."""
+        try:
+            batch = self.processor(
+                text=prompts,
+                images=[[img] for img in images],
+                return_tensors="pt",
+                padding=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - processor errors mean unusable input
+            raise ValueError(f"processor: could not encode the observation: {exc}") from exc
+        inputs: dict[str, torch.Tensor] = {}
+        for key, value in batch.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            value = value.to(self.device)
+            if key == "pixel_values":
+                value = value.to(self.dtype)
+            inputs[key] = value
+        return inputs
+
+    def _decode(self, inputs: dict[str, torch.Tensor]):
+        try:
+            return decode_action_tokens(self.model, inputs, self._allowed)
+        except RuntimeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend failure stops the arm
+            raise RuntimeError(f"VLA decoding failed: {exc}") from exc
+
+    @staticmethod
+    def _check_observation(observation: Any) -> Observation:
+        if not isinstance(observation, Observation):
+            raise ValueError(
+                f"observation: expected rt2_policy.contract.Observation, "
+                f"got {type(observation).__name__}"
+            )
+        return observation
+
+    def _actions(self, token_ids: torch.Tensor, latency: float, extra: dict) -> list[RobotAction]:
+        ids = token_ids.numpy()
+        try:
+            bins = self.token_mapping.token_id_to_bin(ids)
+        except ValueError as exc:  # cannot happen with the mask; guard anyway
+            raise RuntimeError(f"VLA emitted a non-action token: {exc}") from exc
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        actions = []
+        for row in range(ids.shape[0]):
+            action = self.action_tokenizer.decode(bins[row], latency=latency)
+            if not action.is_finite():
+                raise RuntimeError(f"VLA produced a non-finite action: {action}")
+            raw = tokenizer.decode(ids[row].tolist()) if tokenizer is not None else ""
+            action.extra.update(extra, token_ids=ids[row].copy(), raw_text=raw)
+            actions.append(action)
+        return actions
+
+    # ------------------------------------------------------------------ Policy API
+    @torch.inference_mode()
+    def infer(self, observation: Observation) -> RobotAction:
+        """Return the action for one observation (8 constrained greedy tokens).
+
+        Returns:
+            :class:`RobotAction` with ``bins`` ``(8,)`` int64, ``text`` the RT-2 string
+            (``"0 128 91 …"``), ``latency`` wall-clock seconds of this call (pre-processing
+            included), ``extra`` = ``{"prompt", "step_times", "token_ids", "raw_text"}``.
+
+        Raises:
+            ValueError: when ``observation`` is not an :class:`Observation` or cannot be encoded.
+            RuntimeError: on non-finite logits or any model failure.
+        """
+        return self.infer_batch([observation])[0]
+
+    @torch.inference_mode()
+    def infer_batch(self, observations: Sequence[Observation]) -> list[RobotAction]:
+        """Actions for several observations in one left-padded batch.
+
+        Each action's ``latency`` is the wall-clock time of the whole batch, seconds; results
+        equal per-observation :meth:`infer` up to floating-point ties.
+
+        Raises:
+            ValueError / RuntimeError: as :meth:`infer`.
+        """
+        start = time.perf_counter()
+        obs = [self._check_observation(o) for o in observations]
+        if not obs:
+            return []
+        prompts = [with_image(action_prompt(o.instruction), self.image_token) for o in obs]
+        images = [_to_pil(o.image) for o in obs]
+        inputs = self._prepare(images, prompts)
+        result = self._decode(inputs)
+        latency = time.perf_counter() - start
+        actions = []
+        for i, action in enumerate(self._actions(result.token_ids, latency, {})):
+            action.extra.update(prompt=prompts[i], step_times=result.step_times)
+            actions.append(action)
+        return actions
+
+    def reset(self) -> None:
+        """No per-episode state: RT-2 conditions on the current frame only."""
+
+    @torch.inference_mode()
+    def answer(self, image: Any, question: str, max_new_tokens: int = 32) -> str:
+        """Answer a free-form question about ``image`` over the full vocabulary (greedy).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB array or PIL image.
+            question: e.g. ``"what is on the table?"``; wrapped as ``"Q: {question} A:"``.
+            max_new_tokens: generation budget, >= 1.
+
+        Returns:
+            the decoded answer, special tokens removed, stripped.
+
+        Raises:
+            ValueError: on a bad image, empty question or ``max_new_tokens < 1``.
+            RuntimeError: on model failure.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+        prompt = with_image(vqa_prompt(question), self.image_token)
+        inputs = self._prepare([_to_pil(image)], [prompt])
+        try:
+            return generate_text(self.model, self.processor, inputs, max_new_tokens).texts[0]
+        except Exception as exc:  # noqa: BLE001 - backend failure
+            raise RuntimeError(f"VLA generation failed: {exc}") from exc
+
+    # ------------------------------------------------------------------ description
+    @property
+    def image_size(self) -> int | None:
+        """Square model input resolution in pixels, if the config states it."""
+        vision = getattr(self.model.config, "vision_config", None)
+        size = getattr(vision, "image_size", None)
+        return int(size) if isinstance(size, int) else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable description: model id, action space, bounds, image size, scheme."""
+        return {
+            "model_id": self.model_id,
+            "model_type": getattr(self.model.config, "model_type", ""),
+            "num_parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "image_size": self.image_size,
+            "prompt_template": action_prompt("{instruction}"),
+            "action_space": {
+                "dims": list(ACTION_DIM_NAMES),
+                "num_bins": self.action_tokenizer.num_bins,
+                "terminate": "discrete {0, 1}",
+                "units": "delta position m, delta rotation rad (roll, pitch, yaw), gripper 0..1",
+                "frame": "command frame, REP 103 (x forward, y left, z up)",
+            },
+            "bounds": self.action_tokenizer.bounds.to_dict(),
+            "token_scheme": self.token_mapping.scheme,
+        }

@@ -1,0 +1,172 @@
+"""Constrained greedy decoding of action tokens on the tiny VLA."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rt2_policy.constrained_decoding import (
+    build_allowed_mask,
+    decode_action_tokens,
+    generate_text,
+)
+from rt2_policy.prompts import action_prompt, with_image
+from rt2_policy.token_mapping import ActionTokenMapping
+
+
+def _image(seed: int, shape=(96, 96, 3)):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+
+
+def _inputs(processor, instructions, seeds):
+    prompts = [with_image(action_prompt(i)) for i in instructions]
+    images = [[_image(s)] for s in seeds]
+    return processor(text=prompts, images=images, return_tensors="pt", padding=True)
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_vla_parts, tiny_vla_dir):
+    model, processor = tiny_vla_parts
+    mapping = ActionTokenMapping.from_pretrained(tiny_vla_dir)
+    return model, processor, mapping
+
+
+def _with_bias(model, token_id: int, value: float):
+    """A copy of ``model`` whose lm_head adds ``value`` to the logit of ``token_id``."""
+    boosted = copy.deepcopy(model)
+    old = boosted.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[token_id] = value
+    boosted.lm_head = head
+    return boosted.eval()
+
+
+def test_emits_exactly_eight_action_tokens(parts):
+    model, processor, mapping = parts
+    inputs = _inputs(processor, ["pick up the red cube"], [0])
+    result = decode_action_tokens(model, inputs, mapping.allowed_ids_per_step())
+    assert result.token_ids.shape == (1, 8)
+    assert result.token_ids.dtype == torch.int64
+    assert len(result.step_times) == 8
+    assert all(t >= 0 for t in result.step_times)
+    bins = mapping.token_id_to_bin(result.token_ids.numpy())  # raises on a non-action id
+    assert bins[0, 0] in (0, 1)
+
+
+def test_mask_wins_over_a_boosted_word(parts):
+    model, processor, mapping = parts
+    tok = processor.tokenizer
+    word = tok.convert_tokens_to_ids("cube")
+    boosted = _with_bias(model, word, 100.0)
+    inputs = _inputs(processor, ["pick up the red cube"], [1])
+    with torch.inference_mode():
+        logits = boosted(**inputs).logits[:, -1, :]
+    assert int(logits.argmax(-1)) == word  # unconstrained greedy would say "cube"
+    assert not mapping.is_action_token(word)
+
+    result = decode_action_tokens(boosted, inputs, mapping.allowed_ids_per_step())
+    ids = result.token_ids.numpy()
+    assert mapping.is_action_token(ids).all(), ids
+    bins = mapping.token_id_to_bin(ids)
+    assert bins[0, 0] in (0, 1)
+    # and free-running generation on the same model does produce the word
+    text = generate_text(boosted, processor, inputs, max_new_tokens=3)
+    assert text.texts[0].split() == ["cube"] * 3
+    assert text.token_ids.tolist() == [[word] * 3]
+
+
+def test_terminate_step_only_allows_bins_zero_and_one(parts):
+    model, processor, mapping = parts
+    target = int(mapping.bin_to_token_id(17))
+    boosted = _with_bias(model, target, 100.0)
+    inputs = _inputs(processor, ["open the drawer"], [2])
+    result = decode_action_tokens(boosted, inputs, mapping.allowed_ids_per_step())
+    bins = mapping.token_id_to_bin(result.token_ids.numpy())[0]
+    assert bins[0] in (0, 1)  # bin 17 is boosted but not a terminate value
+    assert bins[1:].tolist() == [17] * 7
+
+
+def test_kv_cache_matches_full_recompute(parts):
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    for seed, instruction in [(3, "pick up the red cube"), (4, "move the blue can to the left")]:
+        inputs = _inputs(processor, [instruction], [seed])
+        cached = decode_action_tokens(model, inputs, mask, use_cache=True)
+        full = decode_action_tokens(model, inputs, mask, use_cache=False)
+        assert torch.equal(cached.token_ids, full.token_ids)
+
+
+def test_batch_equals_single_with_left_padding(parts):
+    model, processor, mapping = parts
+    instructions = ["pick up the red cube", "put the small green ball into the big brown bowl"]
+    seeds = [5, 6]
+    batch = _inputs(processor, instructions, seeds)
+    assert (batch["attention_mask"][0] == 0).any()  # the short prompt really is padded
+    assert (batch["attention_mask"][:, -1] == 1).all()  # on the left
+    allowed = mapping.allowed_ids_per_step()
+    together = decode_action_tokens(model, batch, allowed).token_ids
+    alone = torch.cat(
+        [
+            decode_action_tokens(model, _inputs(processor, [i], [s]), allowed).token_ids
+            for i, s in zip(instructions, seeds, strict=True)
+        ]
+    )
+    assert not torch.equal(alone[0], alone[1])  # the two inputs give different actions
+    assert torch.equal(together, alone)
+
+
+def test_right_padding_is_refused(parts):
+    model, processor, mapping = parts
+    inputs = dict(_inputs(processor, ["pick up the cube", "pick up the red cube now"], [0, 1]))
+    inputs["attention_mask"] = inputs["attention_mask"].flip(-1)
+    with pytest.raises(ValueError, match="left padding"):
+        decode_action_tokens(model, inputs, mapping.allowed_ids_per_step())
+
+
+def test_nan_logits_raise_runtime_error(parts):
+    model, processor, mapping = parts
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.lm_head.weight.fill_(float("nan"))
+    inputs = _inputs(processor, ["pick up the red cube"], [0])
+    with pytest.raises(RuntimeError, match="finite"):
+        decode_action_tokens(broken, inputs, mapping.allowed_ids_per_step())
+
+
+def test_build_allowed_mask():
+    mask = build_allowed_mask([[1, 2], np.array([0, 4]), torch.tensor([3])], 5)
+    assert mask.dtype == torch.bool and mask.shape == (3, 5)
+    assert mask.tolist() == [
+        [False, True, True, False, False],
+        [True, False, False, False, True],
+        [False, False, False, True, False],
+    ]
+    with pytest.raises(ValueError, match="expected ids in"):
+        build_allowed_mask([[5]], 5)
+    with pytest.raises(ValueError, match="at least one id"):
+        build_allowed_mask([[]], 5)
+    with pytest.raises(ValueError, match="at least one step"):
+        build_allowed_mask([], 5)
+
+
+def test_custom_steps_and_generate_text(parts):
+    model, processor, mapping = parts
+    inputs = _inputs(processor, ["pick up the red cube"], [0])
+    only = [int(mapping.bin_to_token_id(b)) for b in (3, 4)]
+    result = decode_action_tokens(model, inputs, [only, only, only])
+    assert result.token_ids.shape == (1, 3)
+    assert set(result.token_ids.flatten().tolist()) <= set(only)
+    text = generate_text(model, processor, inputs, max_new_tokens=4)
+    assert isinstance(text.texts[0], str)
+    assert 1 <= text.token_ids.shape[1] <= 4
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_text(model, processor, inputs, max_new_tokens=0)

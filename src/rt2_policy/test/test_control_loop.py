@@ -1,0 +1,90 @@
+import math
+
+import numpy as np
+import pytest
+
+from rt2_policy.contract import RobotAction
+from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame
+from rt2_policy.episode import Episode, EpisodeLimits, Outcome
+from rt2_policy.scripted_policy import ScriptedPolicy
+
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+def _frame(stamp):
+    return Frame(stamp=stamp, to_rgb=lambda: IMAGE)
+
+
+def _loop(actions, **cfg):
+    return ControlLoop(ScriptedPolicy(actions), ControlConfig(control_rate=5.0, **cfg))
+
+
+def test_moves_then_terminates():
+    loop = _loop(["0 255 128 128 128 128 128 200", "1 128 128 128 128 128 128 200"])
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    first = loop.step(ep, _frame(0.0), now=0.1)
+    assert first.fault is None and not first.finished
+    dx = first.action.delta_position[0]
+    assert first.twist.linear[0] == pytest.approx(dx / 0.2)  # delta / period
+    assert first.gripper == pytest.approx(first.action.gripper)
+    second = loop.step(ep, _frame(0.2), now=0.3)
+    assert second.finished and second.twist.is_zero()
+    assert ep.snapshot().outcome == Outcome.SUCCEEDED
+    assert loop.policy.observations[0].instruction == "pick up the red cube"
+
+
+def test_stale_missing_and_bad_frames_hold_still():
+    loop = _loop(["0 255 128 128 128 128 128 0"], max_image_age=0.5)
+    ep = Episode("x", EpisodeLimits(max_consecutive_faults=3), now=0.0)
+    missing = loop.step(ep, None, now=0.1)
+    assert missing.twist.is_zero() and "no camera frame" in missing.fault
+    stale = loop.step(ep, _frame(0.0), now=2.0)
+    assert stale.twist.is_zero() and "stale camera" in stale.fault
+    assert loop.policy.observations == []  # the policy never saw a stale frame
+
+    def broken():
+        raise ValueError("expected encoding rgb8, got '32FC1'")
+
+    bad = loop.step(ep, Frame(stamp=2.0, to_rgb=broken), now=2.1)
+    assert bad.twist.is_zero() and "32FC1" in bad.fault and bad.finished
+    assert ep.snapshot().outcome == Outcome.ABORTED
+
+
+class _NaNPolicy:
+    def infer(self, observation):
+        return RobotAction(bins=np.zeros(8, np.int64), terminate=False,
+                           delta_position=np.array([math.nan, 0, 0]),
+                           delta_rotation=np.zeros(3), gripper=0.0)
+
+    def reset(self):
+        pass
+
+
+class _FailingPolicy(_NaNPolicy):
+    def infer(self, observation):
+        raise ConnectionError("policy server lost")
+
+
+@pytest.mark.parametrize("policy,text", [(_NaNPolicy(), "non-finite"),
+                                         (_FailingPolicy(), "server lost")])
+def test_backend_faults_hold_still(policy, text):
+    loop = ControlLoop(policy, ControlConfig())
+    ep = Episode("x", EpisodeLimits(), now=0.0)
+    result = loop.step(ep, _frame(0.0), now=0.01)
+    assert result.twist.is_zero() and text in result.fault and not result.finished
+
+
+def test_limits_end_episode_before_inference():
+    loop = _loop(["0 200 128 128 128 128 128 0"])
+    ep = Episode("x", EpisodeLimits(max_steps=1), now=0.0)
+    assert not loop.step(ep, _frame(0.0), now=0.0).finished
+    result = loop.step(ep, _frame(0.2), now=0.2)
+    assert result.finished and result.action is None
+    assert ep.snapshot().outcome == Outcome.TIMED_OUT
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="control_rate"):
+        ControlConfig(control_rate=0.0)
+    with pytest.raises(ValueError, match="at least one action"):
+        ScriptedPolicy([])

@@ -1,0 +1,183 @@
+"""The policy node over real rclpy and DDS, with a scripted policy double and a fake camera."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed: run make setup")
+pytest.importorskip("rt2_msgs.msg", reason="rt2_msgs not built: run make setup")
+
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float64, String  # noqa: E402
+
+from rt2_msgs.action import ExecuteInstruction  # noqa: E402
+from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
+from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
+from rt2_policy.policy_node import PolicyNode  # noqa: E402
+
+from .ros_harness import RosHarness  # noqa: E402
+
+MOVE = "0 255 128 128 128 128 128 255"  # +x at the upper bound, gripper closed
+STOP = "1 128 128 128 128 128 128 255"
+RATE = 10.0
+
+
+class Probe:
+    """Test-side node: fake camera, and recorders of everything the policy node publishes."""
+
+    def __init__(self, harness: RosHarness, encoding: str = "rgb8") -> None:
+        self.node = harness.rclpy.create_node("probe", context=harness.context)
+        self.encoding = encoding
+        self.camera_on = threading.Event()
+        self.camera_on.set()
+        self.twists: list[tuple[float, TwistStamped]] = []
+        self.actions: list[RT2Action] = []
+        self.statuses: list[EpisodeStatus] = []
+        self.gripper: list[float] = []
+        self.image_pub = self.node.create_publisher(Image, "/camera/image_raw",
+                                                    qos_profile_sensor_data)
+        self.instruction_pub = self.node.create_publisher(String, "/rt2/instruction", 10)
+        self.node.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds",
+                                      lambda m: self.twists.append((self.now(), m)), 100)
+        self.node.create_subscription(RT2Action, "/rt2/action", self.actions.append, 100)
+        self.node.create_subscription(EpisodeStatus, "/rt2/episode_status",
+                                      self.statuses.append, 100)
+        self.node.create_subscription(Float64, "/rt2/gripper_command",
+                                      lambda m: self.gripper.append(m.data), 100)
+        self.node.create_timer(0.05, self._publish_frame)
+        self.client = ActionClient(self.node, ExecuteInstruction, "/rt2/execute_instruction")
+        harness.add(self.node)
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _publish_frame(self) -> None:
+        if not self.camera_on.is_set():
+            return
+        msg = Image()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.header.frame_id = "scene_camera_optical_frame"
+        msg.height, msg.width, msg.encoding = 32, 32, self.encoding
+        channels = 4 if self.encoding == "32FC1" else 3
+        msg.step = 32 * channels
+        msg.data = np.full(32 * 32 * channels, 100, np.uint8).tobytes()
+        self.image_pub.publish(msg)
+
+
+@pytest.fixture
+def harness():
+    h = RosHarness()
+    yield h
+    h.close()
+
+
+def start_policy(harness: RosHarness, actions, **params) -> PolicyNode:
+    overrides = [Parameter("backend", value="scripted"),
+                 Parameter("scripted_actions", value=list(actions)),
+                 Parameter("control_rate", value=RATE),
+                 Parameter("autostart", value=False)]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    node = PolicyNode(context=harness.context, parameter_overrides=overrides)
+    assert node.trigger_configure().name == "SUCCESS"
+    assert node.trigger_activate().name == "SUCCESS"
+    harness.add(node)
+    return node
+
+
+def run_goal(harness, probe, instruction, timeout=20.0):
+    assert probe.client.wait_for_server(timeout_sec=10.0)
+    feedback = []
+    send = probe.client.send_goal_async(ExecuteInstruction.Goal(instruction=instruction),
+                                        feedback_callback=feedback.append)
+    assert harness.wait_for(send.done, 10.0)
+    handle = send.result()
+    assert handle.accepted
+    result = handle.get_result_async()
+    assert harness.wait_for(result.done, timeout)
+    return result.result(), feedback
+
+
+def test_episode_ends_on_terminate_with_servo_twists(harness):
+    probe = Probe(harness)
+    start_policy(harness, [MOVE, MOVE, MOVE, STOP], max_linear_speed=1.0)
+    assert harness.wait_for(lambda: probe.node.count_publishers("/servo_node/delta_twist_cmds"),
+                            5.0)
+    wrapped, feedback = run_goal(harness, probe, "push the red cube forward")
+    result = wrapped.result
+    assert result.outcome == ExecuteInstruction.Result.OUTCOME_SUCCEEDED
+    assert result.steps == 4 and result.duration > 0
+    assert len(feedback) >= 3
+
+    time.sleep(0.3)
+    # RT2Action: the decoded script, in order, with latency and frame.
+    assert [list(a.bins) for a in probe.actions[:4]] == [
+        [int(b) for b in s.split()] for s in (MOVE, MOVE, MOVE, STOP)]
+    assert probe.actions[3].terminate and probe.actions[0].header.frame_id == "panda_link0"
+    decoded = ActionTokenizer().decode([int(b) for b in MOVE.split()])
+    dx, dy = decoded.delta_position[:2]
+    assert probe.actions[0].delta_position.x == pytest.approx(dx)
+
+    # Twist stream: MoveIt Servo's frame from header.frame_id, m/s units, fresh stamps.
+    moving = [m for _, m in probe.twists if m.twist.linear.x != 0.0]
+    assert moving, "no motion twist was streamed"
+    for m in moving:
+        assert m.header.frame_id == "panda_link0"
+        assert m.twist.linear.x == pytest.approx(dx * RATE, rel=1e-5)  # Δx / control period
+        # bin 128 is the bin just above zero (256 bins have no zero centre): |Δ| < half a bin
+        assert m.twist.linear.y == pytest.approx(dy * RATE, rel=1e-5) and abs(dy) <= 0.1 / 256 / 2 + 1e-12
+    for received, m in probe.twists:
+        stamp = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+        assert 0.0 <= received - stamp < 0.1  # fresher than the servo's incoming_command_timeout
+    # Keep-alive: the stream runs faster than the servo's 0.1 s timeout.
+    times = [t for t, _ in probe.twists]
+    assert np.max(np.diff(times)) < 0.1
+    # After terminate the arm is commanded to stop.
+    last_action_time = probe.actions[3].header.stamp.sec + probe.actions[3].header.stamp.nanosec * 1e-9
+    after = [m for t, m in probe.twists if t > last_action_time + 0.05]
+    assert after and all(m.twist.linear.x == 0.0 for m in after)
+    assert probe.gripper and probe.gripper[0] == pytest.approx(1.0, abs=0.01)
+    finished = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_FINISHED]
+    assert finished and finished[-1].outcome == EpisodeStatus.OUTCOME_SUCCEEDED
+
+
+def test_stale_camera_yields_zero_twist_then_abort(harness):
+    probe = Probe(harness)
+    start_policy(harness, [MOVE], max_image_age=0.3, max_consecutive_faults=8)
+    assert harness.wait_for(lambda: probe.node.count_subscribers("/rt2/instruction"), 5.0)
+    probe.instruction_pub.publish(String(data="pick up the red cube"))
+    assert harness.wait_for(lambda: len(probe.actions) >= 2, 5.0)
+    probe.camera_on.clear()
+    camera_stopped = probe.now()
+    assert harness.wait_for(lambda: any(s.outcome == EpisodeStatus.OUTCOME_ABORTED
+                                        for s in probe.statuses), 5.0)
+    # Once the last frame is older than max_image_age (+ one step), only zeros are streamed.
+    late = [m for t, m in probe.twists if t > camera_stopped + 0.3 + 2 / RATE]
+    assert late and all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for m in late)
+    assert not [a for a in probe.actions
+                if a.header.stamp.sec + a.header.stamp.nanosec * 1e-9 > camera_stopped + 0.3 + 2 / RATE]
+    holding = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING]
+    assert holding and "stale camera" in holding[-1].message
+
+
+def test_bad_encoding_and_empty_instruction_keep_arm_still(harness):
+    probe = Probe(harness, encoding="32FC1")
+    node = start_policy(harness, [MOVE])
+    assert harness.wait_for(lambda: probe.node.count_subscribers("/rt2/instruction"), 5.0)
+    probe.instruction_pub.publish(String(data="pick up the red cube"))
+    assert harness.wait_for(lambda: any(s.state == EpisodeStatus.STATE_HOLDING
+                                        for s in probe.statuses), 5.0)
+    assert "encoding" in [s for s in probe.statuses if s.state == 2][-1].message
+    assert probe.actions == []
+    assert all(m.twist.linear.x == 0.0 for _, m in probe.twists)
+    probe.instruction_pub.publish(String(data="   "))
+    assert harness.wait_for(lambda: any(s.outcome == EpisodeStatus.OUTCOME_CANCELED
+                                        for s in probe.statuses), 5.0)
+    assert node._active  # still alive and serving

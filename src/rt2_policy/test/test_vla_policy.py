@@ -1,0 +1,167 @@
+"""VLAPolicy on the tiny VLA, and the RT-2 prompts it uses."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionBounds, ActionTokenizer
+from rt2_policy.contract import Observation, Policy, RobotAction
+from rt2_policy.prompts import action_prompt, normalize_instruction, vqa_prompt, with_image
+from rt2_policy.vla_policy import VLAPolicy
+
+
+def _obs(seed: int = 0, instruction: str = "pick up the red cube", shape=(120, 160, 3)):
+    image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    return Observation(image=image, instruction=instruction, stamp=1.5)
+
+
+# ---------------------------------------------------------------------------- prompts
+def test_action_prompt_matches_rt2():
+    assert action_prompt("pick up the red cube") == (
+        "Q: what action should the robot take to pick up the red cube? A:"
+    )
+    assert action_prompt("  Pick up\tthe  red cube. \n") == (
+        "Q: what action should the robot take to Pick up the red cube? A:"
+    )
+    assert normalize_instruction("move left...") == "move left"
+    for bad in ("", "   ", " . ", None):
+        with pytest.raises(ValueError, match="instruction"):
+            action_prompt(bad)
+
+
+def test_vqa_prompt_and_image_placeholder():
+    assert vqa_prompt(" what is  on the table? ") == "Q: what is on the table? A:"
+    with pytest.raises(ValueError, match="question"):
+        vqa_prompt(" ")
+    assert with_image("Q: x A:") == "<image>Q: x A:"
+    with pytest.raises(ValueError, match="placeholder"):
+        with_image("<image>Q: x A:")
+
+
+# ---------------------------------------------------------------------------- policy
+def test_infer_returns_a_valid_action(tiny_vla_policy):
+    policy = tiny_vla_policy
+    assert isinstance(policy, Policy)
+    action = policy.infer(_obs())
+    assert isinstance(action, RobotAction)
+    assert action.bins.shape == (8,) and action.bins.dtype == np.int64
+    assert action.bins[0] in (0, 1) and action.terminate == bool(action.bins[0])
+    assert ((action.bins[1:] >= 0) & (action.bins[1:] <= 255)).all()
+    assert action.is_finite()
+    parts = action.text.split()
+    assert len(parts) == 8 and all(p.isdigit() for p in parts)
+    np.testing.assert_array_equal(policy.action_tokenizer.from_text(action.text), action.bins)
+    bounds = policy.action_tokenizer.bounds
+    assert np.all(np.abs(action.delta_position) <= np.asarray(bounds.position_high))
+    assert np.all(np.abs(action.delta_rotation) <= np.asarray(bounds.rotation_high))
+    assert 0.0 <= action.gripper <= 1.0
+    assert action.latency > 0
+    assert len(action.extra["step_times"]) == 8
+    assert action.extra["prompt"].startswith("<image>Q: what action should the robot take to")
+    # integer tokens: the model's raw output is the RT-2 string itself
+    assert action.extra["raw_text"] == action.text
+
+
+def test_infer_is_deterministic_and_depends_on_inputs(tiny_vla_policy):
+    policy = tiny_vla_policy
+    first = policy.infer(_obs(0))
+    policy.reset()
+    again = policy.infer(_obs(0))
+    np.testing.assert_array_equal(first.bins, again.bins)
+    others = [policy.infer(_obs(s, "push the blue ball to the left")).bins for s in (1, 2, 3)]
+    assert any(not np.array_equal(first.bins, b) for b in others)
+
+
+def test_infer_batch_equals_single_calls(tiny_vla_policy):
+    policy = tiny_vla_policy
+    observations = [
+        _obs(0),
+        _obs(1, "put the small green ball into the big brown bowl", shape=(64, 64, 3)),
+        _obs(2, "open the drawer"),
+    ]
+    batch = policy.infer_batch(observations)
+    single = [policy.infer(o) for o in observations]
+    assert [a.text for a in batch] == [a.text for a in single]
+    assert policy.infer_batch([]) == []
+
+
+def test_invalid_observation_raises_value_error(tiny_vla_policy):
+    with pytest.raises(ValueError, match="Observation"):
+        tiny_vla_policy.infer({"image": np.zeros((4, 4, 3), np.uint8), "instruction": "go"})
+    with pytest.raises(ValueError):
+        tiny_vla_policy.infer_batch([_obs(), "not an observation"])
+
+
+def test_nan_model_raises_runtime_error(tiny_vla_dir):
+    policy = VLAPolicy.from_pretrained(tiny_vla_dir)
+    with torch.no_grad():
+        policy.model.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(RuntimeError):
+        policy.infer(_obs())
+
+
+def test_answer_returns_text(tiny_vla_policy):
+    reply = tiny_vla_policy.answer(_obs().image, "what is on the table?", max_new_tokens=5)
+    assert isinstance(reply, str)
+    assert len(reply.split()) <= 5
+    from PIL import Image
+
+    assert isinstance(tiny_vla_policy.answer(Image.new("RGB", (50, 40)), "what colour?", 2), str)
+    with pytest.raises(ValueError):
+        tiny_vla_policy.answer(np.zeros((8, 8), np.uint8), "what?")
+    with pytest.raises(ValueError, match="question"):
+        tiny_vla_policy.answer(_obs().image, "  ")
+
+
+def test_metadata(tiny_vla_policy, tiny_vla_dir):
+    meta = tiny_vla_policy.metadata
+    assert meta["model_id"] == str(tiny_vla_dir)
+    assert meta["image_size"] == 96
+    assert meta["token_scheme"] == "integer_tokens"
+    assert meta["action_space"]["dims"][0] == "terminate"
+    assert meta["action_space"]["num_bins"] == 256
+    assert ActionBounds.from_dict(meta["bounds"]) == tiny_vla_policy.action_tokenizer.bounds
+    assert 4_000_000 <= meta["num_parameters"] <= 10_000_000
+    import json
+
+    json.dumps(meta)
+
+
+def test_token_scheme_and_bounds_overrides(tiny_vla_dir):
+    bounds = ActionBounds(position_low=-0.01, position_high=0.01)
+    policy = VLAPolicy.from_pretrained(tiny_vla_dir, token_scheme="last_n", bounds=bounds)
+    assert policy.token_mapping.scheme == "last_n"
+    assert policy.action_tokenizer == ActionTokenizer(bounds)
+    action = policy.infer(_obs())
+    assert action.is_finite() and len(action.text.split()) == 8
+    assert np.all(np.abs(action.delta_position) <= 0.01)
+    # last_n ids are English words, so the raw text is not the bin string
+    assert action.extra["raw_text"] != action.text
+    with pytest.raises(ValueError, match="least_used"):
+        VLAPolicy.from_pretrained(tiny_vla_dir, token_scheme="least_used")
+    with pytest.raises(ValueError, match="token_scheme"):
+        VLAPolicy.from_pretrained(tiny_vla_dir, token_scheme="digits")
+    with pytest.raises(ValueError, match="dtype"):
+        VLAPolicy.from_pretrained(tiny_vla_dir, dtype="float8")
+
+
+def test_missing_action_config(tiny_vla_dir, tmp_path):
+    copy_dir = tmp_path / "no_action_config"
+    shutil.copytree(tiny_vla_dir, copy_dir)
+    (copy_dir / ACTION_CONFIG_NAME).unlink()
+    with pytest.raises(ValueError, match=ACTION_CONFIG_NAME):
+        VLAPolicy.from_pretrained(copy_dir)
+    policy = VLAPolicy.from_pretrained(copy_dir, token_scheme="integer_tokens")
+    assert policy.action_tokenizer == ActionTokenizer()
+    assert len(policy.infer(_obs()).text.split()) == 8
+
+
+def test_bfloat16_load(tiny_vla_dir):
+    policy = VLAPolicy.from_pretrained(tiny_vla_dir, dtype="bfloat16")
+    assert policy.dtype == torch.bfloat16
+    action = policy.infer(_obs())
+    assert action.is_finite() and action.bins.shape == (8,)
