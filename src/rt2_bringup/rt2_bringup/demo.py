@@ -5,7 +5,8 @@ It starts the graph of :func:`rt2_bringup.graph.embedded_graph` as separate proc
 ``ExecuteInstruction`` goal, waits for the result, stops the nodes, and prints a one-line JSON
 summary as the last line of standard output:
 
-    {"outcome": "SUCCEEDED", "steps": 12, "control_rate_hz": 4.98, "mean_inference_latency_ms": 41.3, ...}
+    {"outcome": "SUCCEEDED", "steps": 12, "control_rate_hz": 4.98,
+     "mean_inference_latency_ms": 41.3, ...}
 
 DDS stays on loopback: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` defaults to ``LOCALHOST`` here.
 """
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint directory or hub id (default: the small offline VLA)")
     parser.add_argument("--backend", choices=("local", "scripted"), default="local")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="torch CPU threads of the policy (the simulator needs a core too)")
     parser.add_argument("--control-rate", type=float, default=5.0, help="Hz")
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds")
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "local" and model is None:
         model = str(ensure_model(default_model_dir()))
     config = EmbeddedGraphConfig(backend=args.backend, model_path=model or "",
-                                 device=args.device, control_rate=args.control_rate,
+                                 device=args.device, num_threads=args.num_threads,
+                                 control_rate=args.control_rate,
                                  max_steps=args.max_steps, time_limit=args.time_limit,
                                  seed=args.seed)
     log_dir = Path(tempfile.mkdtemp(prefix="rt2-demo-"))

@@ -49,6 +49,7 @@ class EmbeddedGraphConfig:
         backend: policy backend, ``local`` or ``scripted``.
         model_path: checkpoint directory or hub id for ``local``.
         device: torch device for ``local``.
+        num_threads: torch CPU threads for ``local`` (0 = torch's default).
         control_rate: policy steps per second, Hz.
         max_steps: default step limit of an episode.
         time_limit: default time limit of an episode, seconds.
@@ -62,6 +63,7 @@ class EmbeddedGraphConfig:
     backend: str = "local"
     model_path: str = ""
     device: str = "cpu"
+    num_threads: int = 0
     control_rate: float = 5.0
     max_steps: int = 100
     time_limit: float = 60.0
@@ -90,6 +92,7 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "backend": config.backend,
         "model_path": config.model_path,
         "device": config.device,
+        "num_threads": int(config.num_threads),
         "control_rate": float(config.control_rate),
         "max_steps": int(config.max_steps),
         "time_limit": float(config.time_limit),

@@ -1,8 +1,8 @@
 """Send an instruction to the rt2 policy node from the command line.
 
-    ros2 run rt2_bringup send_instruction "pick up the red cube"          # action, waits, prints result
-    ros2 run rt2_bringup send_instruction --topic "pick up the red cube"  # fire-and-forget topic
-    ros2 run rt2_bringup send_instruction --stop                          # end the episode, arm stops
+    ros2 run rt2_bringup send_instruction "pick up the red cube"   # action: waits, prints result
+    ros2 run rt2_bringup send_instruction --topic "pick up the cube"  # topic: fire and forget
+    ros2 run rt2_bringup send_instruction --stop                   # end the episode, arm stops
 
 Ctrl-C while waiting cancels the goal. Equivalent ros2cli commands are in the README.
 """

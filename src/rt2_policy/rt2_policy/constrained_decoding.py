@@ -40,11 +40,14 @@ class DecodeResult:
         step_times: wall-clock seconds per generated token, length ``steps``; entry 0 includes
             the prefill forward (vision tower + prompt).
         total_time: wall-clock seconds of the whole decode.
+        scores: with ``output_scores=True``, the raw (unmasked) next-token logits of every step,
+            shape ``(batch, steps, vocab_size)``, float32, CPU; else None.
     """
 
     token_ids: torch.Tensor
     step_times: tuple[float, ...]
     total_time: float
+    scores: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.token_ids.ndim != 2:
@@ -138,6 +141,7 @@ def decode_action_tokens(
     allowed_ids_per_step: Sequence[Sequence[int] | np.ndarray | torch.Tensor] | torch.Tensor,
     *,
     use_cache: bool = True,
+    output_scores: bool = False,
 ) -> DecodeResult:
     """Greedy decode of ``len(allowed_ids_per_step)`` tokens, each restricted to its allowed ids.
 
@@ -153,6 +157,7 @@ def decode_action_tokens(
         use_cache: True: prefill once, then one-token forwards with ``past_key_values``.
             False: recompute the full sequence (with the image) every step — slow, the
             reference the cached path must match.
+        output_scores: also return every step's raw logits (:attr:`DecodeResult.scores`).
 
     Returns:
         :class:`DecodeResult` with ``token_ids`` ``(B, steps)``.
@@ -184,6 +189,7 @@ def decode_action_tokens(
     batch = input_ids.shape[0]
     generated = torch.empty((batch, steps), dtype=torch.long, device=input_ids.device)
     step_times: list[float] = []
+    scores: list[torch.Tensor] = []
     prefill_extra = {k: v for k, v in inputs.items() if k in _PREFILL_ONLY_KEYS}
 
     if use_cache:
@@ -199,7 +205,10 @@ def decode_action_tokens(
         past = out.past_key_values
         t_prev = start
         for step in range(steps):
-            next_ids = _masked_argmax(out.logits[:, -1, :], mask[step], step)
+            logits = out.logits[:, -1, :]
+            if output_scores:
+                scores.append(logits.float().cpu())
+            next_ids = _masked_argmax(logits, mask[step], step)
             generated[:, step] = next_ids
             if step + 1 < steps:
                 attention_mask = torch.cat(
@@ -228,7 +237,10 @@ def decode_action_tokens(
                 use_cache=False,
                 **prefill_extra,
             )
-            next_ids = _masked_argmax(out.logits[:, -1, :], mask[step], step)
+            logits = out.logits[:, -1, :]
+            if output_scores:
+                scores.append(logits.float().cpu())
+            next_ids = _masked_argmax(logits, mask[step], step)
             generated[:, step] = next_ids
             ids = torch.cat([ids, next_ids[:, None]], dim=1)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=1)
@@ -240,6 +252,7 @@ def decode_action_tokens(
         token_ids=generated.cpu(),
         step_times=tuple(step_times),
         total_time=time.perf_counter() - start,
+        scores=torch.stack(scores, dim=1) if output_scores else None,
     )
 
 

@@ -36,9 +36,11 @@ class ControlConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_rate) and self.control_rate > 0):
-            raise ValueError(f"control_rate: expected a finite number > 0 Hz, got {self.control_rate!r}")
+            raise ValueError(
+                f"control_rate: expected a finite number > 0 Hz, got {self.control_rate!r}")
         if not (math.isfinite(self.max_image_age) and self.max_image_age > 0):
-            raise ValueError(f"max_image_age: expected a finite number > 0 s, got {self.max_image_age!r}")
+            raise ValueError(
+                f"max_image_age: expected a finite number > 0 s, got {self.max_image_age!r}")
 
     @property
     def control_period(self) -> float:

@@ -53,10 +53,12 @@ class EpisodeLimits:
         if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise ValueError(f"max_steps: expected an integer >= 1, got {self.max_steps!r}")
         if not (math.isfinite(self.time_limit) and self.time_limit > 0):
-            raise ValueError(f"time_limit: expected a finite number > 0 s, got {self.time_limit!r}")
+            raise ValueError(
+                f"time_limit: expected a finite number > 0 s, got {self.time_limit!r}")
         if not (isinstance(self.max_consecutive_faults, int) and self.max_consecutive_faults >= 1):
             raise ValueError(
-                f"max_consecutive_faults: expected an integer >= 1, got {self.max_consecutive_faults!r}"
+                "max_consecutive_faults: expected an integer >= 1, "
+                f"got {self.max_consecutive_faults!r}"
             )
 
 
@@ -116,13 +118,13 @@ class Episode:
             return self._state in (EpisodeState.RUNNING, EpisodeState.HOLDING)
 
     def check_limits(self, now: float) -> bool:
-        """Finish as TIMED_OUT when a limit is reached. Returns True if the episode is (now) over."""
+        """Finish as TIMED_OUT when a limit is reached; True if the episode is (now) over."""
         with self._lock:
             if self._state == EpisodeState.FINISHED:
                 return True
             if self._step >= self.limits.max_steps:
-                self._finish_locked(Outcome.TIMED_OUT, f"step limit {self.limits.max_steps} reached",
-                                    now)
+                self._finish_locked(Outcome.TIMED_OUT,
+                                    f"step limit {self.limits.max_steps} reached", now)
                 return True
             if now - self._started >= self.limits.time_limit:
                 self._finish_locked(Outcome.TIMED_OUT,
@@ -154,12 +156,13 @@ class Episode:
             self._message = reason
             if self._faults >= self.limits.max_consecutive_faults:
                 self._finish_locked(
-                    Outcome.ABORTED, f"aborted after {self._faults} consecutive faults: {reason}", now)
+                    Outcome.ABORTED,
+                    f"aborted after {self._faults} consecutive faults: {reason}", now)
                 return True
             return False
 
     def finish(self, outcome: Outcome, message: str, now: float) -> bool:
-        """End the episode with ``outcome`` unless it already ended. Returns True if this call ended it."""
+        """End the episode with ``outcome`` unless it already ended; True if this call did."""
         with self._lock:
             if self._state == EpisodeState.FINISHED:
                 return False

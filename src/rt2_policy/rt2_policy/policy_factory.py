@@ -16,7 +16,8 @@ BACKENDS = ("local", "scripted")
 
 
 def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
-                scripted_actions: Sequence[str] = (), scripted_delay: float = 0.0) -> Policy:
+                scripted_actions: Sequence[str] = (), scripted_delay: float = 0.0,
+                num_threads: int = 0) -> Policy:
     """Create a policy.
 
     Args:
@@ -25,6 +26,8 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         device: torch device string, e.g. ``"cpu"`` or ``"cuda:0"`` (``local``).
         scripted_actions: RT-2 action strings to replay (``scripted``).
         scripted_delay: seconds each scripted ``infer`` takes (``scripted``).
+        num_threads: torch intra-op threads for ``local`` on the CPU; 0 keeps torch's default.
+            On small CPUs sharing cores with a simulator, 1 is often fastest.
 
     Raises:
         ValueError: unknown backend or missing model path.
@@ -33,7 +36,14 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
     if backend == "local":
         if not model_path:
             raise ValueError("model_path: expected a checkpoint directory or hub id, got ''")
+        import torch
+
         from rt2_policy.vla_policy import VLAPolicy  # heavy: torch + transformers
+
+        if num_threads < 0:
+            raise ValueError(f"num_threads: expected >= 0, got {num_threads}")
+        if num_threads:
+            torch.set_num_threads(num_threads)
 
         return VLAPolicy.from_pretrained(model_path, device=device)
     if backend == "scripted":

@@ -81,6 +81,8 @@ PARAMETERS = {
         description="checkpoint directory or Hugging Face hub id (backend local)", read_only=True)),
     "device": ("cpu", ParameterDescriptor(
         description="torch device, e.g. cpu or cuda:0 (backend local)", read_only=True)),
+    "num_threads": (0, _int_param(0, 256,
+                    "torch CPU threads for backend local; 0 = torch's default")),
     "scripted_actions": (["0 128 128 128 128 128 128 0"], ParameterDescriptor(
         description="RT-2 action strings replayed by backend scripted; the last one repeats",
         read_only=True)),
@@ -91,7 +93,8 @@ PARAMETERS = {
     "max_image_age": (0.5, _float_param(0.01, 60.0,
                       "seconds after which a camera frame is stale; the arm then holds still")),
     "max_linear_speed": (0.25, _float_param(0.001, 2.0, "clamp on the twist's linear norm, m/s")),
-    "max_angular_speed": (1.0, _float_param(0.001, 6.3, "clamp on the twist's angular norm, rad/s")),
+    "max_angular_speed": (1.0, _float_param(0.001, 6.3,
+                          "clamp on the twist's angular norm, rad/s")),
     "max_steps": (100, _int_param(1, 1_000_000, "default step limit of an episode")),
     "time_limit": (60.0, _float_param(0.1, 86400.0, "default time limit of an episode, s")),
     "max_consecutive_faults": (25, _int_param(1, 1_000_000,
@@ -164,7 +167,8 @@ class PolicyNode(LifecycleNode):
             self._policy = make_policy(
                 self._p("backend"), model_path=self._p("model_path"), device=self._p("device"),
                 scripted_actions=list(self._p("scripted_actions")),
-                scripted_delay=float(self._p("scripted_delay")))
+                scripted_delay=float(self._p("scripted_delay")),
+                num_threads=int(self._p("num_threads")))
             self.get_logger().info(f"loaded policy backend={self._p('backend')} "
                                    f"model={self._p('model_path') or '-'} in "
                                    f"{time.perf_counter() - started:.2f} s")

@@ -61,7 +61,7 @@ class Twist:
 
 
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """Rotation matrix of fixed-axis roll (x), pitch (y), yaw (z): ``R = Rz(yaw) Ry(pitch) Rx(roll)``.
+    """Rotation matrix of fixed-axis roll (x), pitch (y), yaw (z): ``Rz(yaw) Ry(pitch) Rx(roll)``.
 
     Convention of REP 103 / ``tf2`` ``setRPY``. Returns shape ``(3, 3)``, float64.
     """

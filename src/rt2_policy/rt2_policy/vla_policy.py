@@ -121,6 +121,8 @@ class VLAPolicy:
         token_mapping: bins ↔ vocabulary ids; every id must be below the model's vocabulary size.
         model_id: what ``metadata["model_id"]`` reports.
 
+    The processor's tokenizer is switched to left padding (batched decoding needs it).
+
     Raises:
         ValueError: when the mapping does not fit the model's vocabulary or bin count.
     """
@@ -247,6 +249,7 @@ class VLAPolicy:
         return inputs
 
     def _decode(self, inputs: dict[str, torch.Tensor]):
+        """Constrained decode; any failure surfaces as RuntimeError (the caller stops the arm)."""
         try:
             return decode_action_tokens(self.model, inputs, self._allowed)
         except RuntimeError:
@@ -263,7 +266,8 @@ class VLAPolicy:
             )
         return observation
 
-    def _actions(self, token_ids: torch.Tensor, latency: float, extra: dict) -> list[RobotAction]:
+    def _actions(self, token_ids: torch.Tensor, latency: float) -> list[RobotAction]:
+        """``(B, 8)`` action token ids → B actions (``extra`` holds ids and raw decoded text)."""
         ids = token_ids.numpy()
         try:
             bins = self.token_mapping.token_id_to_bin(ids)
@@ -276,7 +280,7 @@ class VLAPolicy:
             if not action.is_finite():
                 raise RuntimeError(f"VLA produced a non-finite action: {action}")
             raw = tokenizer.decode(ids[row].tolist()) if tokenizer is not None else ""
-            action.extra.update(extra, token_ids=ids[row].copy(), raw_text=raw)
+            action.extra.update(token_ids=ids[row].copy(), raw_text=raw)
             actions.append(action)
         return actions
 
@@ -316,7 +320,7 @@ class VLAPolicy:
         result = self._decode(inputs)
         latency = time.perf_counter() - start
         actions = []
-        for i, action in enumerate(self._actions(result.token_ids, latency, {})):
+        for i, action in enumerate(self._actions(result.token_ids, latency)):
             action.extra.update(prompt=prompts[i], step_times=result.step_times)
             actions.append(action)
         return actions

@@ -100,9 +100,11 @@ def test_kv_cache_matches_full_recompute(parts):
     mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
     for seed, instruction in [(3, "pick up the red cube"), (4, "move the blue can to the left")]:
         inputs = _inputs(processor, [instruction], [seed])
-        cached = decode_action_tokens(model, inputs, mask, use_cache=True)
-        full = decode_action_tokens(model, inputs, mask, use_cache=False)
+        cached = decode_action_tokens(model, inputs, mask, use_cache=True, output_scores=True)
+        full = decode_action_tokens(model, inputs, mask, use_cache=False, output_scores=True)
         assert torch.equal(cached.token_ids, full.token_ids)
+        assert cached.scores.shape == (1, 8, model.lm_head.out_features)
+        torch.testing.assert_close(cached.scores, full.scores, atol=1e-4, rtol=1e-4)
 
 
 def test_batch_equals_single_with_left_padding(parts):
@@ -113,15 +115,17 @@ def test_batch_equals_single_with_left_padding(parts):
     assert (batch["attention_mask"][0] == 0).any()  # the short prompt really is padded
     assert (batch["attention_mask"][:, -1] == 1).all()  # on the left
     allowed = mapping.allowed_ids_per_step()
-    together = decode_action_tokens(model, batch, allowed).token_ids
-    alone = torch.cat(
-        [
-            decode_action_tokens(model, _inputs(processor, [i], [s]), allowed).token_ids
-            for i, s in zip(instructions, seeds, strict=True)
-        ]
+    together = decode_action_tokens(model, batch, allowed, output_scores=True)
+    alone = [
+        decode_action_tokens(model, _inputs(processor, [i], [s]), allowed, output_scores=True)
+        for i, s in zip(instructions, seeds, strict=True)
+    ]
+    alone_ids = torch.cat([r.token_ids for r in alone])
+    assert not torch.equal(alone_ids[0], alone_ids[1])  # the two inputs give different actions
+    assert torch.equal(together.token_ids, alone_ids)
+    torch.testing.assert_close(
+        together.scores, torch.cat([r.scores for r in alone]), atol=1e-4, rtol=1e-4
     )
-    assert not torch.equal(alone[0], alone[1])  # the two inputs give different actions
-    assert torch.equal(together, alone)
 
 
 def test_right_padding_is_refused(parts):

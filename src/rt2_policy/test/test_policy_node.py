@@ -72,6 +72,10 @@ class Probe:
         self.image_pub.publish(msg)
 
 
+def stamp_of(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
 @pytest.fixture
 def harness():
     h = RosHarness()
@@ -132,15 +136,16 @@ def test_episode_ends_on_terminate_with_servo_twists(harness):
         assert m.header.frame_id == "panda_link0"
         assert m.twist.linear.x == pytest.approx(dx * RATE, rel=1e-5)  # Δx / control period
         # bin 128 is the bin just above zero (256 bins have no zero centre): |Δ| < half a bin
-        assert m.twist.linear.y == pytest.approx(dy * RATE, rel=1e-5) and abs(dy) <= 0.1 / 256 / 2 + 1e-12
+        assert m.twist.linear.y == pytest.approx(dy * RATE, rel=1e-5)
+        assert abs(dy) <= 0.1 / 256 / 2 + 1e-12
     for received, m in probe.twists:
-        stamp = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
-        assert 0.0 <= received - stamp < 0.1  # fresher than the servo's incoming_command_timeout
+        # fresher than the servo's incoming_command_timeout
+        assert 0.0 <= received - stamp_of(m) < 0.1
     # Keep-alive: the stream runs faster than the servo's 0.1 s timeout.
     times = [t for t, _ in probe.twists]
     assert np.max(np.diff(times)) < 0.1
     # After terminate the arm is commanded to stop.
-    last_action_time = probe.actions[3].header.stamp.sec + probe.actions[3].header.stamp.nanosec * 1e-9
+    last_action_time = stamp_of(probe.actions[3])
     after = [m for t, m in probe.twists if t > last_action_time + 0.05]
     assert after and all(m.twist.linear.x == 0.0 for m in after)
     assert probe.gripper and probe.gripper[0] == pytest.approx(1.0, abs=0.01)
@@ -161,8 +166,7 @@ def test_stale_camera_yields_zero_twist_then_abort(harness):
     # Once the last frame is older than max_image_age (+ one step), only zeros are streamed.
     late = [m for t, m in probe.twists if t > camera_stopped + 0.3 + 2 / RATE]
     assert late and all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for m in late)
-    assert not [a for a in probe.actions
-                if a.header.stamp.sec + a.header.stamp.nanosec * 1e-9 > camera_stopped + 0.3 + 2 / RATE]
+    assert not [a for a in probe.actions if stamp_of(a) > camera_stopped + 0.3 + 2 / RATE]
     holding = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING]
     assert holding and "stale camera" in holding[-1].message
 

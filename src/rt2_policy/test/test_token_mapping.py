@@ -137,8 +137,8 @@ def test_last_n_follows_openvla(tokenizer):
     _check_bijection(mapping, size)
     assert int(mapping.bin_to_token_id(0)) == size - 1
     assert int(mapping.bin_to_token_id(255)) == size - 256
-    assert ActionTokenMapping.last_n(1000) == ActionTokenMapping("last_n", tuple(range(999, 743, -1)),
-                                                                  1000)
+    expected = ActionTokenMapping("last_n", tuple(range(999, 743, -1)), 1000)
+    assert ActionTokenMapping.last_n(1000) == expected
 
 
 def test_last_n_refuses_special_tokens():

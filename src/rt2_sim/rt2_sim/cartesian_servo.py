@@ -112,9 +112,8 @@ class ServoConfig:
             ):
                 raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
         limits = self.joint_velocity_limits
-        if (
-            len(limits) != len(ARM_JOINT_NAMES)
-            or not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in limits)
+        if len(limits) != len(ARM_JOINT_NAMES) or not all(
+            isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in limits
         ):
             raise ValueError(
                 f"joint_velocity_limits: expected {len(ARM_JOINT_NAMES)} positive numbers, "
@@ -125,7 +124,6 @@ class ServoConfig:
                 f"default_command_frame: expected one of {COMMAND_FRAMES}, "
                 f"got {self.default_command_frame!r}"
             )
-
 
 
 @dataclass(frozen=True)
@@ -177,6 +175,7 @@ class CartesianServo:
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
         self._targets = self._data.qpos[self._qpos_adr].copy()
+        self._velocity = np.zeros(len(ARM_JOINT_NAMES))
         self._command: TwistCommand | None = None
         self._status = ServoStatus.HALT_STALE_COMMAND
         self._forward()
@@ -202,6 +201,14 @@ class CartesianServo:
         return self._targets.copy()
 
     @property
+    def joint_velocity_command(self) -> np.ndarray:
+        """Joint velocity applied by the last update, shape (7,), float64, rad/s (0 when halted).
+
+        ``(targets - previous targets) / control_period``; usable as velocity feedforward.
+        """
+        return self._velocity.copy()
+
+    @property
     def command(self) -> TwistCommand | None:
         """The newest accepted command, or None after a halt/reset."""
         return self._command
@@ -225,6 +232,7 @@ class CartesianServo:
     def halt(self, status: ServoStatus = ServoStatus.HALT_STALE_COMMAND) -> None:
         """Drop the current command: targets are held until a new command arrives."""
         self._command = None
+        self._velocity[:] = 0.0
         self._status = status
 
     def frame_rotation(self, frame_id: str) -> np.ndarray:
@@ -304,6 +312,7 @@ class CartesianServo:
         """
         command = self._command
         if command is None:
+            self._velocity[:] = 0.0
             if self._status is not ServoStatus.HALT_INVALID_COMMAND:
                 self._status = ServoStatus.HALT_STALE_COMMAND
             return self._targets.copy()
@@ -323,6 +332,7 @@ class CartesianServo:
         clamped = np.clip(q, lower, upper)
         if np.any(clamped != q):
             status = ServoStatus.JOINT_BOUND
+        self._velocity = (clamped - self._targets) / self._config.control_period
         self._targets = clamped
         self._status = status
         self._forward()

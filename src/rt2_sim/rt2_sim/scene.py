@@ -60,6 +60,8 @@ ARM_JOINT_LIMITS = (
 )
 #: Arm joint velocity limits (franka_description), radians per second.
 ARM_VELOCITY_LIMITS = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
+#: Viscous damping of the arm joints, N m s/rad (about critical with kp and armature).
+ARM_JOINT_DAMPING = (60.0, 60.0, 60.0, 60.0, 10.0, 10.0, 8.0)
 #: MoveIt's "ready" pose of the Panda (panda_moveit_config SRDF), radians.
 READY_POSE = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
 
@@ -153,14 +155,17 @@ class SceneConfig:
             _check_vector(name, getattr(self, name), 3)
         if np.allclose(self.camera_eye, self.camera_target):
             raise ValueError(
-                f"camera_target: expected a point distinct from camera_eye, got {self.camera_target}"
+                "camera_target: expected a point distinct from camera_eye, "
+                f"got {self.camera_target}"
             )
         if not _is_int(self.num_objects) or not 3 <= self.num_objects <= len(PALETTE):
             raise ValueError(
                 f"num_objects: expected an int in [3, {len(PALETTE)}], got {self.num_objects!r}"
             )
         if self.object_shape not in OBJECT_SHAPES:
-            raise ValueError(f"object_shape: expected one of {OBJECT_SHAPES}, got {self.object_shape!r}")
+            raise ValueError(
+                f"object_shape: expected one of {OBJECT_SHAPES}, got {self.object_shape!r}"
+            )
         for name, hi in (
             ("object_size", 0.1),
             ("object_mass", 2.0),
@@ -221,7 +226,9 @@ def scene_objects(config: SceneConfig) -> tuple[SceneObject, ...]:
         ``config.num_objects`` objects with distinct colours taken from :data:`PALETTE` in order.
     """
     return tuple(
-        SceneObject(name=f"{colour} {config.object_shape}", colour=colour, rgb=rgb, body=f"object_{i}")
+        SceneObject(
+            name=f"{colour} {config.object_shape}", colour=colour, rgb=rgb, body=f"object_{i}"
+        )
         for i, (colour, rgb) in enumerate(PALETTE[: config.num_objects])
     )
 
@@ -343,9 +350,9 @@ def build_model(config: SceneConfig, rng: np.random.Generator | None = None) -> 
 def _load_panda_spec() -> mujoco.MjSpec:
     asset_dir = panda_asset_dir()
     xml = f"""<mujoco model="rt2_panda_scene">
-  <include file="{asset_dir / 'assets.xml'}"/>
-  <worldbody><include file="{asset_dir / 'chain.xml'}"/></worldbody>
-  <include file="{asset_dir / 'actuator.xml'}"/>
+  <include file="{asset_dir / "assets.xml"}"/>
+  <worldbody><include file="{asset_dir / "chain.xml"}"/></worldbody>
+  <include file="{asset_dir / "actuator.xml"}"/>
 </mujoco>"""
     spec = mujoco.MjSpec.from_string(xml)
     # The assets' meshdir is relative to a model file we do not have: point meshes at it.
@@ -375,12 +382,13 @@ def _edit_panda(spec: mujoco.MjSpec, config: SceneConfig) -> None:
         spec.joint(name).range = limits
         # Position targets never leave the joint range.
         spec.actuator(name).ctrlrange = limits
-    # Lighter joint damping than the kitchen model's (100 / 10 N m s/rad): with kp = 870 / 120
-    # this keeps the servo lag (damping / kp) near 10-20 ms while staying well damped.
-    for name in ARM_JOINT_NAMES[:4]:
-        spec.joint(name).damping = [10.0, 0.0, 0.0]
-    for name in ARM_JOINT_NAMES[4:]:
-        spec.joint(name).damping = [2.0, 0.0, 0.0]
+    # About critical damping for the position servos (kp 870 / 120 N m/rad), with rotor
+    # armature; the kitchen model's 100 / 10 N m s/rad overdamp into ~0.1 s of lag.
+    # ArmSimulation feeds the servo's joint velocity forward (damping / kp) to cancel the lag.
+    for name, damping in zip(ARM_JOINT_NAMES, ARM_JOINT_DAMPING, strict=True):
+        joint = spec.joint(name)
+        joint.damping = [damping, 0.0, 0.0]
+        joint.armature = 0.1
     for name in FINGER_JOINT_NAMES:
         joint = spec.joint(name)
         joint.damping = [10.0, 0.0, 0.0]
@@ -490,8 +498,10 @@ def _is_int(value: object) -> bool:
 
 
 def _is_finite(value: object) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool) and (
-        math.isfinite(float(value))
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and (math.isfinite(float(value)))
     )
 
 

@@ -130,6 +130,12 @@ class ArmSimulation:
         self._qpos_adr = np.array([int(j.qposadr[0]) for j in joints])
         self._dof_adr = np.array([int(j.dofadr[0]) for j in joints])
         self._arm_ctrl = np.array([model.actuator(name).id for name in ARM_JOINT_NAMES])
+        # Velocity feedforward through the position actuators: force = kp (ctrl - q) - c qdot
+        # tracks q_t + qdot_t t without lag when ctrl = q_t + (c / kp) qdot_t.
+        self._feedforward = (
+            model.dof_damping[self._dof_adr[:7]] / model.actuator_gainprm[self._arm_ctrl, 0]
+        )
+        self._ctrl_range = model.actuator_ctrlrange[self._arm_ctrl].copy()
         self._finger_ctrl = np.array([model.actuator(name).id for name in FINGER_JOINT_NAMES])
         self._object_qpos = [int(model.joint(o.joint).qposadr[0]) for o in self._objects]
         self._object_body = [model.body(o.body).id for o in self._objects]
@@ -288,7 +294,11 @@ class ArmSimulation:
         self._target_time += duration
         while self._data.time + 0.5 * dt <= self._target_time:
             if self._steps % self._decimation == 0:
-                self._data.ctrl[self._arm_ctrl] = self._servo.update(self._data.time)
+                targets = self._servo.update(self._data.time)
+                ctrl = targets + self._feedforward * self._servo.joint_velocity_command
+                self._data.ctrl[self._arm_ctrl] = np.clip(
+                    ctrl, self._ctrl_range[:, 0], self._ctrl_range[:, 1]
+                )
             mujoco.mj_step(self._model, self._data)
             self._steps += 1
 
@@ -308,7 +318,9 @@ class ArmSimulation:
             ``(position (3,) metres, quaternion (4,) as (x, y, z, w))``, float64.
         """
         base_rot = self._data.xmat[self._base_id].reshape(3, 3)
-        position = base_rot.T @ (self._data.site_xpos[self._tcp_id] - self._data.xpos[self._base_id])
+        position = base_rot.T @ (
+            self._data.site_xpos[self._tcp_id] - self._data.xpos[self._base_id]
+        )
         rotation = base_rot.T @ self._data.site_xmat[self._tcp_id].reshape(3, 3)
         return position, _quat_xyzw(rotation)
 

@@ -74,7 +74,11 @@ def test_tracks_linear_twist_in_base_frame(sim, linear):
 
 @pytest.mark.parametrize(
     ("frame", "angular"),
-    [("panda_link0", (0.0, 0.0, 0.3)), ("panda_link0", (0.3, 0.0, 0.0)), ("panda_hand", (0.2, 0.2, 0.0))],
+    [
+        ("panda_link0", (0.0, 0.0, 0.3)),
+        ("panda_link0", (0.3, 0.0, 0.0)),
+        ("panda_hand", (0.2, 0.2, 0.0)),
+    ],
 )
 def test_tracks_rotational_twist(sim, frame, angular):
     sim.reset(0)
@@ -85,7 +89,8 @@ def test_tracks_rotational_twist(sim, frame, angular):
     w_base = w if frame == "panda_link0" else r0 @ w  # hand frame == tcp orientation
     samples = _stream(sim, np.zeros(3), w, frame, 1.0)
     errors = [
-        _angle_between(r, _rot_about(w_base, np.linalg.norm(w_base) * t) @ r0) for t, _, r in samples
+        _angle_between(r, _rot_about(w_base, np.linalg.norm(w_base) * t) @ r0)
+        for t, _, r in samples
     ]
     rms = float(np.sqrt(np.mean(np.square(errors))))
     assert rms < ANGULAR_RMS_TOLERANCE, f"RMS orientation error {rms:.4f} rad"

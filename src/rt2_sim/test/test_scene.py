@@ -54,10 +54,10 @@ def test_ready_pose_matches_franka_description_kinematics(model):
 
 
 def test_gravity_compensation_on_arm_bodies(model):
-    for i in range(1, 8):
-        assert model.body(f"panda_link{i}").gravcomp == pytest.approx(1.0)
-    assert model.body("panda_leftfinger").gravcomp == pytest.approx(1.0)
-    assert model.body(scene.BASE_FRAME).gravcomp == 0.0
+    for name in [f"panda_link{i}" for i in range(1, 8)] + ["panda_hand", "panda_leftfinger"]:
+        assert model.body_gravcomp[model.body(name).id] == pytest.approx(1.0), name
+    assert model.body_gravcomp[model.body(scene.BASE_FRAME).id] == 0.0
+    assert model.body_gravcomp[model.body("object_0").id] == 0.0
 
 
 def test_arm_holds_ready_pose_under_gravity(model):
@@ -116,10 +116,13 @@ def test_other_shapes_build(shape):
     config = scene.SceneConfig(object_shape=shape, num_objects=4)
     model = scene.build_model(config, np.random.default_rng(1))
     assert scene.scene_objects(config)[3].name == f"yellow {shape}"
-    assert model.geom("object_0_geom").type == {
-        "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
-        "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
-    }[shape]
+    assert (
+        model.geom("object_0_geom").type
+        == {
+            "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
+            "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+        }[shape]
+    )
 
 
 def test_camera_and_cpu_friendly_rendering_defaults(model):
