@@ -17,7 +17,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) rt2-demo $(ARGS)
+	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.demo $(ARGS)
 
 test: setup
 	@HF_HUB_OFFLINE=1 $(RUN) python -m pytest $(ARGS)

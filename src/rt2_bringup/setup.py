@@ -22,7 +22,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "rt2-demo = rt2_bringup.demo:main",
+            "demo = rt2_bringup.demo:main",
             "send_instruction = rt2_bringup.send_instruction:main",
         ],
     },

@@ -19,7 +19,7 @@ setup(
     entry_points={
         "console_scripts": [
             "policy_node = rt2_policy.policy_node:main",
-            "rt2-build-tiny-model = rt2_policy.tiny_model:main",
+            "build_tiny_model = rt2_policy.tiny_model:main",
         ],
     },
 )

@@ -44,6 +44,9 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
             raise ValueError(f"num_threads: expected >= 0, got {num_threads}")
         if num_threads:
             torch.set_num_threads(num_threads)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no tqdm bars in node logs
 
         return VLAPolicy.from_pretrained(model_path, device=device)
     if backend == "scripted":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from rclpy.callback_groups import (  # noqa: E402
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -457,9 +459,19 @@ class PolicyNode(LifecycleNode):
         return result
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(args=None) -> int:
-    """Entry point of the ``policy_node`` executable."""
-    rclpy.init(args=args)
+    """Entry point of the ``policy_node`` executable.
+
+    SIGINT and SIGTERM are handled here rather than by rclpy, so that the context is still valid
+    when the node deactivates: the last message on the servo topic is a zero twist.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     node = PolicyNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -473,11 +485,14 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the stop
         try:
             if node._active:
                 node.trigger_deactivate()
+                node.get_logger().info("deactivated: zero twist sent")
         except Exception as exc:  # shutting down: log, never raise
             print(f"rt2_policy: error while deactivating: {exc}", file=sys.stderr)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

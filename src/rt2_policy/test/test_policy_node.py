@@ -22,8 +22,7 @@ from rt2_msgs.action import ExecuteInstruction  # noqa: E402
 from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.policy_node import PolicyNode  # noqa: E402
-
-from .ros_harness import RosHarness  # noqa: E402
+from rt2_policy.ros_testing import RosHarness  # noqa: E402
 
 MOVE = "0 255 128 128 128 128 128 255"  # +x at the upper bound, gripper closed
 STOP = "1 128 128 128 128 128 128 255"

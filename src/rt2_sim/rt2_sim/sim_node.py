@@ -264,11 +264,12 @@ class SimNode(Node):
         """Render and publish at ``publish_rate`` until stopped; owns the GL context."""
         next_time = time.monotonic()
         try:
+            self._sim.prepare_renderer()  # slow on llvmpipe: outside the lock
             while not self._stop.is_set():
                 try:
-                    with self._lock:
-                        pixels = self._sim.render()
-                    self._publish_image(pixels)
+                    with self._lock:  # only the state copy holds the lock
+                        self._sim.update_scene()
+                    self._publish_image(self._sim.render_scene())
                 except Exception as err:  # keep the camera alive; report and retry
                     self.get_logger().error(f"render failed: {err}", throttle_duration_sec=5.0)
                 next_time += self._render_period

@@ -340,15 +340,44 @@ class ArmSimulation:
 
     # ------------------------------------------------------------------ camera
     def render(self) -> np.ndarray:
-        """Render the scene camera.
+        """Render the scene camera (:meth:`update_scene` then :meth:`render_scene`).
+
+        OpenGL contexts are current in one thread: call the rendering methods (and
+        :meth:`close`) from one thread only.
 
         Returns:
             RGB image, shape ``(image_height, image_width, 3)``, uint8 (``rgb8``).
         """
+        self.update_scene()
+        return self.render_scene()
+
+    def prepare_renderer(self) -> None:
+        """Create the offscreen renderer now (it is otherwise created on first use).
+
+        Reads only the model, not the simulation state, so it needs no lock against
+        :meth:`step`; it can take a second on a CPU rasteriser.
+        """
         if self._renderer is None:
             cfg = self._scene_config
             self._renderer = mujoco.Renderer(self._model, cfg.image_height, cfg.image_width)
+
+    def update_scene(self) -> None:
+        """Copy the current state into the renderer's scene (fast; reads the live state)."""
+        self.prepare_renderer()
+        assert self._renderer is not None
         self._renderer.update_scene(self._data, camera=self._camera_id)
+
+    def render_scene(self) -> np.ndarray:
+        """Rasterise the scene captured by the last :meth:`update_scene` (slow; reads no state).
+
+        Returns:
+            RGB image, shape ``(image_height, image_width, 3)``, uint8 (``rgb8``).
+
+        Raises:
+            RuntimeError: if :meth:`update_scene` was not called since the renderer was made.
+        """
+        if self._renderer is None:
+            raise RuntimeError("render_scene: expected update_scene() first, got no renderer")
         return self._renderer.render().copy()
 
     def camera_info(self) -> CameraIntrinsics:

@@ -1,4 +1,5 @@
-"""Helpers for tests over real rclpy + DDS: an isolated context per test on its own domain.
+"""Test support over real rclpy + DDS: an isolated context per test on its own domain (used by the
+rt2 test suites; importing it sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
 
 DDS discovery stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, set before rclpy loads).
 """
