@@ -27,14 +27,22 @@ Services:
         re-placed from ``seed`` (-1: a fresh seed).
 
 Threads: physics (a wall timer stepping the simulation by the elapsed time, capped at
-``MAX_STEP``), joint states, commands and the service run in their own callback groups on a
-:class:`~rclpy.executors.MultiThreadedExecutor`; every access to MuJoCo state holds one lock.
-Rendering runs in a dedicated thread, because an EGL/OSMesa OpenGL context is current in one
-thread only.
+``MAX_STEP``), joint states, commands and the service each have their own callback group, and
+every access to MuJoCo state holds one lock, so the node is safe on a
+:class:`~rclpy.executors.MultiThreadedExecutor`. Subscription callbacks only fill a mailbox that
+the physics tick applies. Rendering runs in a dedicated thread, because an EGL/OSMesa OpenGL
+context is current in one thread only.
+
+:func:`main` nevertheless spins a :class:`~rclpy.executors.SingleThreadedExecutor`: every ROS
+callback here is short, and rclpy's MultiThreadedExecutor (rclpy 9.1 wheels, Kilted) re-dispatches
+ready entities many times per message (ros2/rclpy#1223, #1452): with a 50 Hz twist stream it took
+a whole core (~1000 dispatches/s for 50 messages/s), starved the physics timer and delivered
+commands 0.5-2.6 s late, i.e. stale.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -43,10 +51,9 @@ import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64
 
@@ -106,7 +113,10 @@ class SimNode(Node):
             timestep=1.0 / p["physics_rate"],
         )
         seed = None if p["seed"] < 0 else p["seed"]
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards self._sim (MuJoCo model, data, renderer)
+        self._mailbox_lock = threading.Lock()  # guards the pending commands below
+        self._pending_twist: tuple | None = None
+        self._pending_gripper: float | None = None
         self._sim = ArmSimulation(scene_config, servo_config, seed=seed)
         if seed is not None:
             self._sim.reset(seed)
@@ -201,28 +211,48 @@ class SimNode(Node):
         now = time.monotonic()
         elapsed = min(now - self._last_tick, MAX_STEP)
         self._last_tick = now
+        with self._mailbox_lock:
+            twist, self._pending_twist = self._pending_twist, None
+            gripper, self._pending_gripper = self._pending_gripper, None
         with self._lock:
+            if twist is not None:
+                linear, angular, frame_id, stamp_ns = twist
+                age = 0.0 if stamp_ns == 0 else (self._now_ns() - stamp_ns) * 1e-9
+                try:
+                    self._sim.command_twist(linear, angular, frame_id, self._sim.time - age)
+                except ValueError as err:
+                    self.get_logger().error(
+                        f"twist rejected, halting: {err}", throttle_duration_sec=1.0
+                    )
+            if gripper is not None:
+                self._sim.command_gripper(gripper)
             self._sim.step(elapsed)
 
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # Subscription callbacks only fill a mailbox (never wait on the simulation lock): a callback
+    # blocked in a mutually exclusive group makes rclpy's executor spin hot.
     def _on_twist(self, msg: TwistStamped) -> None:
-        stamp = Time.from_msg(msg.header.stamp, clock_type=self.get_clock().clock_type)
-        age = 0.0
-        if stamp.nanoseconds != 0:
-            age = (self.get_clock().now() - stamp).nanoseconds * 1e-9
-        linear = (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z)
-        angular = (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z)
-        try:
-            with self._lock:
-                self._sim.command_twist(linear, angular, msg.header.frame_id, self._sim.time - age)
-        except ValueError as err:
-            self.get_logger().error(f"twist rejected, halting: {err}", throttle_duration_sec=1.0)
+        stamp = msg.header.stamp
+        twist = (
+            (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z),
+            (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z),
+            msg.header.frame_id,
+            stamp.sec * 1_000_000_000 + stamp.nanosec,
+        )
+        with self._mailbox_lock:
+            self._pending_twist = twist
 
     def _on_gripper(self, msg: Float64) -> None:
-        try:
-            with self._lock:
-                self._sim.command_gripper(msg.data)
-        except ValueError as err:
-            self.get_logger().error(f"gripper command rejected: {err}", throttle_duration_sec=1.0)
+        if math.isnan(msg.data):
+            self.get_logger().error(
+                "gripper command rejected: expected a number in [0, 1], got nan",
+                throttle_duration_sec=1.0,
+            )
+            return
+        with self._mailbox_lock:
+            self._pending_gripper = float(msg.data)
 
     def _on_reset(self, request, response):
         seed = int(request.seed)
@@ -231,6 +261,9 @@ class SimNode(Node):
             response.message = f"seed: expected -1 or a non-negative int, got {seed}"
             return response
         with self._lock:
+            with self._mailbox_lock:  # commands sent before the reset do not apply after it
+                self._pending_twist = None
+                self._pending_gripper = None
             info = self._sim.reset(None if seed == -1 else seed)
         response.success = True
         response.message = f"scene reset with seed {info.seed}"
@@ -240,6 +273,8 @@ class SimNode(Node):
         return response
 
     def _publish_state(self) -> None:
+        if not self.context.ok():
+            return
         with self._lock:
             positions = self._sim.joint_positions()
             velocities = self._sim.joint_velocities()
@@ -265,12 +300,14 @@ class SimNode(Node):
         next_time = time.monotonic()
         try:
             self._sim.prepare_renderer()  # slow on llvmpipe: outside the lock
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self.context.ok():
                 try:
                     with self._lock:  # only the state copy holds the lock
                         self._sim.update_scene()
                     self._publish_image(self._sim.render_scene())
                 except Exception as err:  # keep the camera alive; report and retry
+                    if not self.context.ok():
+                        break  # shutting down: publishers are gone
                     self.get_logger().error(f"render failed: {err}", throttle_duration_sec=5.0)
                 next_time += self._render_period
                 delay = next_time - time.monotonic()
@@ -313,17 +350,18 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point ``sim_node``: spin :class:`SimNode` on a multi-threaded executor."""
+    """Console entry point ``sim_node``: spin :class:`SimNode` (see the module docstring)."""
     rclpy.init(args=args)
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = SimNode()
-        executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown(timeout_sec=2.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
@@ -331,4 +369,3 @@ def main(args: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -292,15 +292,20 @@ class ArmSimulation:
             raise ValueError(f"duration: expected finite seconds >= 0, got {duration!r}")
         dt = self._model.opt.timestep
         self._target_time += duration
-        while self._data.time + 0.5 * dt <= self._target_time:
-            if self._steps % self._decimation == 0:
+        remaining = int(math.floor((self._target_time - self._data.time) / dt + 0.5))
+        while remaining > 0:
+            phase = self._steps % self._decimation
+            if phase == 0:
                 targets = self._servo.update(self._data.time)
                 ctrl = targets + self._feedforward * self._servo.joint_velocity_command
                 self._data.ctrl[self._arm_ctrl] = np.clip(
                     ctrl, self._ctrl_range[:, 0], self._ctrl_range[:, 1]
                 )
-            mujoco.mj_step(self._model, self._data)
-            self._steps += 1
+            # Up to the next servo update in one call: one GIL release per control period.
+            n = min(self._decimation - phase, remaining)
+            mujoco.mj_step(self._model, self._data, nstep=n)
+            self._steps += n
+            remaining -= n
 
     # ------------------------------------------------------------------ observations
     def joint_positions(self) -> np.ndarray:

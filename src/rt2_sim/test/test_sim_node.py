@@ -1,4 +1,4 @@
-"""ROS integration: the rt2_sim node in-process with a test client on a private DDS domain.
+"""ROS integration: the sim_node in a subprocess and a test client on a private DDS domain.
 
 Discovery stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and the domain id is
 picked from the process id in [40, 60]. Waits have generous timeouts but nothing asserts on
@@ -6,6 +6,10 @@ wall-clock durations.
 """
 
 import os
+import pathlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,19 +27,19 @@ except ImportError:
     )
 
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Float64  # noqa: E402
 
 from rt2_sim.scene import ARM_JOINT_NAMES, FINGER_JOINT_NAMES  # noqa: E402
-from rt2_sim.sim_node import SimNode  # noqa: E402
 
 DOMAIN_ID = 40 + os.getpid() % 21
 WIDTH, HEIGHT = 160, 120
-TIMEOUT = 20.0  # s; only to fail instead of hanging
+TIMEOUT = 30.0  # s; only to fail instead of hanging
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NODE_PARAMETERS = {"image_width": WIDTH, "image_height": HEIGHT, "seed": 3, "publish_rate": 20.0}
 
 
 def _wait_until(predicate, timeout=TIMEOUT, period=0.02):
@@ -63,7 +67,9 @@ class Client:
             ("/rt2_sim/tcp_pose", PoseStamped, 10),
         ):
             self.node.create_subscription(msg_type, topic, self._recorder(topic), qos)
-        self.twist_pub = self.node.create_publisher(TwistStamped, "/servo_node/delta_twist_cmds", 10)
+        self.twist_pub = self.node.create_publisher(
+            TwistStamped, "/servo_node/delta_twist_cmds", 10
+        )
         self.gripper_pub = self.node.create_publisher(Float64, "/rt2/gripper_command", 10)
         self.reset_client = self.node.create_client(ResetScene, "/rt2_sim/reset")
 
@@ -111,35 +117,62 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def ros():
+def ros(tmp_path_factory):
+    """The node in a subprocess (its own GIL, like in deployment) and a client in-process."""
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
     os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env = dict(os.environ)
+    env.setdefault("MUJOCO_GL", "egl")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    args = [f"{name}:={value}" for name, value in NODE_PARAMETERS.items()]
+    log_path = tmp_path_factory.mktemp("sim_node") / "sim_node.log"
+    log = open(log_path, "w")  # closed in the finally below
+    node_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rt2_sim.sim_node",
+            "--ros-args",
+            *sum([["-p", a] for a in args], []),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
-    sim_node = SimNode(
-        context=context,
-        parameter_overrides=[
-            Parameter("image_width", value=WIDTH),
-            Parameter("image_height", value=HEIGHT),
-            Parameter("seed", value=3),
-            Parameter("publish_rate", value=20.0),
-        ],
-    )
     client = Client(context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    executor.add_node(sim_node)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(client.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
+        # Ready once the first frame arrives (the renderer is up).
+        _wait_until(
+            lambda: client.count("/camera/image_raw") > 0 or node_process.poll() is not None
+        )
+        if node_process.poll() is not None:
+            log.flush()
+            pytest.fail(
+                f"sim_node exited early ({node_process.returncode}):\n{log_path.read_text()}"
+            )
         yield client
     finally:
         executor.shutdown(timeout_sec=5.0)
-        sim_node.destroy_node()
         client.node.destroy_node()
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5.0)
+        node_process.send_signal(signal.SIGINT)
+        try:
+            node_process.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            node_process.kill()
+            node_process.wait()
+        log.close()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -204,7 +237,7 @@ def test_twist_stream_moves_tcp_then_halts_when_stale(ros):
     time.sleep(0.3)  # commands go stale after 0.1 s: the arm must stop
     p1 = ros.tcp_position()
     delta = p1 - p0
-    assert delta[0] > 0.025, delta  # ~5 cm commanded
+    assert delta[0] > 0.025, delta
     assert abs(delta[1]) < 0.01 and abs(delta[2]) < 0.01, delta
     time.sleep(0.5)
     assert np.linalg.norm(ros.tcp_position() - p1) < 1e-3  # halted
