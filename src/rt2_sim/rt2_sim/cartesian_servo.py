@@ -126,7 +126,7 @@ class ServoConfig:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds numpy arrays: compare fields explicitly
 class TwistCommand:
     """A validated twist command, already rotated into the world frame.
 

@@ -15,7 +15,7 @@ from rt2_sim.scene import BASE_FRAME
 from rt2_sim.simulation import ArmSimulation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds numpy arrays: compare fields explicitly
 class PickResult:
     """Outcome of :func:`scripted_pick`.
 
