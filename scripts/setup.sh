@@ -72,9 +72,6 @@ if [ "$(cat "$VENV/.rt2-requirements" 2>/dev/null)" != "$req_hash" ]; then
   [ -z "$ROS_SETUP" ] && args+=(-r "$ROOT/requirements/ros-kilted.txt" colcon-common-extensions==0.3.0)
   [ -n "$ROS_SETUP" ] && args+=(colcon-common-extensions==0.3.0)
   pip_q install -q "${args[@]}"
-  if "$PY" -c 'import torchvision' 2>/dev/null; then
-    log "WARNING: torchvision is installed in $VENV; it breaks transformers on these machines"
-  fi
   echo "$req_hash" > "$VENV/.rt2-requirements"
   # Re-evaluate now that the ROS wheels' library folders exist.
   export LD_LIBRARY_PATH="$VENV/lib:$(ls -d "$VENV"/lib/python3*/site-packages/ros_*.libs 2>/dev/null | tr '\n' ':')${LD_LIBRARY_PATH:-}"
