@@ -6,10 +6,12 @@ DOMAIN ?= $(shell echo $$(( ($$$$ % 90) + 10 )))
 EPISODES ?= 1
 ARGS ?=
 
-.PHONY: setup demo test lint model clean help
+.PHONY: setup demo eval bench test lint model clean help
 
 help:
 	@echo "make demo   set up, then run one episode in the embedded MuJoCo simulator"
+	@echo "make eval   set up, then evaluate the policy on every split (EPISODES=N per split, default 50)"
+	@echo "make bench  set up, then benchmark decode, node overhead and serving (ARGS=--quick)"
 	@echo "make test   set up, then run the tests (ruff included)"
 	@echo "make setup  only set up (idempotent)"
 
@@ -18,6 +20,15 @@ setup:
 
 demo: setup
 	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.demo $(ARGS)
+
+# Success rates per split x task family over ROS (sim + policy nodes); EPISODES per split.
+eval: EPISODES = 50
+eval: setup
+	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.evaluate --episodes $(EPISODES) $(ARGS)
+
+# Decode / policy-node / serving benchmarks; the last line printed is a JSON summary.
+bench: setup
+	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m benchmarks.run $(ARGS)
 
 test: setup
 	@HF_HUB_OFFLINE=1 $(RUN) python -m pytest $(ARGS)

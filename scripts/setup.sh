@@ -33,6 +33,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
+# Validators of the Gazebo/robot bring-up files (rt2_bringup tests): `ign sdf -k` (sdformat 12's
+# ignition-tools plugin ships in libsdformat-dev) and `check_urdf`. Best effort: the tests skip
+# with a clear reason without them (Ubuntu + Gazebo Harmonic provides `gz sdf` instead).
+VALIDATOR_PKGS=(ignition-tools libsdformat-dev sdformat-sdf liburdfdom-tools)
+missing=()
+for p in "${VALIDATOR_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "${RT2_SKIP_APT:-0}" != 1 ] && ! command -v gz >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  log "installing SDF/URDF validators: ${missing[*]}"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null; } \
+    || log "could not install ${missing[*]}: the SDF/URDF validation tests will skip"
+fi
 
 # --- 2. ROS 2: apt install under /opt/ros, or wheels -------------------------------------------
 ROS_SETUP=""

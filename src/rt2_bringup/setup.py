@@ -12,7 +12,8 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/urdf", glob("urdf/*.xacro")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -23,6 +24,9 @@ setup(
     entry_points={
         "console_scripts": [
             "demo = rt2_bringup.demo:main",
+            "evaluate = rt2_bringup.evaluate:main",
+            "gripper_bridge = rt2_bringup.gripper_bridge:main",
+            "ready_pose = rt2_bringup.ready_pose:main",
             "send_instruction = rt2_bringup.send_instruction:main",
         ],
     },

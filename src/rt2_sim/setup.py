@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 package_name = "rt2_sim"
@@ -9,6 +11,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/worlds", glob("worlds/*.sdf")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -19,6 +22,8 @@ setup(
     entry_points={
         "console_scripts": [
             "sim_node = rt2_sim.sim_node:main",
+            "generate_vqa = rt2_sim.vqa_generation:main",
+            "generate_demos = rt2_sim.generate_demos:main",
         ],
     },
 )

@@ -21,6 +21,7 @@ TOPICS = {
     "episode_status": "/rt2/episode_status",
     "execute_instruction": "/rt2/execute_instruction",
     "reset_scene": "/rt2_sim/reset",
+    "estop": "/rt2/estop",
 }
 
 
@@ -33,12 +34,18 @@ class NodeSpec:
         executable: console script name under ``lib/<package>``.
         name: node name (``__node`` remap).
         parameters: ROS parameters (str, bool, int, float or lists of those).
+        parameter_files: ROS parameter YAML files, loaded before ``parameters``.
+        arguments: command-line arguments before ``--ros-args``.
+        remappings: ``(from, to)`` topic/service remaps.
     """
 
     package: str
     executable: str
     name: str
     parameters: dict = field(default_factory=dict)
+    parameter_files: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,8 @@ class EmbeddedGraphConfig:
     """Settings of the embedded (MuJoCo) graph.
 
     Attributes:
-        backend: policy backend, ``local`` or ``scripted``.
+        backend: policy backend, ``local``, ``scripted`` or ``remote`` (a client of
+            ``rt2-serve``, see ``rt2_policy.serving``).
         model_path: checkpoint directory or hub id for ``local``.
         device: torch device for ``local``.
         num_threads: torch CPU threads for ``local`` (0 = torch's default).
@@ -58,6 +66,10 @@ class EmbeddedGraphConfig:
         seed: scene seed of the simulator.
         scripted_actions: action strings for ``scripted``.
         use_sim_time: nodes follow ``/clock`` (Gazebo); False for the embedded simulator.
+        server_uri: ``ws://host:port`` of ``rt2-serve`` for ``remote``.
+        request_timeout: deadline of one remote inference, seconds (0 = one control period).
+        remote_fault_timeout: seconds an episode holds still while the server is unreachable
+            before it aborts.
     """
 
     backend: str = "local"
@@ -72,10 +84,16 @@ class EmbeddedGraphConfig:
     seed: int = 0
     scripted_actions: tuple[str, ...] = ("0 128 128 128 128 128 128 0",)
     use_sim_time: bool = False
+    server_uri: str = "ws://127.0.0.1:8765"
+    request_timeout: float = 0.0
+    remote_fault_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.backend not in ("local", "scripted"):
-            raise ValueError(f"backend: expected 'local' or 'scripted', got {self.backend!r}")
+        if self.backend not in ("local", "scripted", "remote"):
+            raise ValueError(
+                f"backend: expected 'local', 'scripted' or 'remote', got {self.backend!r}")
+        if self.backend == "remote" and not self.server_uri.startswith(("ws://", "wss://")):
+            raise ValueError(f"server_uri: expected ws://host:port, got {self.server_uri!r}")
         if self.backend == "local" and not self.model_path:
             raise ValueError("model_path: expected a checkpoint for backend 'local', got ''")
         if not self.control_rate > 0:
@@ -97,6 +115,9 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "max_steps": int(config.max_steps),
         "time_limit": float(config.time_limit),
         "scripted_actions": list(config.scripted_actions),
+        "server_uri": config.server_uri,
+        "request_timeout": float(config.request_timeout),
+        "remote_fault_timeout": float(config.remote_fault_timeout),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],
@@ -116,14 +137,21 @@ def embedded_graph(config: EmbeddedGraphConfig) -> list[NodeSpec]:
         "image_width": int(config.image_size),
         "image_height": int(config.image_size),
         "seed": int(config.seed),
+        "task_scene": True,
     })
     return [sim, policy_node(config)]
 
 
 def ros_args(spec: NodeSpec, params_file: str) -> list[str]:
-    """Command-line ``--ros-args`` for ``spec`` given a parameters YAML written by
-    :func:`parameters_yaml`."""
-    return ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", params_file]
+    """Command line after the executable for ``spec``: its ``arguments``, then ``--ros-args``
+    with the node name, its parameter files, its remaps and the parameters YAML written by
+    :func:`parameters_yaml` (loaded last, so it wins, as in ``launch_ros``)."""
+    args = [*spec.arguments, "--ros-args", "-r", f"__node:={spec.name}"]
+    for path in spec.parameter_files:
+        args += ["--params-file", path]
+    for source, target in spec.remappings:
+        args += ["-r", f"{source}:={target}"]
+    return [*args, "--params-file", params_file]
 
 
 def parameters_yaml(spec: NodeSpec) -> dict:

@@ -1,6 +1,5 @@
 """The node graph shared by sim.launch.py and the demo: names agree with what the nodes declare."""
 
-import importlib.util
 import py_compile
 from pathlib import Path
 
@@ -46,15 +45,4 @@ def test_launch_files_compile(launch_file):
     py_compile.compile(str(launch_file), doraise=True)
 
 
-def test_sim_launch_description_evaluates():
-    if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installed (not on PyPI); the launch file is only compiled")
-    from launch import LaunchContext
-
-    spec = importlib.util.spec_from_file_location("sim_launch", LAUNCH_DIR / "sim.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    context = LaunchContext()
-    for entity in description.entities:
-        entity.visit(context)
+# sim.launch.py / robot.launch.py evaluation (stand-in and real launch_ros): test_launch_files.py

@@ -28,11 +28,17 @@ class ControlConfig:
         control_rate: policy steps per second, Hz (> 0). RT-2 ran at 1–5 Hz (§4).
         max_image_age: a frame older than this (seconds, by its header stamp) is stale (> 0).
         limits: velocity clamps of the streamed twist.
+        backend_fault_timeout: seconds an episode may hold still while the policy backend is
+            unreachable or late (``TimeoutError``/``ConnectionError``, e.g. a remote server that
+            restarts) before it aborts; such steps do not count towards
+            ``max_consecutive_faults``, and the episode resumes when the backend answers.
+            0 (default) counts them as ordinary faults.
     """
 
     control_rate: float = 5.0
     max_image_age: float = 0.5
     limits: TwistLimits = TwistLimits()
+    backend_fault_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_rate) and self.control_rate > 0):
@@ -41,6 +47,9 @@ class ControlConfig:
         if not (math.isfinite(self.max_image_age) and self.max_image_age > 0):
             raise ValueError(
                 f"max_image_age: expected a finite number > 0 s, got {self.max_image_age!r}")
+        if not (math.isfinite(self.backend_fault_timeout) and self.backend_fault_timeout >= 0):
+            raise ValueError("backend_fault_timeout: expected a finite number >= 0 s, "
+                             f"got {self.backend_fault_timeout!r}")
 
     @property
     def control_period(self) -> float:
@@ -110,7 +119,15 @@ class ControlLoop:
         start = time.perf_counter()
         try:
             action = self.policy.infer(observation)
-        except (ValueError, RuntimeError, TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
+            latency = time.perf_counter() - start
+            if self.config.backend_fault_timeout > 0:
+                aborted = episode.record_backend_fault(
+                    f"policy backend unavailable: {exc}", now, self.config.backend_fault_timeout)
+                return StepResult(Twist.zero(), fault=f"policy backend unavailable: {exc}",
+                                  finished=aborted, latency=latency)
+            return self._fault(episode, f"policy failed: {exc}", now, latency=latency)
+        except (ValueError, RuntimeError) as exc:
             return self._fault(episode, f"policy failed: {exc}", now,
                                latency=time.perf_counter() - start)
         latency = time.perf_counter() - start

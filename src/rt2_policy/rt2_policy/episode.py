@@ -99,6 +99,7 @@ class Episode:
         self._outcome = Outcome.NONE
         self._step = 0
         self._faults = 0
+        self._backend_down_since: float | None = None
         self._message = "started"
         self._started = now
         self._ended: float | None = None
@@ -139,6 +140,7 @@ class Episode:
                 return True
             self._step += 1
             self._faults = 0
+            self._backend_down_since = None
             self._state = EpisodeState.RUNNING
             if terminate:
                 self._finish_locked(Outcome.SUCCEEDED, "policy emitted terminate", now)
@@ -158,6 +160,26 @@ class Episode:
                 self._finish_locked(
                     Outcome.ABORTED,
                     f"aborted after {self._faults} consecutive faults: {reason}", now)
+                return True
+            return False
+
+    def record_backend_fault(self, reason: str, now: float, timeout: float) -> bool:
+        """Hold still because the policy backend is unreachable or late (e.g. a remote server
+        restarting). Not counted as a consecutive fault: the episode aborts only once the backend
+        has been failing for ``timeout`` seconds, and resumes on the next executed action.
+        Returns True if the episode aborted."""
+        with self._lock:
+            if self._state == EpisodeState.FINISHED:
+                return True
+            if self._backend_down_since is None:
+                self._backend_down_since = now
+            down_for = now - self._backend_down_since
+            self._state = EpisodeState.HOLDING
+            self._message = f"{reason} (holding for {down_for:.1f} s of {timeout:.1f} s)"
+            if down_for >= timeout:
+                self._finish_locked(
+                    Outcome.ABORTED,
+                    f"aborted: policy backend unavailable for {down_for:.1f} s: {reason}", now)
                 return True
             return False
 

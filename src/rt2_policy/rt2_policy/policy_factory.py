@@ -4,6 +4,8 @@ Backends:
     ``local``: :class:`rt2_policy.vla_policy.VLAPolicy` loaded with ``from_pretrained`` from a
         local directory or a Hugging Face hub id (imports torch and transformers).
     ``scripted``: :class:`rt2_policy.scripted_policy.ScriptedPolicy`, a replay double.
+    ``remote``: :class:`rt2_policy.serving.client.RemotePolicy`, a client of ``rt2-serve``
+        (imports neither torch nor transformers).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from collections.abc import Sequence
 
 from rt2_policy.contract import Policy
 
-BACKENDS = ("local", "scripted")
+BACKENDS = ("local", "scripted", "remote")
 
 
 def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
                 scripted_actions: Sequence[str] = (), scripted_delay: float = 0.0,
-                num_threads: int = 0) -> Policy:
+                num_threads: int = 0, chain_of_thought: bool = False,
+                server_uri: str = "", api_key: str = "",
+                request_timeout: float = 0.5, connect_timeout: float = 2.0,
+                logger=None) -> Policy:
     """Create a policy.
 
     Args:
@@ -28,6 +33,13 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         scripted_delay: seconds each scripted ``infer`` takes (``scripted``).
         num_threads: torch intra-op threads for ``local`` on the CPU; 0 keeps torch's default.
             On small CPUs sharing cores with a simulator, 1 is often fastest.
+        chain_of_thought: ``local``: plan before acting (RT-2 §4.4, see ``VLAPolicy``).
+        server_uri: ``ws://host:port`` of ``rt2-serve`` (``remote``).
+        api_key: key sent to the server, "" for none (``remote``).
+        request_timeout: deadline of one remote request, seconds (``remote``).
+        connect_timeout: deadline of one connection attempt, seconds (``remote``); when the
+            server is down the client keeps reconnecting in the background.
+        logger: where the remote client logs losses and reconnects (e.g. the node's logger).
 
     Raises:
         ValueError: unknown backend or missing model path.
@@ -48,7 +60,17 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
 
         hf_logging.disable_progress_bar()  # no tqdm bars in node logs
 
-        return VLAPolicy.from_pretrained(model_path, device=device)
+        return VLAPolicy.from_pretrained(model_path, device=device,
+                                         chain_of_thought=chain_of_thought)
+    if backend == "remote":
+        from rt2_policy.serving.client import RemotePolicy
+        from rt2_policy.serving.config import ClientConfig
+
+        if not server_uri:
+            raise ValueError("server_uri: expected ws://host:port of rt2-serve, got ''")
+        config = ClientConfig(uri=server_uri, api_key=api_key, request_timeout=request_timeout,
+                              connect_timeout=connect_timeout)
+        return RemotePolicy(config, logger=logger)
     if backend == "scripted":
         from rt2_policy.scripted_policy import ScriptedPolicy
 

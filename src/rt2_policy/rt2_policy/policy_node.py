@@ -8,16 +8,27 @@ Interfaces (defaults; all names are parameters):
     subscribes  ``/camera/image_raw``        sensor_msgs/Image (sensor-data QoS)
                 ``/rt2/instruction``         std_msgs/String (starts or replaces an episode;
                                              an empty string stops the arm)
+                ``/rt2/estop``               std_msgs/Bool (true: e-stop, see rt2_policy.safety)
     publishes   ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped, at ``keepalive_rate``
                 ``/rt2/gripper_command``     std_msgs/Float64 (0 open … 1 closed)
                 ``/rt2/action``              rt2_msgs/RT2Action, one per policy step
                 ``/rt2/episode_status``      rt2_msgs/EpisodeStatus, on change and at 1 Hz
     action      ``/rt2/execute_instruction`` rt2_msgs/action/ExecuteInstruction
     service     ``~/stop``                   std_srvs/Trigger (ends the episode, zero twist)
+                ``~/answer_question``        rt2_msgs/srv/AnswerQuestion (VQA on the latest
+                                             frame, full vocabulary; RT-2 "one model, two jobs")
+    clients     ``<servo>/switch_command_type``, ``<servo>/pause_servo`` (MoveIt Servo), and
+                ``ready_service`` (std_srvs/Trigger, before each episode) when set
 
-Thread model: inference runs in its own mutually exclusive callback group on a
-``MultiThreadedExecutor``; the twist keep-alive has its own group so it keeps streaming (zeros
-after the hold window) while a slow inference runs.
+``dry_run`` publishes the actions but sends only zero twists and no gripper commands.
+
+Thread model: policy steps run on a dedicated inference thread paced by the node's clock
+(``Clock.sleep_until``, so sim time works; a step that overruns its period is followed at once,
+without a catch-up burst). Executor callbacks therefore stay short: with inference in an executor
+callback, rclpy's ``MultiThreadedExecutor`` (9.1.x) spun a core and took the GIL from the model
+(the node reached 0.68x the raw infer rate; see the README's benchmark table).
+The twist keep-alive has its own group so it keeps streaming (zeros after the hold window) while
+a slow inference runs.
 """
 
 from __future__ import annotations
@@ -43,20 +54,23 @@ from rclpy.callback_groups import (  # noqa: E402
     MutuallyExclusiveCallbackGroup,
     ReentrantCallbackGroup,
 )
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Float64, String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
+from std_msgs.msg import Bool, Float64, String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from rt2_msgs.action import ExecuteInstruction  # noqa: E402
 from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
+from rt2_msgs.srv import AnswerQuestion  # noqa: E402
 from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, StepResult  # noqa: E402
 from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # noqa: E402
 from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
 from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
+from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
 from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
 
 try:  # MoveIt 2 (apt): switch the servo to TWIST commands on activation (Jazzy's servo_node).
@@ -89,6 +103,27 @@ PARAMETERS = {
         description="RT-2 action strings replayed by backend scripted; the last one repeats",
         read_only=True)),
     "scripted_delay": (0.0, _float_param(0.0, 10.0, "seconds per scripted infer call")),
+    "chain_of_thought": (False, ParameterDescriptor(
+        description="backend local: write a plan before each action (RT-2 Sec. 4.4; needs a "
+                    "checkpoint trained with plans); RT2Action.plan carries it", read_only=True)),
+    "answer_max_new_tokens": (32, _int_param(1, 1024,
+                              "~/answer_question token budget when the request's "
+                              "max_new_tokens is 0")),
+    # backend remote (rt2_policy.serving): a client of rt2-serve
+    "server_uri": ("ws://127.0.0.1:8765", ParameterDescriptor(
+        description="rt2-serve address, ws://host:port (backend remote)", read_only=True)),
+    "api_key_env": ("RT2_API_KEY", ParameterDescriptor(
+        description="environment variable holding the rt2-serve API key (backend remote); "
+                    "never a parameter, which anyone on the ROS graph can read", read_only=True)),
+    "request_timeout": (0.0, _float_param(0.0, 60.0,
+                        "deadline of one remote inference, s; a late reply is discarded and "
+                        "the arm holds still; 0 = one control period (backend remote)")),
+    "connect_timeout": (2.0, _float_param(0.01, 60.0,
+                        "deadline of one connection attempt to rt2-serve, s (backend remote)")),
+    "remote_fault_timeout": (10.0, _float_param(0.0, 3600.0,
+                             "s an episode holds still while rt2-serve is unreachable or late "
+                             "before aborting; it resumes when the server answers again; "
+                             "0 = count as ordinary faults (backend remote)")),
     "control_rate": (5.0, _float_param(0.1, 100.0, "policy steps per second, Hz")),
     "keepalive_rate": (50.0, _float_param(1.0, 1000.0,
                        "twist stream rate, Hz; keep above 1 / servo incoming_command_timeout")),
@@ -125,6 +160,18 @@ PARAMETERS = {
     "autostart": (True, ParameterDescriptor(
         description="configure and activate on start-up (no lifecycle manager needed)",
         read_only=True)),
+    # Safety (rt2_policy.safety): robot.launch.py sets dry_run true unless told otherwise.
+    "dry_run": (False, ParameterDescriptor(
+        description="publish RT2Action but send only zero twists and no gripper commands",
+        read_only=True)),
+    "estop_topic": ("/rt2/estop", ParameterDescriptor(
+        description="std_msgs/Bool: true = zero twist, abort the episode, pause the servo "
+                    "(~/pause_servo), refuse new episodes; false = release", read_only=True)),
+    "ready_service": ("", ParameterDescriptor(
+        description="std_srvs/Trigger called before each episode (e.g. "
+                    "/rt2_ready_pose/move_to_ready); the episode is refused if it fails; "
+                    "'' = none", read_only=True)),
+    "ready_timeout": (60.0, _float_param(0.1, 600.0, "seconds to wait for ready_service")),
 }
 
 
@@ -147,6 +194,9 @@ class PolicyNode(LifecycleNode):
         self._timers = []
         self._entities = []
         self._last_fault_log = 0.0
+        self._safety = SafetyGate()
+        self._pause_client = None
+        self._ready_client = None
         self._infer_group = MutuallyExclusiveCallbackGroup()
         self._stream_group = MutuallyExclusiveCallbackGroup()
         self._io_group = ReentrantCallbackGroup()
@@ -162,7 +212,9 @@ class PolicyNode(LifecycleNode):
                 control_rate=float(self._p("control_rate")),
                 max_image_age=float(self._p("max_image_age")),
                 limits=TwistLimits(float(self._p("max_linear_speed")),
-                                   float(self._p("max_angular_speed"))))
+                                   float(self._p("max_angular_speed"))),
+                backend_fault_timeout=float(self._p("remote_fault_timeout"))
+                if self._p("backend") == "remote" else 0.0)
             self._limits = EpisodeLimits(int(self._p("max_steps")), float(self._p("time_limit")),
                                          int(self._p("max_consecutive_faults")))
             started = time.perf_counter()
@@ -170,7 +222,13 @@ class PolicyNode(LifecycleNode):
                 self._p("backend"), model_path=self._p("model_path"), device=self._p("device"),
                 scripted_actions=list(self._p("scripted_actions")),
                 scripted_delay=float(self._p("scripted_delay")),
-                num_threads=int(self._p("num_threads")))
+                num_threads=int(self._p("num_threads")),
+                chain_of_thought=bool(self._p("chain_of_thought")),
+                server_uri=self._p("server_uri"),
+                api_key=os.environ.get(self._p("api_key_env"), ""),
+                request_timeout=float(self._p("request_timeout"))
+                or self._control.control_period,
+                connect_timeout=float(self._p("connect_timeout")), logger=self.get_logger())
             self.get_logger().info(f"loaded policy backend={self._p('backend')} "
                                    f"model={self._p('model_path') or '-'} in "
                                    f"{time.perf_counter() - started:.2f} s")
@@ -189,7 +247,24 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(String, self._p("instruction_topic"), self._on_instruction,
                                      10, callback_group=self._io_group),
             self.create_service(Trigger, "~/stop", self._on_stop, callback_group=self._io_group),
+            # Same group as inference: a question waits for the current control step and the
+            # next step waits for the answer (the twist hold then streams zeros).
+            self.create_service(AnswerQuestion, "~/answer_question", self._on_answer_question,
+                                callback_group=self._infer_group),
+            self.create_subscription(Bool, self._p("estop_topic"), self._on_estop, 10,
+                                     callback_group=self._io_group),
         ]
+        self._safety = SafetyGate(bool(self._p("dry_run")))
+        self.get_logger().info(f"safety: {self._safety.describe()}; e-stop on "
+                               f"{self._p('estop_topic')}")
+        # Responses must be handled while a callback waits on them: their own reentrant group.
+        self._pause_client = self.create_client(
+            SetBool, self._p("servo_node_name").rstrip("/") + "/pause_servo",
+            callback_group=ReentrantCallbackGroup())
+        self._ready_client = None
+        if self._p("ready_service"):
+            self._ready_client = self.create_client(Trigger, self._p("ready_service"),
+                                                    callback_group=ReentrantCallbackGroup())
         self._action_server = ActionServer(
             self, ExecuteInstruction, self._p("action_server_name"),
             execute_callback=self._execute, goal_callback=self._on_goal,
@@ -205,9 +280,10 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # activates the lifecycle publishers
         self._active = True
+        self._worker = threading.Thread(target=self._control_worker, name="rt2-policy-infer",
+                                        daemon=True)
+        self._worker.start()
         self._timers = [
-            self.create_timer(self._control.control_period, self._control_step,
-                              callback_group=self._infer_group),
             self.create_timer(1.0 / float(self._p("keepalive_rate")), self._stream_twist,
                               callback_group=self._stream_group),
             self.create_timer(1.0, self._publish_status, callback_group=self._io_group),
@@ -225,7 +301,32 @@ class PolicyNode(LifecycleNode):
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
+        self._stop_worker()
         return super().on_deactivate(state)
+
+    def _control_worker(self) -> None:
+        """The inference thread: one control step per control period while active."""
+        clock = self.get_clock()
+        period = Duration(seconds=self._control.control_period)
+        due = clock.now()
+        while self._active:
+            try:
+                self._control_step()
+                due = max(due + period, clock.now())  # overran: next step now, no burst
+                if not clock.sleep_until(due, context=self.context):
+                    return  # context shut down
+            except Exception as exc:  # noqa: BLE001 - node torn down under us: stop quietly
+                if not self._active:
+                    return
+                self.get_logger().error(f"control step failed: {exc}")
+                self._publish_zero_twist()
+                time.sleep(self._control.control_period)
+
+    def _stop_worker(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=30.0)
+        self._worker = None
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
@@ -246,6 +347,9 @@ class PolicyNode(LifecycleNode):
         if getattr(self, "_action_server", None) is not None:
             self._action_server.destroy()
             self._action_server = None
+        close = getattr(self._policy, "close", None)  # remote client: stop reconnecting
+        if close is not None:
+            close()
         self._policy = None
         self._loop = None
 
@@ -282,7 +386,115 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning("empty instruction received: stopping the arm")
             self._end_episode(Outcome.CANCELED, "empty instruction")
             return
+        refusal = self._prepare_episode()
+        if refusal:
+            self.get_logger().warning(f"instruction {text!r} refused: {refusal}")
+            return
         self._start_episode(text, self._limits)
+
+    def _on_estop(self, msg: Bool) -> None:
+        engaged = bool(msg.data)
+        if not self._safety.set_estop(engaged):
+            return
+        if engaged:
+            with self._lock:
+                self._hold.stop()
+            self._publish_zero_twist()
+            self.get_logger().error("EMERGENCY STOP engaged: zero twist, episode aborted, "
+                                    "servo paused; new episodes refused until released")
+            self._end_episode(Outcome.ABORTED, ESTOP_MESSAGE)
+        else:
+            self.get_logger().warning("emergency stop released: servo resumed; send a new "
+                                      "instruction to move")
+        self._pause_servo(engaged)
+
+    def _pause_servo(self, paused: bool) -> None:
+        """Pause or resume MoveIt Servo (``~/pause_servo``) where it runs; never blocks."""
+        client = self._pause_client
+        if client is None or not client.service_is_ready():
+            return
+        future = client.call_async(SetBool.Request(data=paused))
+        future.add_done_callback(lambda f: self.get_logger().info(
+            f"servo {'paused' if paused else 'resumed'}: "
+            f"{'ok' if f.result() and f.result().success else 'FAILED'}"))
+
+    def _prepare_episode(self) -> str | None:
+        """Checks before an episode: e-stop, then the ready move (``ready_service``).
+
+        Returns:
+            None when the episode may start, else the reason it may not.
+        """
+        refusal = self._safety.refusal()
+        if refusal:
+            return refusal
+        if self._servo_client is not None and self._servo_client.service_is_ready():
+            # Servo forgets the command type when it restarts, and may have started after us.
+            self._servo_client.call_async(
+                ServoCommandType.Request(command_type=ServoCommandType.Request.TWIST))
+        if self._ready_client is None:
+            return None
+        if self._safety.dry_run:
+            self.get_logger().info("dry run: skipping the ready move")
+            return None
+        client = self._ready_client
+        timeout = float(self._p("ready_timeout"))
+        if not client.wait_for_service(timeout_sec=min(timeout, 2.0)):
+            return f"ready service {client.srv_name} not available"
+        self._end_episode(Outcome.CANCELED, "superseded by a new instruction")
+        self._pause_servo(True)  # the ready trajectory and Servo drive the same controller
+        done = threading.Event()
+        future = client.call_async(Trigger.Request())
+        future.add_done_callback(lambda _f: done.set())
+        try:
+            if not done.wait(timeout):
+                future.cancel()
+                return f"ready service {client.srv_name} timed out after {timeout:.1f} s"
+            response = future.result()
+            if response is None or not response.success:
+                message = response.message if response is not None else "no response"
+                return f"ready move failed: {message}"
+            return self._safety.refusal()
+        finally:
+            if not self._safety.estopped:
+                self._pause_servo(False)
+
+    def _on_answer_question(self, request, response):
+        """Answer ``request.question`` about the latest camera frame with the policy's VLM."""
+        started = time.perf_counter()
+        response.success = False
+        question = request.question.strip()
+        answer = getattr(self._policy, "answer", None)
+        frame = self._frame
+        if frame is not None:
+            nanoseconds = int(round(frame.stamp * 1e9))
+            response.image_stamp.sec, response.image_stamp.nanosec = divmod(nanoseconds, 10**9)
+        if not question:
+            response.message = "empty question"
+        elif answer is None:
+            response.message = (f"backend {self._p('backend')!r} cannot answer questions"
+                                if self._policy is not None else "no policy loaded "
+                                "(node not configured)")
+        elif frame is None:
+            response.message = f"no camera frame received yet on {self._p('image_topic')}"
+        elif self._now() - frame.stamp > float(self._p("max_image_age")):
+            response.message = (f"camera frame is stale: {self._now() - frame.stamp:.2f} s old "
+                                f"(max_image_age {float(self._p('max_image_age')):.2f} s)")
+        else:
+            budget = int(request.max_new_tokens) or int(self._p("answer_max_new_tokens"))
+            try:
+                response.answer = str(answer(frame.to_rgb(), question, budget))
+                response.success = True
+            except ValueError as exc:
+                response.message = f"bad input: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a model failure must not kill the node
+                response.message = f"model error: {type(exc).__name__}: {exc}"
+        response.latency = time.perf_counter() - started
+        if response.success:
+            self.get_logger().info(f"answered {question!r} -> {response.answer!r} in "
+                                   f"{response.latency * 1e3:.0f} ms")
+        else:
+            self.get_logger().warning(f"question {question!r} not answered: {response.message}")
+        return response
 
     def _on_stop(self, _request, response):
         ended = self._end_episode(Outcome.CANCELED, "stopped by ~/stop")
@@ -366,8 +578,9 @@ class PolicyNode(LifecycleNode):
         msg.plan = action.plan
         msg.inference_latency = float(result.latency)
         self._action_pub.publish(msg)
-        if result.gripper is not None and not action.terminate:
-            self._gripper_pub.publish(Float64(data=result.gripper))
+        gripper = self._safety.gripper(result.gripper)
+        if gripper is not None and not action.terminate:
+            self._gripper_pub.publish(Float64(data=gripper))
         feedback_queue = self._episode_feedback
         if feedback_queue is not None:
             feedback_queue.put(msg)
@@ -380,6 +593,7 @@ class PolicyNode(LifecycleNode):
     def _publish_twist(self, twist: Twist) -> None:
         if not self._active:
             return
+        twist = self._safety.twist(twist)  # zero in dry run and under e-stop
         msg = TwistStamped()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self._p("command_frame")
@@ -414,6 +628,9 @@ class PolicyNode(LifecycleNode):
         if not goal.instruction.strip():
             self.get_logger().warning("goal rejected: empty instruction")
             return GoalResponse.REJECT
+        if self._safety.refusal():
+            self.get_logger().warning(f"goal rejected: {self._safety.refusal()}")
+            return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
     def _execute(self, goal_handle):
@@ -422,6 +639,11 @@ class PolicyNode(LifecycleNode):
             max_steps=int(goal.max_steps) or self._limits.max_steps,
             time_limit=float(goal.time_limit) or self._limits.time_limit,
             max_consecutive_faults=self._limits.max_consecutive_faults)
+        refusal = self._prepare_episode()
+        if refusal:
+            self.get_logger().warning(f"goal {goal.instruction!r} aborted: {refusal}")
+            goal_handle.abort()
+            return ExecuteInstruction.Result(outcome=int(Outcome.ABORTED), message=refusal)
         feedback_queue: queue.Queue = queue.Queue()
         self._episode_feedback = feedback_queue
         episode = self._start_episode(goal.instruction, limits)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from rt2_policy.action_tokenizer import ActionBounds, ActionTokenizer
 from rt2_policy.contract import Observation, RobotAction
 
@@ -36,6 +38,7 @@ class ScriptedPolicy:
         self.delay = float(delay)
         self._index = 0
         self.observations: list[Observation] = []
+        self.questions: list[tuple[str, tuple[int, ...]]] = []  # (question, image shape) asked
 
     def infer(self, observation: Observation) -> RobotAction:
         start = time.perf_counter()
@@ -49,6 +52,27 @@ class ScriptedPolicy:
     def reset(self) -> None:
         self._index = 0
         self.observations.clear()
+
+    def answer(self, image: np.ndarray, question: str, max_new_tokens: int = 32) -> str:
+        """Echo double of :meth:`rt2_policy.vla_policy.VLAPolicy.answer` (tests, bring-up).
+
+        Returns:
+            ``"scripted answer: {question}"`` cut to ``max_new_tokens`` words.
+
+        Raises:
+            ValueError: on an image that is not ``(H, W, 3)`` uint8, an empty question or
+                ``max_new_tokens < 1``.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image: expected an (H, W, 3) uint8 array, got {image.shape} "
+                             f"{image.dtype}")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"question: expected a non-empty string, got {question!r}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+        self.questions.append((question, tuple(image.shape)))
+        return " ".join(f"scripted answer: {question.strip()}".split()[:max_new_tokens])
 
     @property
     def metadata(self) -> dict:

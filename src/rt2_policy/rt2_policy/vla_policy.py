@@ -7,7 +7,7 @@
    ``<image>`` placeholder (no chat template);
 2. runs the processor on the RGB frame and prompt;
 3. greedily decodes exactly 8 tokens restricted to the action vocabulary
-   (:func:`rt2_policy.constrained_decoding.decode_action_tokens`; step 0 only bins 0/1);
+   (:class:`rt2_policy.constrained_decoding.ActionDecoder`; step 0 only bins 0/1);
 4. maps the tokens to bins (:class:`rt2_policy.token_mapping.ActionTokenMapping`) and the bins
    to a :class:`~rt2_policy.contract.RobotAction`
    (:class:`rt2_policy.action_tokenizer.ActionTokenizer`).
@@ -43,8 +43,8 @@ from rt2_policy.action_tokenizer import (  # noqa: E402
     ActionTokenizer,
 )
 from rt2_policy.constrained_decoding import (  # noqa: E402
+    ActionDecoder,
     build_allowed_mask,
-    decode_action_tokens,
     generate_text,
 )
 from rt2_policy.contract import ACTION_DIM_NAMES, Observation, RobotAction  # noqa: E402
@@ -120,6 +120,13 @@ class VLAPolicy:
         action_tokenizer: bounds and bins of the 8-dim action.
         token_mapping: bins ↔ vocabulary ids; every id must be below the model's vocabulary size.
         model_id: what ``metadata["model_id"]`` reports.
+        cache, compile: KV cache kind (``"dynamic"``/``"static"``) and ``torch.compile`` of the
+            action decoder (:class:`~rt2_policy.constrained_decoding.ActionDecoder`).
+        chain_of_thought: RT-2 §4.4 "Plan:" inference: generate a plan over the full vocabulary
+            until the ``" action:"`` marker (at most ``max_plan_tokens`` tokens), then decode the
+            8 action tokens on prompt + plan; ``RobotAction.plan`` carries the plan
+            (:mod:`rt2_policy.plans`). Needs a checkpoint trained with plans (``cot`` > 0).
+        max_plan_tokens: token budget of the plan, >= 1.
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -134,7 +141,15 @@ class VLAPolicy:
         action_tokenizer: ActionTokenizer,
         token_mapping: ActionTokenMapping,
         model_id: str = "",
+        cache: str = "dynamic",
+        compile: bool = False,
+        chain_of_thought: bool = False,
+        max_plan_tokens: int = 24,
     ) -> None:
+        if max_plan_tokens < 1:
+            raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
+        self.chain_of_thought = bool(chain_of_thought)
+        self.max_plan_tokens = int(max_plan_tokens)
         if token_mapping.num_bins != action_tokenizer.num_bins:
             raise ValueError(
                 f"token_mapping.num_bins: expected {action_tokenizer.num_bins}, "
@@ -156,6 +171,9 @@ class VLAPolicy:
         self._allowed = build_allowed_mask(
             token_mapping.allowed_ids_per_step(), self.vocab_size, device=self.device
         )
+        # Fast path of the same decode (equal ids): reduced LM head, optional static cache and
+        # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
+        self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -166,6 +184,10 @@ class VLAPolicy:
         dtype: torch.dtype | str | None = None,
         token_scheme: str | None = None,
         bounds: ActionBounds | None = None,
+        attn_implementation: str | None = None,
+        cache: str = "dynamic",
+        compile: bool = False,
+        chain_of_thought: bool = False,
     ) -> VLAPolicy:
         """Load model, processor and action config from one checkpoint.
 
@@ -180,6 +202,11 @@ class VLAPolicy:
             token_scheme: override the stored token mapping with ``"integer_tokens"`` or
                 ``"last_n"`` built from the processor's tokenizer; None keeps the stored one.
             bounds: override the stored action bounds.
+            attn_implementation: ``None`` (transformers' default, SDPA where supported),
+                ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"`` (GPU, needs ``flash-attn``).
+            cache: KV cache of the action decode, ``"dynamic"`` or ``"static"`` (preallocated).
+            compile: ``torch.compile`` the one-token decode step (implies a static cache).
+            chain_of_thought: plan before acting (RT-2 §4.4), see the class docstring.
 
         Raises:
             ValueError: when no action config is stored and no ``token_scheme`` is given, for
@@ -192,6 +219,8 @@ class VLAPolicy:
         source = str(path_or_hub_id)
         torch_dtype = _resolve_dtype(dtype)
         kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
         model.to(device)
         processor = AutoProcessor.from_pretrained(source)
@@ -224,7 +253,8 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
-        return cls(model, processor, action_tokenizer, mapping, model_id=source)
+        return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
+                   compile=compile, chain_of_thought=chain_of_thought)
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, images: list[Any], prompts: list[str]) -> dict[str, torch.Tensor]:
@@ -251,7 +281,7 @@ class VLAPolicy:
     def _decode(self, inputs: dict[str, torch.Tensor]):
         """Constrained decode; any failure surfaces as RuntimeError (the caller stops the arm)."""
         try:
-            return decode_action_tokens(self.model, inputs, self._allowed)
+            return self._decoder(inputs)
         except RuntimeError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend failure stops the arm
@@ -314,6 +344,8 @@ class VLAPolicy:
         obs = [self._check_observation(o) for o in observations]
         if not obs:
             return []
+        if self.chain_of_thought:
+            return [self._plan_and_act(o) for o in obs]
         prompts = [with_image(action_prompt(o.instruction), self.image_token) for o in obs]
         images = [_to_pil(o.image) for o in obs]
         inputs = self._prepare(images, prompts)
@@ -324,6 +356,56 @@ class VLAPolicy:
             action.extra.update(prompt=prompts[i], step_times=result.step_times)
             actions.append(action)
         return actions
+
+    def _plan_and_act(self, observation: Observation) -> RobotAction:
+        """RT-2 §4.4: greedy plan over the full vocabulary up to the action marker (forced if
+        the budget runs out), then the constrained 8-token decode on prompt + plan."""
+        from dataclasses import replace
+
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        from rt2_policy.plans import ACTION_MARKER, action_marker_ids, parse_plan_and_action
+
+        start = time.perf_counter()
+        prompt = with_image(action_prompt(observation.instruction), self.image_token)
+        inputs = self._prepare([_to_pil(observation.image)], [prompt])
+        tokenizer = self.processor.tokenizer
+        marker = action_marker_ids(tokenizer)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        marker_t = torch.as_tensor(marker, device=self.device)
+
+        class _AtMarker(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+                if input_ids.shape[1] - prompt_len >= len(marker):
+                    done = (input_ids[:, -len(marker):] == marker_t).all(dim=1)
+                return done
+
+        try:
+            out = self.model.generate(
+                **inputs, max_new_tokens=self.max_plan_tokens, do_sample=False,
+                stopping_criteria=StoppingCriteriaList([_AtMarker()]),
+                pad_token_id=tokenizer.pad_token_id)
+        except Exception as exc:  # noqa: BLE001 - backend failure stops the arm
+            raise RuntimeError(f"VLA plan generation failed: {exc}") from exc
+        new = out[0, prompt_len:].tolist()
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        cut = next((i for i, t in enumerate(new) if t in eos), len(new))  # plan ends at EOS
+        at = next((i for i in range(cut - len(marker) + 1) if new[i:i + len(marker)] == marker),
+                  cut)  # ... or at the first marker; a missing marker is appended
+        new = new[:at]
+        plan_text = tokenizer.decode(new, skip_special_tokens=True)
+        plan, _ = parse_plan_and_action(f"{plan_text} {ACTION_MARKER}")
+        ids = torch.cat([inputs["input_ids"],
+                         torch.as_tensor([new + marker], dtype=inputs["input_ids"].dtype,
+                                         device=self.device)], dim=1)
+        action_inputs = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
+        result = self._decode(action_inputs)
+        action = self._actions(result.token_ids, time.perf_counter() - start)[0]
+        action.extra.update(prompt=prompt, step_times=result.step_times,
+                            plan_token_ids=list(new))
+        return replace(action, plan=plan)
 
     def reset(self) -> None:
         """No per-episode state: RT-2 conditions on the current frame only."""
@@ -381,4 +463,5 @@ class VLAPolicy:
             },
             "bounds": self.action_tokenizer.bounds.to_dict(),
             "token_scheme": self.token_mapping.scheme,
+            "chain_of_thought": self.chain_of_thought,
         }

@@ -174,3 +174,76 @@ def test_custom_steps_and_generate_text(parts):
     assert 1 <= text.token_ids.shape[1] <= 4
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate_text(model, processor, inputs, max_new_tokens=0)
+
+
+# ---------------------------------------------------------------------------- fast decoder
+_CASES = [
+    (["pick up the red cube"], [0]),
+    (["pick up the red cube", "put the small green ball into the big brown bowl"], [5, 6]),
+    (["open", "open the drawer", "move the blue can to the left"], [1, 2, 3]),
+]
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_action_decoder_equals_the_reference_decoder(parts, cache):
+    from rt2_policy.constrained_decoding import ActionDecoder
+
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    decoder = ActionDecoder(model, mask, cache=cache, bucket=16)
+    for _ in range(2):  # the second round reuses the static caches
+        for instructions, seeds in _CASES:
+            inputs = _inputs(processor, instructions, seeds)
+            want = decode_action_tokens(model, inputs, mask, use_cache=False)
+            got = decoder(inputs)
+            assert torch.equal(got.token_ids, want.token_ids), (instructions, cache)
+            assert len(got.step_times) == 8 and got.scores is None
+
+
+def test_generate_baseline_equals_the_reference_decoder(parts):
+    """The decode benchmark's baseline computes the same thing."""
+    from rt2_policy.constrained_decoding import decode_with_generate
+
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    for instructions, seeds in _CASES:
+        inputs = _inputs(processor, instructions, seeds)
+        got = decode_with_generate(model, inputs, mask, processor.tokenizer.pad_token_id)
+        assert torch.equal(got.token_ids, decode_action_tokens(model, inputs, mask).token_ids)
+
+
+def test_action_decoder_guards_and_head_refresh(parts):
+    from rt2_policy.constrained_decoding import ActionDecoder
+
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    with pytest.raises(ValueError, match="cache"):
+        ActionDecoder(model, mask, cache="paged")
+    with pytest.raises(ValueError, match="allowed"):
+        ActionDecoder(model, mapping.allowed_ids_per_step())
+    inputs = dict(_inputs(processor, ["pick up the cube", "pick up the red cube now"], [0, 1]))
+    inputs["attention_mask"] = inputs["attention_mask"].flip(-1)
+    with pytest.raises(ValueError, match="left padding"):
+        ActionDecoder(model, mask)(inputs)
+    broken = copy.deepcopy(model)
+    decoder = ActionDecoder(broken, mask)
+    single = _inputs(processor, ["pick up the red cube"], [0])
+    assert torch.equal(decoder(single).token_ids, decode_action_tokens(model, single,
+                                                                       mask).token_ids)
+    with torch.no_grad():  # weights changed in place after the decoder was built
+        broken.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="finite"):
+        decoder(single)
+
+
+def test_compiled_decoder_equals_the_reference_decoder(parts):
+    from rt2_policy.constrained_decoding import ActionDecoder
+
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    decoder = ActionDecoder(model, mask, compile=True)
+    assert decoder.cache_kind == "static"
+    for seed in (3, 4):
+        inputs = _inputs(processor, ["pick up the red cube"], [seed])
+        assert torch.equal(decoder(inputs).token_ids,
+                           decode_action_tokens(model, inputs, mask).token_ids)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionTokenizer
 from rt2_policy.prompts import action_prompt, with_image
-from rt2_policy.tiny_model import build_tokenizer, build_vocabulary, main
+from rt2_policy.tiny_model import build_tokenizer, build_vocabulary, main, words_from_texts
 from rt2_policy.token_mapping import ActionTokenMapping, load_action_config
 
 
@@ -108,3 +108,65 @@ def test_cli_is_deterministic_per_seed(tiny_vla_dir, tmp_path, capsys):
 def test_cli_requires_an_output():
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_words_from_texts_split_like_the_tokenizer():
+    words = words_from_texts(["<image>Q: Lift the CRIMSON block? A:", "crimson  block, please"])
+    assert words == ["q", ":", "lift", "the", "crimson", "block", "?", "a", ",", "please"]
+    with pytest.raises(ValueError, match="texts: expected strings"):
+        words_from_texts([3])
+
+
+def test_extra_words_extend_the_vocabulary_and_keep_builtin_ids():
+    base = build_vocabulary()
+    extended = build_vocabulary(["zebra", "Crimson", "red", "zebra"])
+    assert extended[: len(base)] == base  # built-in ids do not move
+    assert extended[len(base):] == ["zebra", "crimson"]  # lower-cased, deduplicated
+    tok = build_tokenizer(["zebra"])
+    assert tok.unk_token_id not in tok("the zebra", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="extra_words: expected single words"):
+        build_vocabulary(["two words"])
+
+
+def test_corpus_and_architecture_options(tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    from rt2_policy.tiny_model import build_tiny_vla
+
+    path = build_tiny_vla(tmp_path / "m", seed=1, image_size=64, patch_size=8,
+                          corpus=["shove the magenta capsule"], text_hidden_size=128,
+                          text_layers=2, text_heads=2, vision_hidden_size=96, vision_layers=2,
+                          vision_heads=2)
+    config = AutoConfig.from_pretrained(path)
+    assert config.text_config.hidden_size == 128 and config.text_config.num_hidden_layers == 2
+    assert config.vision_config.patch_size == 8 and config.vision_config.image_size == 64
+    processor = AutoProcessor.from_pretrained(path)
+    assert processor.image_seq_len == (64 // 8) ** 2 // 4
+    tok = processor.tokenizer
+    assert tok.unk_token_id not in tok("shove the magenta capsule",
+                                       add_special_tokens=False)["input_ids"]
+    _tokenizer, mapping = load_action_config(path)
+    assert mapping.scheme == "integer_tokens"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"image_size": 100}, "image_size: expected a multiple of 32"),
+    ({"text_heads": 3}, "text_heads: expected an even divisor"),
+    ({"vision_heads": 5}, "vision_heads: expected a divisor"),
+    ({"text_layers": 0}, "text_layers: expected >= 1"),
+])
+def test_invalid_architectures(kwargs, message):
+    from rt2_policy.tiny_model import build_config
+
+    with pytest.raises(ValueError, match=message):
+        build_config(build_tokenizer(), **kwargs)
+
+
+def test_cli_words_file(tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("lift the turquoise pyramid\n", encoding="utf-8")
+    assert main(["--output", str(tmp_path / "w"), "--words-file", str(words)]) == 0
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "w")
+    assert tok.convert_tokens_to_ids("turquoise") != tok.unk_token_id

@@ -76,6 +76,16 @@ PALETTE: tuple[tuple[str, tuple[float, float, float]], ...] = (
 )
 #: Object shapes known to :func:`build_model`.
 OBJECT_SHAPES = ("cube", "sphere", "cylinder")
+#: Container shapes, in slot order (``container_0`` is the bowl, ``container_1`` the plate).
+CONTAINER_SHAPES = ("bowl", "plate")
+#: Bowl: inner radius and wall height; plate: radius and thickness (metres).
+BOWL_RADIUS = 0.075
+BOWL_WALL_HEIGHT = 0.035
+PLATE_RADIUS = 0.08
+PLATE_THICKNESS = 0.012
+#: Where unused object and container slots wait, ``panda_link0`` frame, metres: under the
+#: floor, out of every camera's view (parked free objects neither collide nor fall).
+PARKING_ORIGIN = (-1.0, 0.0, -3.0)
 
 # Offsets (radians) between the gymnasium-robotics chain's joint zeros and franka_description's:
 # its link6 frame carries an extra 1.57 rad yaw, its link7 frame an extra 0.7854 rad yaw.
@@ -118,6 +128,9 @@ class SceneConfig:
         timestep: physics time step, seconds (MuJoCo ``opt.timestep``), in (0, 0.01].
         shadow_map_size: shadow map resolution, pixels; 0 turns shadows off (fast on CPU).
         render_samples: multisample anti-aliasing samples of the offscreen buffer (0 = off).
+        num_containers: container slots (0, or 2: a bowl ``container_0`` and a plate
+            ``container_1``), mocap bodies that :meth:`ArmSimulation.reset_episode` places and
+            colours; parked out of view until then.
 
     Raises:
         ValueError: "<field>: expected X, got Y" on any invalid value.
@@ -141,6 +154,7 @@ class SceneConfig:
     timestep: float = 0.002
     shadow_map_size: int = 0
     render_samples: int = 0
+    num_containers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("image_width", "image_height"):
@@ -190,6 +204,11 @@ class SceneConfig:
         if not _is_int(self.shadow_map_size) or not 0 <= self.shadow_map_size <= 8192:
             raise ValueError(
                 f"shadow_map_size: expected an int in [0, 8192], got {self.shadow_map_size!r}"
+            )
+        if self.num_containers not in (0, len(CONTAINER_SHAPES)):
+            raise ValueError(
+                f"num_containers: expected 0 or {len(CONTAINER_SHAPES)}, "
+                f"got {self.num_containers!r}"
             )
         if not _is_int(self.render_samples) or not 0 <= self.render_samples <= 16:
             raise ValueError(
@@ -324,6 +343,7 @@ def build_spec(config: SceneConfig, rng: np.random.Generator | None = None) -> m
     _edit_panda(spec, config)
     _add_environment(spec, config)
     _add_objects(spec, config, sample_object_positions(config, rng))
+    _add_containers(spec, config)
     return spec
 
 
@@ -491,6 +511,43 @@ def _add_objects(spec: mujoco.MjSpec, config: SceneConfig, positions: np.ndarray
             friction=[config.object_friction, 0.01, 0.0001],
             condim=4,
         )
+
+
+def parking_position(config: SceneConfig, slot: int) -> np.ndarray:
+    """World position where slot ``slot`` waits when unused, shape (3,), metres."""
+    return base_position(config) + np.array(PARKING_ORIGIN) + np.array([0.0, 0.3 * slot, 0.0])
+
+
+def _add_containers(spec: mujoco.MjSpec, config: SceneConfig) -> None:
+    """Bowl and plate as mocap bodies (static, teleported per episode), parked at first."""
+    if not config.num_containers:
+        return
+    world = spec.worldbody
+    for i, shape in enumerate(CONTAINER_SHAPES):
+        body = world.add_body(
+            name=f"container_{i}", pos=parking_position(config, 10 + i), mocap=True
+        )
+        rgba = [0.9, 0.9, 0.9, 1.0]
+        if shape == "bowl":
+            body.add_geom(name=f"container_{i}_geom", type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+                          size=[BOWL_RADIUS + 0.005, 0.004, 0.0], pos=[0, 0, 0.004], rgba=rgba)
+            n = 16
+            wall = 2 * math.pi * (BOWL_RADIUS + 0.004) / n / 2 + 0.002
+            for k in range(n):
+                angle = 2 * math.pi * k / n
+                body.add_geom(
+                    name=f"container_{i}_wall_{k}",
+                    type=mujoco.mjtGeom.mjGEOM_BOX,
+                    size=[0.004, wall, BOWL_WALL_HEIGHT / 2],
+                    pos=[(BOWL_RADIUS + 0.004) * math.cos(angle),
+                         (BOWL_RADIUS + 0.004) * math.sin(angle), BOWL_WALL_HEIGHT / 2],
+                    quat=[math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)],
+                    rgba=rgba,
+                )
+        else:
+            body.add_geom(name=f"container_{i}_geom", type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+                          size=[PLATE_RADIUS, PLATE_THICKNESS / 2, 0.0],
+                          pos=[0, 0, PLATE_THICKNESS / 2], rgba=rgba)
 
 
 def _is_int(value: object) -> bool:

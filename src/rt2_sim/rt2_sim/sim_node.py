@@ -24,7 +24,11 @@ Publications:
 
 Services:
     ``/rt2_sim/reset`` (``rt2_msgs/srv/ResetScene``): arm to "ready", gripper open, objects
-        re-placed from ``seed`` (-1: a fresh seed).
+        re-placed from ``seed`` (-1: a fresh seed). With ``split`` and/or ``task_family`` (and
+        ``task_scene:=true``) it samples an episode with :func:`rt2_sim.tasks.sample_episode`
+        and returns its instruction and task JSON.
+    ``/rt2_sim/task_status`` (``std_srvs/srv/Trigger``): ``success`` is the current episode's
+        success check (:func:`rt2_sim.tasks.check_success`), ``message`` a JSON summary.
 
 Threads: physics (a wall timer stepping the simulation by the elapsed time, capped at
 ``MAX_STEP``), joint states, commands and the service each have their own callback group, and
@@ -42,6 +46,7 @@ commands 0.5-2.6 s late, i.e. stale.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -56,11 +61,13 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 
 from rt2_msgs.srv import ResetScene
 from rt2_sim.cartesian_servo import ServoConfig
 from rt2_sim.scene import BASE_FRAME, SceneConfig
 from rt2_sim.simulation import ArmSimulation
+from rt2_sim.tasks import episode_summary, sample_episode, task_scene_config
 
 NODE_NAME = "rt2_sim"
 TWIST_TOPIC = "servo_node/delta_twist_cmds"
@@ -70,6 +77,7 @@ CAMERA_INFO_TOPIC = "camera/camera_info"
 JOINT_STATES_TOPIC = "joint_states"
 TCP_POSE_TOPIC = "~/tcp_pose"
 RESET_SERVICE = "~/reset"
+TASK_STATUS_SERVICE = "~/task_status"
 #: Longest simulated step per physics tick, seconds: after a stall the simulation slows down
 #: rather than jumping ahead.
 MAX_STEP = 0.1
@@ -107,11 +115,14 @@ class SimNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         p = self._declare_parameters()
         servo_config = ServoConfig(incoming_command_timeout=p["incoming_command_timeout"])
-        scene_config = SceneConfig(
-            image_width=p["image_width"],
-            image_height=p["image_height"],
-            timestep=1.0 / p["physics_rate"],
-        )
+        scene_fields = {
+            "image_width": p["image_width"],
+            "image_height": p["image_height"],
+            "timestep": 1.0 / p["physics_rate"],
+        }
+        self._task_scene = bool(p["task_scene"])
+        scene_config = (task_scene_config(**scene_fields) if self._task_scene
+                        else SceneConfig(**scene_fields))
         seed = None if p["seed"] < 0 else p["seed"]
         self._lock = threading.Lock()  # guards self._sim (MuJoCo model, data, renderer)
         self._mailbox_lock = threading.Lock()  # guards the pending commands below
@@ -143,6 +154,10 @@ class SimNode(Node):
         )
         self.create_service(
             ResetScene, RESET_SERVICE, self._on_reset, callback_group=self._service_group
+        )
+        self.create_service(
+            Trigger, TASK_STATUS_SERVICE, self._on_task_status,
+            callback_group=self._service_group,
         )
 
         self._last_tick = time.monotonic()
@@ -200,6 +215,14 @@ class SimNode(Node):
                 50.0,
                 _float_param("joint_states and tcp_pose rate, Hz", 1.0, 500.0, True),
             ),
+            "task_scene": (
+                False,
+                ParameterDescriptor(
+                    description="build the task scene (rt2_sim.tasks: 5 object slots, bowl and "
+                    "plate, front camera) so ~/reset can sample tasks by split and family",
+                    read_only=True,
+                ),
+            ),
         }
         values = {}
         for name, (default, descriptor) in specs.items():
@@ -256,20 +279,59 @@ class SimNode(Node):
 
     def _on_reset(self, request, response):
         seed = int(request.seed)
+        split = str(request.split)
+        family = str(request.task_family)
         if seed < -1:
             response.success = False
             response.message = f"seed: expected -1 or a non-negative int, got {seed}"
             return response
+        spec = None
+        if split or family:
+            if not self._task_scene:
+                response.success = False
+                response.message = ("split/task_family: this simulator runs the plain scene; "
+                                    "start it with task_scene:=true")
+                return response
+            if seed == -1:
+                seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+            try:
+                spec = sample_episode(seed, split or "seen", family or None)
+            except ValueError as exc:
+                response.success = False
+                response.message = str(exc)
+                return response
         with self._lock:
             with self._mailbox_lock:  # commands sent before the reset do not apply after it
                 self._pending_twist = None
                 self._pending_gripper = None
-            info = self._sim.reset(None if seed == -1 else seed)
+            if spec is None:
+                info = self._sim.reset(None if seed == -1 else seed)
+            else:
+                info = self._sim.reset_episode(spec)
+                self._sim.step(0.2)  # let the objects settle before the episode starts
         response.success = True
         response.message = f"scene reset with seed {info.seed}"
         response.object_names = list(info.object_names)
         response.description = info.description
-        self.get_logger().info(f"reset (seed {info.seed}): {info.description}")
+        if spec is not None:
+            response.instruction = spec.task.instruction
+            response.task = spec.task.to_json()
+            response.message += f": {spec.task.family} ({spec.task.split})"
+        self.get_logger().info(f"reset (seed {info.seed}): {info.description}"
+                               + (f"; task: {spec.task.instruction!r}" if spec else ""))
+        return response
+
+    def _on_task_status(self, _request, response):
+        with self._lock:
+            spec = self._sim.episode
+            if spec is None:
+                response.success = False
+                response.message = json.dumps(
+                    {"error": "no task: call ~/reset with a split or task_family first"})
+                return response
+            summary = episode_summary(self._sim, spec)
+        response.success = bool(summary["success"])
+        response.message = json.dumps(summary)
         return response
 
     def _publish_state(self) -> None:

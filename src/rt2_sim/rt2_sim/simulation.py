@@ -24,12 +24,16 @@ from rt2_sim.scene import (
     ARM_JOINT_NAMES,
     BASE_FRAME,
     CAMERA_OPTICAL_FRAME,
+    CONTAINER_SHAPES,
     FINGER_JOINT_NAMES,
     FINGER_OPEN_POSITION,
     READY_POSE,
     TCP_SITE,
     SceneConfig,
+    SceneObject,
+    base_position,
     build_model,
+    parking_position,
     sample_object_positions,
     scene_objects,
 )
@@ -149,6 +153,25 @@ class ArmSimulation:
         self._steps = 0
         self._target_time = 0.0
         self._info: SceneInfo | None = None
+        self._default_objects = (self._objects, list(self._object_qpos), list(self._object_body))
+        self._slot_geoms = [model.geom(f"object_{i}_geom").id
+                            for i in range(self._scene_config.num_objects)]
+        self._geom_defaults = {
+            name: getattr(model, name)[self._slot_geoms].copy()
+            for name in ("geom_type", "geom_size", "geom_rgba", "geom_rbound", "geom_aabb",
+                         "geom_contype", "geom_conaffinity")
+        }
+        self._slot_bodies = [model.body(f"object_{i}").id
+                             for i in range(self._scene_config.num_objects)]
+        self._gravcomp_defaults = model.body_gravcomp[self._slot_bodies].copy()
+        self._table_geom = model.geom("table").id
+        self._floor_geom = model.geom("floor").id
+        self._key_light = model.light("key_light").id
+        self._background_defaults = (
+            model.geom_rgba[self._table_geom].copy(), model.geom_rgba[self._floor_geom].copy(),
+            model.light_dir[self._key_light].copy(), model.light_diffuse[self._key_light].copy(),
+        )
+        self._episode = None
         self.reset(None)
 
     # ------------------------------------------------------------------ properties
@@ -217,14 +240,126 @@ class ArmSimulation:
             seed = int(self._rng.integers(0, 2**31 - 1))
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed: expected a non-negative int or None, got {seed!r}")
+        self._restore_default_scene()
+        positions = sample_object_positions(self._scene_config, np.random.default_rng(seed))
+        self._reset_state()
+        for adr, position in zip(self._object_qpos, positions, strict=True):
+            self._data.qpos[adr : adr + 3] = position
+            self._data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
+        return self._finish_reset(int(seed), positions)
+
+    @property
+    def episode(self):
+        """The :class:`rt2_sim.tasks.EpisodeSpec` of the last :meth:`reset_episode`, or None
+        after a plain :meth:`reset`."""
+        return self._episode
+
+    def reset_episode(self, spec) -> SceneInfo:
+        """Set up the episode ``spec`` (a :class:`rt2_sim.tasks.EpisodeSpec`): objects' shapes,
+        colours and places, containers, table, floor and light; arm to "ready", gripper open.
+
+        The model's object slots and container bodies are re-dressed in place (no recompile,
+        so an existing renderer stays valid). Unused slots wait out of view.
+
+        Raises:
+            ValueError: if the scene has no container slots or too few object slots for
+                ``spec`` (build it with :func:`rt2_sim.tasks.task_scene_config`).
+        """
+        cfg = self._scene_config
+        objects = [o for o in spec.objects if o.kind == "object"]
+        containers = [o for o in spec.objects if o.kind == "container"]
+        if len(objects) > cfg.num_objects or (containers and cfg.num_containers == 0):
+            raise ValueError(
+                f"episode: expected <= {cfg.num_objects} objects and container slots, got "
+                f"{len(objects)} objects, {len(containers)} containers with num_containers "
+                f"{cfg.num_containers}")
+        base = base_position(cfg)
+        model = self._model
+        self._restore_default_scene()
+        self._reset_state()
+        positions = np.asarray(spec.positions, dtype=float) + base
+        names, bodies, qpos_adr = [], [], []
+        obj_positions = [p for o, p in zip(spec.objects, positions, strict=True)
+                         if o.kind == "object"]
+        for slot in range(cfg.num_objects):
+            adr = int(model.joint(f"object_{slot}_joint").qposadr[0])
+            geom = self._slot_geoms[slot]
+            if slot < len(objects):
+                obj = objects[slot]
+                half = obj.size / 2
+                kind, size, rbound = {
+                    "cube": (mujoco.mjtGeom.mjGEOM_BOX, (half, half, half), math.sqrt(3) * half),
+                    "sphere": (mujoco.mjtGeom.mjGEOM_SPHERE, (half, 0.0, 0.0), half),
+                    "cylinder": (mujoco.mjtGeom.mjGEOM_CYLINDER, (half, half, 0.0),
+                                 math.sqrt(2) * half),
+                }[obj.shape]
+                model.geom_type[geom] = kind
+                model.geom_size[geom] = size
+                model.geom_rbound[geom] = rbound
+                model.geom_aabb[geom] = (0.0, 0.0, 0.0, half, half, half)
+                model.geom_rgba[geom] = (*obj.rgb, 1.0)
+                position = obj_positions[slot]
+                names.append(SceneObject(obj.name, obj.colour, tuple(obj.rgb), f"object_{slot}"))
+                bodies.append(model.body(f"object_{slot}").id)
+                qpos_adr.append(adr)
+            else:  # parked: no contacts, no gravity, under the floor
+                position = parking_position(cfg, slot)
+                model.geom_contype[geom] = 0
+                model.geom_conaffinity[geom] = 0
+                model.body_gravcomp[self._slot_bodies[slot]] = 1.0
+            self._data.qpos[adr : adr + 3] = position
+            self._data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
+        for k, shape in enumerate(CONTAINER_SHAPES[: cfg.num_containers]):
+            body = model.body(f"container_{k}")
+            mocap = int(body.mocapid[0])
+            match = [(o, p) for o, p in zip(spec.objects, positions, strict=True)
+                     if o.kind == "container" and o.shape == shape]
+            if match:
+                obj, position = match[0]
+                self._data.mocap_pos[mocap] = position
+                for g in range(int(body.geomadr[0]), int(body.geomadr[0] + body.geomnum[0])):
+                    model.geom_rgba[g] = (*obj.rgb, 1.0)
+                names.append(SceneObject(obj.name, obj.colour, tuple(obj.rgb), f"container_{k}"))
+                bodies.append(body.id)
+            else:
+                self._data.mocap_pos[mocap] = parking_position(cfg, 10 + k)
+        bg = spec.background
+        model.geom_rgba[self._table_geom] = (*bg.table_rgb, 1.0)
+        model.geom_rgba[self._floor_geom] = (*bg.floor_rgb, 1.0)
+        direction = np.asarray(bg.light_direction, dtype=float)
+        model.light_dir[self._key_light] = direction / np.linalg.norm(direction)
+        model.light_diffuse[self._key_light] = (bg.light_diffuse,) * 3
+        self._objects = tuple(names)
+        self._object_body = bodies
+        self._object_qpos = qpos_adr
+        self._episode = spec
+        return self._finish_reset(int(spec.task.seed), positions[: len(names)])
+
+    def _restore_default_scene(self) -> None:
+        model = self._model
+        for name, values in self._geom_defaults.items():
+            getattr(model, name)[self._slot_geoms] = values
+        model.body_gravcomp[self._slot_bodies] = self._gravcomp_defaults
+        table, floor, light_dir, light_diffuse = self._background_defaults
+        model.geom_rgba[self._table_geom] = table
+        model.geom_rgba[self._floor_geom] = floor
+        model.light_dir[self._key_light] = light_dir
+        model.light_diffuse[self._key_light] = light_diffuse
+        self._objects, qpos, body = self._default_objects
+        self._object_qpos, self._object_body = list(qpos), list(body)
+        self._episode = None
+
+    def _reset_state(self) -> None:
         now = self._data.time
         mujoco.mj_resetData(self._model, self._data)
         self._data.time = now
         self._target_time = now
-        positions = sample_object_positions(self._scene_config, np.random.default_rng(seed))
-        for adr, position in zip(self._object_qpos, positions, strict=True):
-            self._data.qpos[adr : adr + 3] = position
-            self._data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
+        for k in range(self._scene_config.num_containers):
+            mocap = int(self._model.body(f"container_{k}").mocapid[0])
+            self._data.mocap_pos[mocap] = parking_position(self._scene_config, 10 + k)
+        # Object slots beyond the default scene's objects stay parked.
+
+    def _finish_reset(self, seed: int, positions: np.ndarray) -> SceneInfo:
         self._data.qpos[self._qpos_adr[:7]] = READY_POSE
         self._data.qpos[self._qpos_adr[7:]] = FINGER_OPEN_POSITION
         self._data.ctrl[self._arm_ctrl] = READY_POSE

@@ -109,9 +109,10 @@ class Client:
             self.twist_pub.publish(msg)
             time.sleep(1.0 / rate)
 
-    def reset(self, seed):
+    def reset(self, seed, split="", task_family=""):
         assert self.reset_client.wait_for_service(timeout_sec=TIMEOUT)
-        future = self.reset_client.call_async(ResetScene.Request(seed=seed))
+        future = self.reset_client.call_async(
+            ResetScene.Request(seed=seed, split=split, task_family=task_family))
         _wait_until(future.done)
         return future.result()
 
@@ -228,6 +229,14 @@ def test_reset_service(ros):
     assert fresh.success and len(fresh.object_names) == 3
     bad = ros.reset(-5)
     assert not bad.success and "seed: expected" in bad.message
+
+
+def test_task_reset_needs_the_task_scene(ros):
+    # The module's node runs the plain scene: a task request is refused with a clear reason.
+    # (Task resets over ROS run in rt2_bringup's evaluation test, with task_scene:=true.)
+    refused = ros.reset(3, split="seen")
+    assert not refused.success and "task_scene" in refused.message
+    assert ros.reset(3).success
 
 
 def test_twist_stream_moves_tcp_then_halts_when_stale(ros):

@@ -1,0 +1,1 @@
+"""rt2 benchmarks (``make bench``): decode speed, policy-node overhead, serving throughput."""

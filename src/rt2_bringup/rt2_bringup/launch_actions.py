@@ -1,0 +1,146 @@
+"""``launch``/``launch_ros`` actions from the graph specs, shared by the rt2 launch files.
+
+Turns :class:`rt2_bringup.graph.NodeSpec` and :class:`rt2_bringup.moveit_graph.BringupGraph`
+into ``launch_ros.actions.Node``, ``IncludeLaunchDescription`` and ``RegisterEventHandler``
+(``OnProcessExit``: controller spawners one after the other once the robot is spawned, MoveIt
+Servo after them), and declares the launch arguments both launch files share. Follows the
+launch_ros API (``Node(package, executable, name, parameters, arguments, remappings)``,
+``PythonLaunchDescriptionSource``) as used by ros-controls/gz_ros2_control's demos.
+
+Imports ``launch`` and ``launch_ros``: only for launch files (apt ROS 2; not on PyPI). The
+argument parsing (:func:`policy_config`) is plain Python and tested without them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from rt2_bringup.graph import EmbeddedGraphConfig, NodeSpec
+from rt2_bringup.moveit_graph import READY_NODE, BringupGraph, IncludeSpec
+
+#: Policy launch arguments shared by sim.launch.py and robot.launch.py: name -> (default, text).
+POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "backend": ("local", "policy backend: local (VLA in the node), remote (client of rt2-serve) "
+                "or scripted (replays scripted_actions; tests and dry runs)"),
+    "model_path": ("", "checkpoint directory or Hugging Face hub id (backend local; required)"),
+    "server_uri": ("ws://127.0.0.1:8765", "rt2-serve address ws://host:port (backend remote; "
+                   "the API key comes from the environment variable RT2_API_KEY)"),
+    "device": ("cpu", "torch device of backend local, e.g. cpu or cuda:0"),
+    "control_rate": ("5.0", "policy steps per second, Hz (RT-2: 1-5 Hz)"),
+    "instruction": ("", "optional: an instruction sent (ExecuteInstruction action) once the "
+                    "graph is up, e.g. instruction:='pick up the red cube'"),
+    "rviz": ("false", "start RViz with rt2_bringup/config/rt2.rviz"),
+}
+
+
+def policy_config(values: Mapping[str, str], **overrides) -> EmbeddedGraphConfig:
+    """The policy settings from launch-argument strings (see :data:`POLICY_ARGUMENTS`).
+
+    Raises:
+        ValueError: "<argument>: expected X, got Y" for malformed values, and the config's own
+            validation errors (e.g. ``model_path`` missing for backend local).
+    """
+    try:
+        rate = float(values["control_rate"])
+    except ValueError:
+        raise ValueError(f"control_rate: expected a number (Hz), got "
+                         f"{values['control_rate']!r}") from None
+    return EmbeddedGraphConfig(backend=values["backend"], model_path=values["model_path"],
+                               device=values["device"], control_rate=rate,
+                               server_uri=values["server_uri"], **overrides)
+
+
+def launch_values(context, names) -> dict[str, str]:
+    """The values of the named launch arguments in ``context``."""
+    from launch.substitutions import LaunchConfiguration
+
+    return {name: LaunchConfiguration(name).perform(context) for name in names}
+
+
+def declare_arguments(arguments: Mapping[str, tuple[str, str]]) -> list:
+    """``DeclareLaunchArgument`` for each ``name -> (default, description)``."""
+    from launch.actions import DeclareLaunchArgument
+
+    return [DeclareLaunchArgument(name, default_value=default, description=text)
+            for name, (default, text) in arguments.items()]
+
+
+def node_action(spec: NodeSpec, **kwargs):
+    """``launch_ros.actions.Node`` for ``spec`` (parameter files first, then the dict)."""
+    from launch_ros.actions import Node
+
+    parameters: list = [*spec.parameter_files]
+    if spec.parameters:
+        parameters.append(dict(spec.parameters))
+    # The ready-pose process also runs moveit_py's own node: a `__node:=` remap would give both
+    # the same name, so that node names itself (rt2_ready_pose) instead.
+    name = None if spec.name == READY_NODE else spec.name
+    return Node(package=spec.package, executable=spec.executable, name=name,
+                parameters=parameters, arguments=list(spec.arguments),
+                remappings=list(spec.remappings), output="screen", **kwargs)
+
+
+def include_action(spec: IncludeSpec):
+    """``IncludeLaunchDescription`` of ``share/<package>/<launch_file>`` with its arguments."""
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    path = os.path.join(get_package_share_directory(spec.package), spec.launch_file)
+    return IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                    launch_arguments=list(spec.arguments.items()))
+
+
+def graph_actions(graph: BringupGraph) -> tuple[list, list]:
+    """Actions starting ``graph`` in order.
+
+    Returns:
+        ``(actions, last_started)``: the actions to return from the launch file, and the
+        ``Node`` actions started last (MoveIt Servo in Gazebo, else every node), after which an
+        instruction may be sent.
+    """
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
+
+    actions: list = [include_action(spec) for spec in graph.includes]
+    nodes = [node_action(spec) for spec in graph.nodes]
+    actions += nodes
+    last = nodes
+    if graph.spawn is not None:
+        previous = node_action(graph.spawn)
+        actions.append(previous)
+        for spec in graph.controllers:
+            spawner = node_action(spec)
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=previous,
+                                                              on_exit=[spawner])))
+            previous = spawner
+        after = [node_action(spec) for spec in graph.after_controllers]
+        if after:
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=previous,
+                                                              on_exit=after)))
+            last = after
+    return actions, last
+
+
+def instruction_actions(instruction: str, after: list, delay: float = 5.0) -> list:
+    """Send ``instruction`` with ``send_instruction`` (ExecuteInstruction action, feedback in the
+    log) ``delay`` seconds after the ``after`` nodes have started; [] for an empty instruction."""
+    if not instruction.strip():
+        return []
+    from launch.actions import RegisterEventHandler, TimerAction
+    from launch.event_handlers import OnProcessStart
+    from launch_ros.actions import Node
+
+    sender = Node(package="rt2_bringup", executable="send_instruction", name="rt2_instruction",
+                  arguments=[instruction, "--timeout", "300"], output="screen")
+    return [RegisterEventHandler(OnProcessStart(target_action=after[-1], on_start=[
+        TimerAction(period=delay, actions=[sender])]))]
+
+
+def rviz_action(config: str, parameters: list | None = None):
+    """RViz 2 with ``config``."""
+    from launch_ros.actions import Node
+
+    return Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", config],
+                parameters=list(parameters or []), output="log")

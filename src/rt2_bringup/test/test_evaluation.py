@@ -1,0 +1,199 @@
+"""The evaluation harness's pure core: plans, records, Wilson intervals, aggregates, writers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from rt2_bringup.evaluation import (
+    EVAL_SEED_MIN,
+    SPLITS,
+    TASK_FAMILIES,
+    EpisodePlan,
+    EpisodeRecord,
+    aggregate,
+    build_report,
+    comparison_markdown,
+    load_report,
+    plan_episodes,
+    plot_comparison,
+    results_markdown,
+    summary_line,
+    wilson_interval,
+    write_outputs,
+)
+
+
+def record(split="seen", family="pick", index=0, success=True, terminated=True,
+           outcome="SUCCEEDED", steps=20, latency=40.0) -> EpisodeRecord:
+    return EpisodeRecord(split=split, family=family, index=index, seed=EVAL_SEED_MIN + index,
+                         instruction=f"do {family}", task={"family": family, "split": split},
+                         success=success, terminated=terminated, outcome=outcome, steps=steps,
+                         duration_s=steps / 5.0, mean_inference_latency_ms=latency,
+                         details={"lift_height": 0.07})
+
+
+def config(**overrides) -> dict:
+    base = {"label": "tiny", "model": "/m/tiny", "backend": "local", "splits": list(SPLITS),
+            "families": list(TASK_FAMILIES), "episodes_per_split": 4, "seed": EVAL_SEED_MIN,
+            "max_steps": 60, "time_limit": 30.0, "control_rate": 5.0}
+    base.update(overrides)
+    return base
+
+
+def test_mirrored_names_match_the_simulator():
+    from rt2_sim import tasks
+
+    assert tuple(tasks.SPLITS) == SPLITS
+    assert tuple(tasks.TASK_FAMILIES) == TASK_FAMILIES
+
+
+def test_plan_pairs_seeds_across_splits_and_rotates_families():
+    plans = plan_episodes(["seen", "unseen_objects"], ["pick", "push", "place"], 7, 1_000_000)
+    assert len(plans) == 14
+    seen = [p for p in plans if p.split == "seen"]
+    other = [p for p in plans if p.split == "unseen_objects"]
+    assert [p.seed for p in seen] == [p.seed for p in other] == list(range(1_000_000, 1_000_007))
+    assert [p.family for p in seen] == ["pick", "push", "place"] * 2 + ["pick"]
+    assert [p.index for p in other] == list(range(7))
+    assert plans[0] == EpisodePlan("seen", "pick", 0, 1_000_000)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"seed": 999_999}, "seed"),
+    ({"episodes": 0}, "episodes"),
+    ({"splits": []}, "splits"),
+    ({"splits": ["seen", "seen"]}, "splits"),
+    ({"families": "pick"}, "families"),
+])
+def test_plan_rejects_bad_settings(kwargs, field):
+    args = {"splits": ["seen"], "families": ["pick"], "episodes": 2, "seed": EVAL_SEED_MIN}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        plan_episodes(**args)
+
+
+def test_wilson_interval_reference_values():
+    # Reference values: Wilson score interval at z = 1.96 (e.g. statsmodels proportion_confint
+    # method="wilson"): 5/10 -> [0.2366, 0.7634], 0/10 -> [0, 0.2775], 10/10 -> [0.7225, 1].
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(45, 50) == pytest.approx((0.7864, 0.9565), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(31, 50)
+    assert low < 31 / 50 < high
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError):
+        wilson_interval(-1, 2)
+
+
+def test_record_validation_and_round_trip():
+    r = record()
+    assert EpisodeRecord.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    with pytest.raises(ValueError, match="outcome"):
+        record(outcome="WON")
+    with pytest.raises(ValueError, match="success"):
+        record(success=1)
+    with pytest.raises(ValueError, match="success"):
+        record(outcome="ERROR", success=True)
+    with pytest.raises(ValueError, match="steps"):
+        record(steps=-1)
+    err = EpisodeRecord.error(EpisodePlan("seen", "push", 3, EVAL_SEED_MIN + 3), "no reply")
+    assert (err.success, err.outcome, err.message, err.seed) == (False, "ERROR", "no reply",
+                                                                 EVAL_SEED_MIN + 3)
+
+
+def test_aggregate_per_split_family_and_unseen_average():
+    records = [
+        record("seen", "pick", 0, True),
+        record("seen", "push", 1, True, terminated=False, outcome="TIMED_OUT", steps=60),
+        record("seen", "pick", 2, False, terminated=True),  # terminated but task not solved
+        record("seen", "push", 3, False, terminated=False, outcome="TIMED_OUT"),
+        record("unseen_objects", "pick", 0, True),
+        record("unseen_objects", "push", 1, False, terminated=False, outcome="TIMED_OUT"),
+        EpisodeRecord.error(EpisodePlan("unseen_backgrounds", "pick", 0, EVAL_SEED_MIN), "x"),
+        record("unseen_backgrounds", "push", 1, True),
+    ]
+    agg = aggregate(records, ["seen", "unseen_objects", "unseen_backgrounds",
+                              "unseen_instructions"], ["pick", "push"])
+    seen = agg["splits"]["seen"]
+    assert seen["overall"] == {"successes": 2, "episodes": 4, "rate": 0.5,
+                               "ci95": [0.1500, 0.8500]}
+    assert seen["families"]["pick"]["rate"] == 0.5 and seen["families"]["push"]["rate"] == 0.5
+    assert seen["terminated"]["rate"] == 0.5
+    assert seen["mean_steps"] == pytest.approx((20 + 60 + 20 + 20) / 4)
+    assert agg["splits"]["unseen_backgrounds"]["errors"] == 1
+    assert agg["splits"]["unseen_backgrounds"]["overall"]["rate"] == 0.5  # error = failure
+    assert agg["splits"]["unseen_backgrounds"]["mean_steps"] == 20  # errors have no steps
+    empty = agg["splits"]["unseen_instructions"]["overall"]
+    assert (empty["episodes"], empty["rate"]) == (0, None)
+    assert agg["unseen_average"] == 0.5  # mean of 0.5, 0.5 (the empty split is left out)
+    assert agg["overall"]["successes"] == 4 and agg["episodes"] == 8
+    assert agg["families"]["pick"] == {"successes": 2, "episodes": 4, "rate": 0.5,
+                                       "ci95": [0.15, 0.85]}
+
+
+def test_writers_produce_valid_json_markdown_png_and_summary(tmp_path):
+    records = [record(s, f, i, success=(i % 2 == 0)) for s in SPLITS
+               for i, f in enumerate(TASK_FAMILIES)]
+    report = build_report(config(), records)
+    paths = write_outputs(report, tmp_path / "run")
+    loaded = load_report(paths["report"])
+    assert loaded["complete"] is True and len(loaded["episodes"]) == 16
+    assert [EpisodeRecord.from_dict(e) for e in loaded["episodes"]] == records
+    assert loaded["aggregates"]["splits"]["seen"]["overall"]["rate"] == 0.5
+
+    md = paths["markdown"].read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| split | pick | move_near | place | push | overall")
+    assert len(table) == 2 + len(SPLITS) + 1  # header, rule, a row per split, all
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    assert "| unseen objects | 100% (1/1) | 0% (0/1) |" in md
+    assert "50% (2/4) [15%–85%]" in md
+
+    with Image.open(paths["plot"]) as png:
+        assert png.format == "PNG" and png.size[0] > 300 and png.size[1] > 200
+
+    line = summary_line(loaded, paths["report"])
+    assert "\n" not in line
+    summary = json.loads(line)
+    assert summary["success_rate"] == {s: 0.5 for s in SPLITS}
+    assert (summary["episodes"], summary["seed"], summary["model"]) == (16, EVAL_SEED_MIN, "tiny")
+    assert summary["report"] == str(paths["report"])
+
+
+def test_partial_report_and_bad_inputs(tmp_path):
+    report = build_report(config(), [record()], complete=False)
+    assert "partial run" in results_markdown(report)
+    assert json.loads(summary_line(report, "r.json"))["complete"] is False
+    with pytest.raises(ValueError, match="label"):
+        build_report({"splits": ["seen"], "families": ["pick"], "seed": EVAL_SEED_MIN,
+                      "episodes_per_split": 1}, [])
+    bad = tmp_path / "other.json"
+    bad.write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="rt2 evaluation report"):
+        load_report(bad)
+
+
+def test_comparison_table_and_plot(tmp_path):
+    robot_only = build_report(config(label="robot data only"),
+                              [record(s, "pick", 0, success=(s == "seen")) for s in SPLITS])
+    cofinetuned = build_report(config(label="co-fine-tuned"),
+                               [record(s, "pick", 0, success=True) for s in SPLITS])
+    md = comparison_markdown([robot_only, cofinetuned])
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert rows[0] == ("| model | seen | unseen objects | unseen backgrounds | "
+                       "unseen instructions | unseen average |")
+    assert rows[1].startswith("| robot data only | 100% (1/1)") and rows[1].endswith("| 0% |")
+    assert rows[2].startswith("| co-fine-tuned |") and rows[2].endswith("| 100% |")
+    assert "paired" in md and "not paired" not in md
+    unpaired = build_report(config(label="other seed", seed=2_000_000), [record()])
+    assert "not paired" in comparison_markdown([robot_only, unpaired])
+    with Image.open(plot_comparison([robot_only, cofinetuned], tmp_path / "c.png")) as png:
+        assert png.format == "PNG"
+    with pytest.raises(ValueError):
+        comparison_markdown([])

@@ -1,0 +1,389 @@
+"""Turn robot and VQA examples into token/label tensors and batches for next-token training.
+
+Each example becomes ``prompt ‖ target`` where the prompt is exactly what the policy sees at
+inference (:mod:`rt2_policy.prompts`, image placeholder first, expanded by the processor):
+
+* robot (RT-2 §3.2): prompt ``"<image>Q: what action should the robot take to {task}? A:"``,
+  target = the 8 action token ids (the checkpoint's
+  :class:`~rt2_policy.token_mapping.ActionTokenMapping` of the
+  :class:`~rt2_policy.action_tokenizer.ActionTokenizer` bins of the continuous action) + EOS;
+  with a chain-of-thought plan (RT-2 §4.4) the ids of ``" plan: {plan}."`` and ``" action:"``
+  come first (:mod:`rt2_policy.plans`);
+* VQA: prompt ``"<image>Q: {question} A:"``, target = ids of ``" {answer}"`` + EOS.
+
+Labels are the target ids and ``-100`` (ignored by cross-entropy) on every prompt, image and
+padding position, so only answer tokens are learned. Action ids are spliced in as ids, not
+re-tokenised text, so every token scheme (``integer_tokens``, ``least_used``, ``last_n``) trains
+exactly the ids the constrained decoder reads.
+
+Preprocessing (image decode + processor) runs once per example: :class:`MixtureBatches` keeps
+encoded examples in a bounded in-memory cache (floating image tensors stored as float16, a
+half-step of 8-bit pixel precision at most) and assembles batches from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
+from rt2_policy.contract import ACTION_DIMS  # noqa: E402
+from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
+from rt2_policy.prompts import (  # noqa: E402
+    DEFAULT_IMAGE_TOKEN,
+    action_prompt,
+    vqa_prompt,
+    with_image,
+)
+from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
+from rt2_policy.training.cot import choose_plan  # noqa: E402
+from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
+
+#: Label value ignored by ``torch.nn.functional.cross_entropy``.
+IGNORE_INDEX = -100
+
+#: ``kind`` codes of a batch row.
+KIND_ROBOT = 0
+KIND_VQA = 1
+
+#: Processor outputs that are text, not image tensors.
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def to_pil(image: Any):
+    """``(H, W, 3)`` uint8 RGB array, PIL image or image file path → RGB PIL image.
+
+    Raises:
+        ValueError: on anything else.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as img:
+            return img.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image: expected an (H, W, 3) uint8 array, got {image.shape} {image.dtype}"
+            )
+        return Image.fromarray(np.ascontiguousarray(image))
+    raise ValueError(f"image: expected an array, PIL image or path, got {type(image).__name__}")
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """One preprocessed example, before augmentation.
+
+    Attributes:
+        kind: :data:`KIND_ROBOT` or :data:`KIND_VQA`.
+        prompt_ids: prompt token ids incl. BOS and expanded image tokens, shape ``(T,)``, int64.
+        images: processor image tensors with a leading batch dim of 1 (Idefics3:
+            ``pixel_values`` ``(1, 1, 3, H, W)``, ``pixel_attention_mask`` ``(1, 1, H, W)``);
+            floating ones stored as float16, 0/1 attention masks as bool.
+        target_ids: robot: the 8 action token ids; VQA: the answer ids (EOS not included).
+        plan: robot: the chain-of-thought plan source (``{"task", "plan"}``), else empty.
+    """
+
+    kind: int
+    prompt_ids: torch.Tensor
+    images: dict[str, torch.Tensor]
+    target_ids: tuple[int, ...]
+    plan: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held by the tensors, bytes."""
+        return int(self.prompt_ids.nbytes + sum(t.nbytes for t in self.images.values()))
+
+
+class ExampleEncoder:
+    """Encode robot / VQA examples for one checkpoint's processor and action token mapping.
+
+    Args:
+        processor: the checkpoint's processor (expands ``image_token`` in text; has
+            ``.tokenizer`` with ``eos_token_id``).
+        action_tokenizer: bounds and bins of the 8-dim action.
+        token_mapping: bins → vocabulary ids.
+        plans: instruction → chain-of-thought plan, for robot examples without a ``"plan"``
+            field (e.g. a paraphrased instruction → its canonical task).
+
+    Raises:
+        ValueError: when the processor has no tokenizer or the mapping and tokenizer disagree on
+            the number of bins.
+    """
+
+    def __init__(self, processor: Any, action_tokenizer: ActionTokenizer,
+                 token_mapping: ActionTokenMapping,
+                 plans: Mapping[str, str] | None = None) -> None:
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("processor: expected a .tokenizer attribute, got none")
+        if token_mapping.num_bins != action_tokenizer.num_bins:
+            raise ValueError(f"token_mapping.num_bins: expected {action_tokenizer.num_bins}, "
+                             f"got {token_mapping.num_bins}")
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.action_tokenizer = action_tokenizer
+        self.token_mapping = token_mapping
+        self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                          else tokenizer.eos_token_id)
+        eos = tokenizer.eos_token_id
+        self.eos_ids: tuple[int, ...] = () if eos is None else (int(eos),)
+        self.marker_ids: tuple[int, ...] = tuple(action_marker_ids(tokenizer))
+        self._text_cache: dict[str, tuple[int, ...]] = {}
+        self.plans = dict(plans or {})
+
+    # ------------------------------------------------------------------ pieces
+    def text_ids(self, text: str) -> tuple[int, ...]:
+        """Token ids of ``text`` without special tokens (memoised)."""
+        ids = self._text_cache.get(text)
+        if ids is None:
+            ids = tuple(int(i) for i in
+                        self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            self._text_cache[text] = ids
+        return ids
+
+    def action_ids(self, action: Any) -> tuple[int, ...]:
+        """The 8 vocabulary ids of a continuous RT-2 action.
+
+        Args:
+            action: shape ``(8,)``: terminate (>= 0.5 means 1), Δx Δy Δz (m), Δroll Δpitch
+                Δyaw (rad), gripper (0 open … 1 closed); out-of-bounds values saturate.
+
+        Raises:
+            ValueError: on a wrong shape or non-finite values.
+        """
+        arr = np.asarray(action, dtype=np.float64)
+        if arr.shape != (ACTION_DIMS,):
+            raise ValueError(f"action: expected shape ({ACTION_DIMS},), got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"action: expected finite values, got {arr.tolist()}")
+        bins = self.action_tokenizer.encode(bool(arr[0] >= 0.5), arr[1:4], arr[4:7], arr[7])
+        return tuple(int(i) for i in self.token_mapping.bin_to_token_id(bins))
+
+    def encode_prompt(self, image: Any, prompt: str) -> tuple[torch.Tensor, dict]:
+        """Run the processor once: ``(prompt_ids (T,) int64, image tensors (float16))``.
+
+        Raises:
+            ValueError: when the processor cannot encode the image/prompt.
+        """
+        try:
+            out = self.processor(text=[with_image(prompt, self.image_token)],
+                                 images=[[to_pil(image)]], return_tensors="pt")
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - processor errors mean unusable input
+            raise ValueError(f"processor: could not encode the example: {exc}") from exc
+        prompt_ids = out["input_ids"][0].to(torch.int64).clone()
+        images = {}
+        for key, value in out.items():
+            if key in _TEXT_KEYS or not isinstance(value, torch.Tensor):
+                continue
+            if value.is_floating_point():
+                value = value.to(torch.float16)
+            elif key.endswith("attention_mask") and bool(((value == 0) | (value == 1)).all()):
+                value = value.to(torch.bool)  # 8x smaller; collate restores int64
+            images[key] = value
+        return prompt_ids, images
+
+    # ------------------------------------------------------------------ examples
+    def encode_robot(self, example: Mapping[str, Any]) -> EncodedExample:
+        """Encode ``{"image", "task", "action"[, "plan"]}`` (a LeRobot frame).
+
+        Raises:
+            ValueError: on a missing key, empty task, bad image or bad action.
+        """
+        for key in ("image", "task", "action"):
+            if key not in example:
+                raise ValueError(f"robot example: expected key {key!r}, got {sorted(example)}")
+        prompt_ids, images = self.encode_prompt(example["image"], action_prompt(example["task"]))
+        plan = {"task": str(example["task"])}
+        if isinstance(example.get("plan"), str) and example["plan"].strip():
+            plan["plan"] = example["plan"]
+        elif plan["task"] in self.plans:
+            plan["plan"] = self.plans[plan["task"]]
+        return EncodedExample(KIND_ROBOT, prompt_ids, images,
+                              self.action_ids(example["action"]), plan)
+
+    def encode_vqa(self, example: Mapping[str, Any]) -> EncodedExample:
+        """Encode ``{"image", "question", "answer"}``.
+
+        Raises:
+            ValueError: on a missing key, empty question/answer or a bad image.
+        """
+        for key in ("image", "question", "answer"):
+            if key not in example:
+                raise ValueError(f"VQA example: expected key {key!r}, got {sorted(example)}")
+        answer = example["answer"]
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"answer: expected a non-empty string, got {answer!r}")
+        prompt_ids, images = self.encode_prompt(example["image"], vqa_prompt(example["question"]))
+        return EncodedExample(KIND_VQA, prompt_ids, images, self.text_ids(" " + answer.strip()))
+
+    def target_ids(self, encoded: EncodedExample, plan: str | None = None) -> tuple[int, ...]:
+        """The labelled ids of an example: robot ``[plan ids, marker ids,] 8 action ids, EOS``;
+        VQA ``answer ids, EOS``."""
+        if encoded.kind == KIND_ROBOT and plan:
+            return (*plan_prefix_ids(self.tokenizer, plan), *self.marker_ids,
+                    *encoded.target_ids, *self.eos_ids)
+        return (*encoded.target_ids, *self.eos_ids)
+
+
+def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
+            dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Right-pad ``(example, target_ids)`` rows into one batch.
+
+    Returns:
+        ``input_ids`` ``(B, T)`` int64 (prompt ‖ target, pad after), ``attention_mask``
+        ``(B, T)`` int64, ``labels`` ``(B, T)`` int64 (:data:`IGNORE_INDEX` except on
+        targets), ``kind`` ``(B,)`` int64, and each image tensor concatenated along dim 0
+        (floating ones cast to ``dtype``, bool masks to int64).
+
+    Raises:
+        ValueError: on no rows, or image tensors whose shapes cannot be concatenated.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one example, got none")
+    lengths = [len(ex.prompt_ids) + len(target) for ex, target in rows]
+    width = max(lengths)
+    batch = len(rows)
+    input_ids = torch.full((batch, width), int(pad_id), dtype=torch.int64)
+    labels = torch.full((batch, width), IGNORE_INDEX, dtype=torch.int64)
+    attention = torch.zeros((batch, width), dtype=torch.int64)
+    for row, ((ex, target), length) in enumerate(zip(rows, lengths, strict=True)):
+        n_prompt = len(ex.prompt_ids)
+        target_t = torch.as_tensor(list(target), dtype=torch.int64)
+        input_ids[row, :n_prompt] = ex.prompt_ids
+        input_ids[row, n_prompt:length] = target_t
+        labels[row, n_prompt:length] = target_t
+        attention[row, :length] = 1
+    out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+           "kind": torch.as_tensor([ex.kind for ex, _ in rows], dtype=torch.int64)}
+    for key in rows[0][0].images:
+        try:
+            value = torch.cat([ex.images[key] for ex, _ in rows], dim=0)
+        except (KeyError, RuntimeError) as exc:
+            raise ValueError(f"{key}: expected the same image layout in every example: "
+                             f"{exc}") from exc
+        if value.is_floating_point():
+            value = value.to(dtype)
+        elif value.dtype == torch.bool:
+            value = value.to(torch.int64)
+        out[key] = value
+    return out
+
+
+class MixtureBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose item ``b`` is the collated batch of :meth:`MixtureSampler.plan`.
+
+    Used with ``DataLoader(batch_size=None, sampler=range(start, stop))``; example encoding
+    happens here (in the DataLoader worker when ``num_workers=1``).
+
+    Args:
+        robot: sequence of robot examples (``len``, ``[i]`` → ``{"image", "action", "task"}``).
+        vqa: sequence of VQA examples (``{"image", "question", "answer"}``).
+        encoder: the checkpoint's :class:`ExampleEncoder`.
+        sampler: the :class:`MixtureSampler` over ``len(robot)``, ``len(vqa)`` (None: only
+            :meth:`fixed_batches` is used).
+        cot: probability in [0, 1] of a chain-of-thought plan in a robot target.
+        cache_bytes: memory for encoded examples, bytes (0 = no cache).
+    """
+
+    def __init__(self, robot: Sequence, vqa: Sequence, encoder: ExampleEncoder,
+                 sampler: MixtureSampler | None, cot: float = 0.0, cache_bytes: int = 0) -> None:
+        self.sources = {ROBOT: robot, VQA: vqa}
+        self.encoder = encoder
+        self.sampler = sampler
+        self.cot = float(cot)
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[tuple[str, int], EncodedExample] = {}
+        self._cached_bytes = 0
+        self._last_nbytes = 0
+        self.encoded_count = 0  # examples run through the processor (a cache miss each)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def example(self, source: str, index: int) -> EncodedExample:
+        """The encoded example ``index`` of ``source`` (from the cache when possible).
+
+        Raises:
+            ValueError: naming the source and index, when the example cannot be encoded.
+        """
+        key = (source, int(index))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            raw = self.sources[source][int(index)]
+            encoded = (self.encoder.encode_robot(raw) if source == ROBOT
+                       else self.encoder.encode_vqa(raw))
+        except ValueError as exc:
+            raise ValueError(f"{source} example {index}: {exc}") from exc
+        self.encoded_count += 1
+        self._last_nbytes = encoded.nbytes
+        if self._cached_bytes + encoded.nbytes <= self.cache_bytes:
+            self._cache[key] = encoded
+            self._cached_bytes += encoded.nbytes
+        return encoded
+
+    def preload(self, progress: bool = False) -> int:
+        """Encode examples in index order (sequential reads: LeRobot episodes are read once)
+        until the cache is full or every example is cached.
+
+        Returns:
+            the number of examples cached.
+        """
+        total = sum(len(data) for data in self.sources.values())
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, desc="preprocess", unit="ex", disable=not progress,
+                  mininterval=1.0) as bar:
+            for source, data in self.sources.items():
+                for i in range(len(data)):
+                    if (source, i) not in self._cache:
+                        self.example(source, i)
+                    bar.update(1)
+                    if self._cached_bytes + self._last_nbytes > self.cache_bytes:
+                        return len(self._cache)
+        return len(self._cache)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Memory held by cached examples, bytes."""
+        return self._cached_bytes
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        plan = self.sampler.plan(int(index))
+        rng = plan.augmentation_rng()
+        rows = []
+        for source, i in plan.samples:
+            encoded = self.example(source, i)
+            cot_plan = None
+            if encoded.kind == KIND_ROBOT:
+                cot_plan = choose_plan(encoded.plan, rng, self.cot)
+            rows.append((encoded, self.encoder.target_ids(encoded, cot_plan)))
+        batch = collate(rows, self.encoder.pad_id)
+        batch["step"] = torch.tensor(int(index))
+        return batch
+
+    def fixed_batches(self, samples: Sequence[tuple[str, int]],
+                      batch_size: int) -> list[dict[str, torch.Tensor]]:
+        """Collated batches of the given ``(source, index)`` samples, no plans (evaluation)."""
+        rows = []
+        for source, i in samples:
+            encoded = self.example(source, i)
+            rows.append((encoded, self.encoder.target_ids(encoded)))
+        return [collate(rows[s:s + batch_size], self.encoder.pad_id)
+                for s in range(0, len(rows), batch_size)]

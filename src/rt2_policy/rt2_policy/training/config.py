@@ -1,0 +1,372 @@
+"""Configuration of the co-fine-tuning trainer: frozen dataclasses, file loading, CLI flags.
+
+:class:`TrainConfig` holds everything a run needs. It is validated on construction
+(``"<field>: expected X, got Y"`` errors), saved as ``config.json`` in the output directory,
+and can be loaded from a JSON or YAML file (:meth:`TrainConfig.from_file`) and overridden field
+by field from the command line (:func:`add_arguments` / :func:`config_from_args`): top-level
+fields as ``--max-steps 2000``, nested ones as ``--lora.r 8`` / ``--tiny.image-size 128``.
+
+Defaults follow RT-2 (Brohan et al., 2023) where it states them — robot data is half of each
+batch for RT-2-PaLI-X co-fine-tuning (§3.2 / Appendix) — and the 2-core CPU budget of this
+project elsewhere (batch 16, a few thousand steps of the ~6 M-parameter tiny model).
+
+Nothing in this module imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Token schemes of :mod:`rt2_policy.token_mapping` ("" = the checkpoint's stored mapping).
+TOKEN_SCHEMES = ("", "integer_tokens", "least_used", "last_n")
+
+#: Learning-rate schedules after the linear warm-up.
+LR_SCHEDULES = ("cosine", "linear", "constant")
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field with a ``help`` text (used by the CLI and the docs)."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+def _check(cond: bool, name: str, expected: str, got: Any) -> None:
+    if not cond:
+        raise ValueError(f"{name}: expected {expected}, got {got!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(float(value)))
+
+
+def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, Path)):
+        value = (value,)
+    _check(isinstance(value, Sequence) and all(isinstance(v, (str, Path)) for v in value),
+           name, "a sequence of strings", value)
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Architecture of a freshly built tiny model (``TrainConfig.model == "tiny"``).
+
+    See :func:`rt2_policy.tiny_model.build_tiny_vla`; the WordLevel vocabulary is extended with
+    every word of the training texts (instructions, plans, questions, answers, ``words_files``).
+    """
+
+    image_size: int = _doc("square input resolution, pixels; multiple of 2 * patch_size",
+                           default=96)
+    patch_size: int = _doc("vision patch size, pixels", default=16)
+    text_hidden_size: int = _doc("Llama decoder width", default=256)
+    text_layers: int = _doc("Llama decoder layers", default=4)
+    text_heads: int = _doc("decoder query heads (even; KV heads = half)", default=4)
+    vision_hidden_size: int = _doc("SigLIP encoder width", default=192)
+    vision_layers: int = _doc("SigLIP encoder layers", default=4)
+    vision_heads: int = _doc("SigLIP attention heads", default=4)
+    token_scheme: str = _doc("action token scheme: integer_tokens, least_used or last_n",
+                             default="integer_tokens")
+    words_files: tuple[str, ...] = _doc("UTF-8 text files whose words join the vocabulary",
+                                        default=())
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "text_hidden_size", "text_layers", "text_heads",
+                     "vision_hidden_size", "vision_layers", "vision_heads"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, name, "an int >= 1", value)
+        _check(self.image_size % (2 * self.patch_size) == 0, "image_size",
+               f"a multiple of 2 * patch_size = {2 * self.patch_size}", self.image_size)
+        _check(self.token_scheme in TOKEN_SCHEMES[1:], "token_scheme",
+               f"one of {TOKEN_SCHEMES[1:]}", self.token_scheme)
+        object.__setattr__(self, "words_files", _str_tuple("words_files", self.words_files))
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """peft LoRA for large checkpoints (Hu et al., 2021); off by default (full fine-tuning).
+
+    With ``least_used``/``last_n`` token schemes the action bins overwrite existing vocabulary
+    rows, so those rows must train too: ``train_action_tokens`` passes the action ids as peft's
+    ``trainable_token_indices`` for each module of ``token_modules`` (input embedding and LM
+    head; see FIELD_NOTES "peft LoRA works on all of them").
+    """
+
+    enabled: bool = _doc("train LoRA adapters instead of all weights", default=False)
+    r: int = _doc("LoRA rank", default=16)
+    alpha: float = _doc("LoRA scaling numerator (scale = alpha / r)", default=32.0)
+    dropout: float = _doc("dropout on the LoRA input, probability in [0, 1)", default=0.05)
+    target_modules: tuple[str, ...] = _doc(
+        "module names (suffixes) that get adapters; 'all-linear' for every linear layer",
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+    train_action_tokens: bool = _doc("train the embedding / LM-head rows of the action tokens",
+                                     default=True)
+    token_modules: tuple[str, ...] = _doc(
+        "modules whose action-token rows train (peft trainable_token_indices keys)",
+        default=("embed_tokens", "lm_head"))
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.enabled, bool), "enabled", "a bool", self.enabled)
+        _check(_is_int(self.r) and self.r >= 1, "r", "an int >= 1", self.r)
+        _check(_is_number(self.alpha) and self.alpha > 0, "alpha", "a number > 0", self.alpha)
+        _check(_is_number(self.dropout) and 0 <= self.dropout < 1, "dropout",
+               "a probability in [0, 1)", self.dropout)
+        object.__setattr__(self, "target_modules",
+                           _str_tuple("target_modules", self.target_modules))
+        _check(len(self.target_modules) > 0, "target_modules", "at least one module name",
+               self.target_modules)
+        _check(isinstance(self.train_action_tokens, bool), "train_action_tokens", "a bool",
+               self.train_action_tokens)
+        object.__setattr__(self, "token_modules", _str_tuple("token_modules", self.token_modules))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One co-fine-tuning run (RT-2 §3.2: robot actions + vision-language data in one model)."""
+
+    model: str = _doc("checkpoint directory or Hugging Face hub id, or 'tiny' to build a fresh "
+                      "tiny Idefics3 VLA whose vocabulary covers the datasets' words",
+                      default="tiny")
+    robot_datasets: tuple[str, ...] = _doc("LeRobot-format dataset roots (robot episodes)",
+                                           default=())
+    vqa_datasets: tuple[str, ...] = _doc("VQA datasets (rt2_policy.data.vqa.load_vqa paths)",
+                                         default=())
+    eval_robot_datasets: tuple[str, ...] = _doc(
+        "held-out robot datasets for eval; empty = a fixed subset of the training data",
+        default=())
+    eval_vqa_datasets: tuple[str, ...] = _doc(
+        "held-out VQA datasets for eval; empty = a fixed subset of the training data",
+        default=())
+    output_dir: str = _doc("checkpoints, metrics.jsonl, training_curve.png, config.json",
+                           default="runs/rt2")
+    robot_fraction: float = _doc("share of robot examples per batch in [0, 1] (RT-2-PaLI-X: "
+                                 "0.5); forced to 1 without VQA data", default=0.5)
+    max_steps: int = _doc("optimizer steps in total (a resumed run continues up to it)",
+                          default=2000)
+    batch_size: int = _doc("examples per optimizer step", default=16)
+    learning_rate: float = _doc("peak AdamW learning rate, 1/step", default=1e-3)
+    warmup_steps: int = _doc("linear warm-up steps from 0 to learning_rate", default=100)
+    lr_schedule: str = _doc(f"decay after warm-up, one of {LR_SCHEDULES}", default="cosine")
+    min_lr_ratio: float = _doc("final learning rate / peak for cosine and linear, in [0, 1]",
+                               default=0.1)
+    weight_decay: float = _doc("AdamW decoupled weight decay on matrices (not norms/biases)",
+                               default=0.01)
+    adam_betas: tuple[float, float] = _doc("AdamW (beta1, beta2)", default=(0.9, 0.95))
+    grad_clip: float = _doc("max global L2 norm of the gradient; 0 disables clipping",
+                            default=1.0)
+    seed: int = _doc("seed of weights (tiny), sampling, augmentation and dropout", default=0)
+    device: str = _doc("torch device for the model, e.g. cpu or cuda:0", default="cpu")
+    num_threads: int = _doc("torch intra-op CPU threads; 0 = torch's default", default=0)
+    num_workers: int = _doc("DataLoader worker processes for decoding/preprocessing, 0 or 1 "
+                            "(1 helps when the data does not fit cache_mb)", default=0)
+    cache_mb: int = _doc("memory for preprocessed examples (~64 KiB each at 96 px), MiB; "
+                         "0 = preprocess every time", default=2048)
+    preload: bool = _doc("preprocess the data in order into the cache before training "
+                         "(reads each LeRobot episode once)", default=True)
+    cot: float = _doc("probability in [0, 1] that a robot target starts with a "
+                      "'plan: ... action:' chain of thought (RT-2 §4.4)", default=0.0)
+    plans_file: str = _doc("JSON object instruction -> plan for chain-of-thought targets (e.g. "
+                           "a paraphrase -> its canonical task); '' = plan from the data or the "
+                           "instruction", default="")
+    bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
+                      default=False)
+    time_budget_min: float = _doc("stop (and save) after this many minutes; 0 = no limit",
+                                  default=0.0)
+    log_interval: int = _doc("steps between metrics.jsonl lines", default=10)
+    eval_interval: int = _doc("steps between evaluations; 0 = only at the end", default=250)
+    eval_examples: int = _doc("examples per source in the fixed evaluation set", default=64)
+    save_interval: int = _doc("steps between checkpoints; 0 = only at the end", default=500)
+    save_total_limit: int = _doc("checkpoints kept (oldest deleted); 0 = keep all", default=2)
+    resume: bool = _doc("continue from the latest checkpoint in output_dir if there is one",
+                        default=True)
+    token_scheme: str = _doc("action token scheme for a checkpoint without "
+                             "action_tokenizer_config.json; '' = stored one", default="")
+    progress: bool = _doc("show a tqdm progress bar on stderr", default=True)
+    tiny: TinyModelConfig = _doc("architecture of model='tiny'", default=TinyModelConfig())
+    lora: LoraSettings = _doc("LoRA settings (large checkpoints)", default=LoraSettings())
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.device, str) and self.device.strip() != "", "device",
+               "a torch device string such as 'cpu'", self.device)
+        _check(isinstance(self.model, str) and self.model.strip() != "", "model",
+               "'tiny', a checkpoint directory or a hub id", self.model)
+        for name in ("robot_datasets", "vqa_datasets", "eval_robot_datasets",
+                     "eval_vqa_datasets"):
+            object.__setattr__(self, name, _str_tuple(name, getattr(self, name)))
+        _check(len(self.robot_datasets) + len(self.vqa_datasets) > 0, "robot_datasets",
+               "at least one robot or VQA dataset", self.robot_datasets)
+        _check(isinstance(self.output_dir, (str, Path)) and str(self.output_dir) != "",
+               "output_dir", "a directory path", self.output_dir)
+        object.__setattr__(self, "output_dir", str(self.output_dir))
+        for name in ("robot_fraction", "cot", "min_lr_ratio"):
+            value = getattr(self, name)
+            _check(_is_number(value) and 0.0 <= value <= 1.0, name, "a number in [0, 1]", value)
+        for name in ("max_steps", "batch_size", "log_interval", "eval_examples"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, name, "an int >= 1", value)
+        for name in ("warmup_steps", "seed", "num_threads", "cache_mb", "eval_interval",
+                     "save_interval", "save_total_limit"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 0, name, "an int >= 0", value)
+        _check(self.num_workers in (0, 1) and _is_int(self.num_workers), "num_workers",
+               "0 or 1", self.num_workers)
+        _check(_is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+               "a number > 0 (1/step)", self.learning_rate)
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}",
+               self.lr_schedule)
+        for name in ("weight_decay", "grad_clip", "time_budget_min"):
+            value = getattr(self, name)
+            _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
+        betas = tuple(self.adam_betas)
+        _check(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
+               "adam_betas", "two numbers in [0, 1)", self.adam_betas)
+        object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
+        for name in ("bf16", "resume", "progress", "preload"):
+            _check(isinstance(getattr(self, name), bool), name, "a bool", getattr(self, name))
+        _check(isinstance(self.plans_file, str), "plans_file", "a path or ''", self.plans_file)
+        _check(self.token_scheme in TOKEN_SCHEMES, "token_scheme", f"one of {TOKEN_SCHEMES}",
+               self.token_scheme)
+        if isinstance(self.tiny, Mapping):
+            object.__setattr__(self, "tiny", TinyModelConfig(**self.tiny))
+        if isinstance(self.lora, Mapping):
+            object.__setattr__(self, "lora", LoraSettings(**self.lora))
+        _check(isinstance(self.tiny, TinyModelConfig), "tiny", "a TinyModelConfig", self.tiny)
+        _check(isinstance(self.lora, LoraSettings), "lora", "a LoraSettings", self.lora)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    @property
+    def is_tiny(self) -> bool:
+        """True when the run builds a fresh tiny model."""
+        return self.model == "tiny"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable nested dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; missing keys take defaults.
+
+        Raises:
+            ValueError: on unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: expected keys from {sorted(known)}, got {unknown}")
+        values = dict(data)
+        for name, sub in (("tiny", TinyModelConfig), ("lora", LoraSettings)):
+            if isinstance(values.get(name), Mapping):
+                sub_known = {f.name for f in dataclasses.fields(sub)}
+                bad = sorted(set(values[name]) - sub_known)
+                if bad:
+                    raise ValueError(f"{name}: expected keys from {sorted(sub_known)}, got {bad}")
+                values[name] = sub(**values[name])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Load a ``.json`` or ``.yaml``/``.yml`` file holding :meth:`to_dict`'s layout.
+
+        Raises:
+            FileNotFoundError: when the file is missing.
+            ValueError: on a bad format or invalid values.
+        """
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping of config fields, got {type(data)}")
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------- command line
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        dest = prefix + f.name
+        help_text = f.metadata.get("help", "")
+        if dataclasses.is_dataclass(hint):
+            _add_fields(parser, hint, dest + ".")
+            continue
+        default = f.default
+        help_text = f"{help_text} (default: {default!r})"
+        flag = _flag(prefix + f.name)
+        origin = typing.get_origin(hint)
+        if hint is bool:
+            parser.add_argument(flag, dest=dest, type=_parse_bool, metavar="BOOL",
+                                default=argparse.SUPPRESS, help=help_text)
+            continue
+        metavar = f.name.upper()
+        if origin is tuple:
+            args = typing.get_args(hint)
+            item = float if args and args[0] is float else str
+            parser.add_argument(flag, dest=dest, type=item, nargs="*", metavar=metavar,
+                                default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, dest=dest, type=hint, default=argparse.SUPPRESS,
+                                metavar=metavar, help=help_text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` and one flag per :class:`TrainConfig` field (nested: ``--lora.r``)."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help="JSON/YAML file with TrainConfig fields; flags override it")
+    _add_fields(parser, TrainConfig, "")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build the config: defaults, then ``--config`` file, then explicit flags.
+
+    Raises:
+        ValueError: on invalid values.
+    """
+    data: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        data = TrainConfig.from_file(args.config).to_dict()
+    for key, value in vars(args).items():
+        if key == "config":
+            continue
+        if "." in key:
+            section, sub = key.split(".", 1)
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                data[section] = dataclasses.asdict(data[section])
+            data[section][sub] = tuple(value) if isinstance(value, list) else value
+        else:
+            data[key] = tuple(value) if isinstance(value, list) else value
+    return TrainConfig.from_dict(data)

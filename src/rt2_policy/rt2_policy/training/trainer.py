@@ -1,0 +1,799 @@
+"""The co-fine-tuning loop: one VLM trained on robot actions and vision-language answers.
+
+RT-2 (Brohan et al., 2023, §3.2) fine-tunes a VLM on robot trajectories whose actions are
+written as text tokens, *co-fine-tuned* with the original web vision-language data so that the
+model keeps its language and visual knowledge (Table 6: co-fine-tuning beats fine-tuning alone).
+:class:`Trainer` does that on a CPU-sized scale:
+
+* data: robot frames (LeRobot format) and VQA examples, mixed per batch at
+  ``robot_fraction`` (:mod:`rt2_policy.training.mixture`), encoded once per example
+  (:mod:`rt2_policy.training.collate`), optionally with chain-of-thought plans (RT-2 §4.4);
+* model: a fresh tiny Idefics3 (``model="tiny"``, vocabulary built from the data's words) or any
+  ``AutoModelForImageTextToText`` checkpoint; full fine-tuning, or peft LoRA for large ones;
+* loss: next-token cross-entropy on target tokens only; the LM head runs on labelled positions
+  only (cheap with large vocabularies); robot and VQA losses are logged separately;
+* AdamW, linear warm-up then cosine/linear decay, global-norm gradient clipping, optional bf16
+  autocast, a wall-clock budget;
+* output (``output_dir``): ``checkpoint-NNNNNNN/`` directories loadable with
+  :meth:`rt2_policy.vla_policy.VLAPolicy.from_pretrained` (model + processor +
+  ``action_tokenizer_config.json``; LoRA runs save the merged model plus ``adapter/``) and
+  holding ``training_state.pt`` (optimizer, scheduler and RNG state as plain state dicts, loaded
+  with ``weights_only=True``); a ``latest`` symlink; ``metrics.jsonl``; ``training_curve.png``;
+  ``config.json``. A rerun with the same ``output_dir`` resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import contextlib  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionTokenizer  # noqa: E402
+from rt2_policy.plans import plan_target_text  # noqa: E402
+from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
+from rt2_policy.token_mapping import (  # noqa: E402
+    ActionTokenMapping,
+    load_action_config,
+    save_action_config,
+)
+from rt2_policy.training.collate import (  # noqa: E402
+    IGNORE_INDEX,
+    KIND_ROBOT,
+    KIND_VQA,
+    ExampleEncoder,
+    MixtureBatches,
+)
+from rt2_policy.training.config import TrainConfig  # noqa: E402
+from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
+from rt2_policy.training.sources import (  # noqa: E402
+    open_robot_datasets,
+    open_vqa_datasets,
+    robot_texts,
+    vqa_texts,
+)
+
+log = logging.getLogger("rt2_policy.training")
+
+#: Layout version of ``training_state.pt``.
+STATE_FORMAT_VERSION = 1
+STATE_NAME = "training_state.pt"
+METRICS_NAME = "metrics.jsonl"
+CURVE_NAME = "training_curve.png"
+LATEST_NAME = "latest"
+_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainResult:
+    """Summary of one :meth:`Trainer.train` call.
+
+    Attributes:
+        start_step: step the run started from (0, or the resumed checkpoint's step).
+        step: steps completed in total.
+        seconds: wall-clock seconds of the training loop of this call.
+        steps_per_s: optimizer steps per second in this call (after the first step).
+        stopped: ``"max_steps"``, ``"time_budget"`` or ``"interrupted"``.
+        checkpoint: directory of the last checkpoint written.
+        metrics: the last logged training metrics and the last evaluation.
+    """
+
+    start_step: int
+    step: int
+    seconds: float
+    steps_per_s: float
+    stopped: str
+    checkpoint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_step": self.start_step, "step": self.step,
+                "seconds": round(self.seconds, 3), "steps_per_s": round(self.steps_per_s, 3),
+                "stopped": self.stopped, "checkpoint": self.checkpoint, **self.metrics}
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): linear warm-up over ``warmup_steps``,
+    then ``cosine``/``linear`` decay to ``min_lr_ratio`` at ``max_steps``, or ``constant``."""
+    warmup = config.warmup_steps
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if config.lr_schedule == "constant":
+        return 1.0
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, config.max_steps - warmup)))
+    floor = config.min_lr_ratio
+    if config.lr_schedule == "cosine":
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return floor + (1.0 - floor) * (1.0 - progress)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step under ``output_dir``, or None."""
+    best: tuple[int, Path] | None = None
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    for child in root.iterdir():
+        match = _CKPT_RE.match(child.name)
+        if match and (child / STATE_NAME).is_file():
+            step = int(match.group(1))
+            if best is None or step > best[0]:
+                best = (step, child)
+    return best[1] if best else None
+
+
+def _backbone_and_head(model: Any):
+    """``(decoder_model, lm_head)`` of a ``*ForConditionalGeneration`` (peft-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if inner is None or head is None:
+        return None, None
+    return inner, head
+
+
+def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = False):
+    """Per-token next-token cross-entropy on the labelled positions of ``batch``.
+
+    Args:
+        model: the VLM (train or eval mode).
+        batch: :func:`rt2_policy.training.collate.collate` output on the model's device.
+        autocast: run the forward under bfloat16 autocast.
+
+    Returns:
+        ``(losses (N,) float32, logits (N, V), targets (N,) int64, kinds (N,) int64,
+        rows (N,) int64)`` over the N labelled tokens, in row-major order.
+    """
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "kind", "step")}
+    mask = labels[:, 1:] != IGNORE_INDEX  # token t+1 is predicted at position t
+    device_type = labels.device.type
+    ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if autocast
+           else contextlib.nullcontext())
+    backbone, head = _backbone_and_head(model)
+    with ctx:
+        if backbone is not None:
+            hidden = backbone(**inputs, use_cache=False).last_hidden_state
+            logits = head(hidden[:, :-1][mask])
+        else:
+            logits = model(**inputs, use_cache=False).logits[:, :-1][mask]
+    targets = labels[:, 1:][mask]
+    losses = F.cross_entropy(logits.float(), targets, reduction="none")
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(mask)[mask]
+    kinds = batch["kind"].to(labels.device)[rows]
+    return losses, logits, targets, kinds, rows
+
+
+class Trainer:
+    """Co-fine-tunes a VLA as configured (see the module docstring).
+
+    Args:
+        config: the run.
+        robot, vqa: training sequences; default: opened from ``config.robot_datasets`` /
+            ``config.vqa_datasets``. Tests pass in-memory lists here.
+        eval_robot, eval_vqa: evaluation sequences; default: ``config.eval_*_datasets``, else
+            the training data.
+
+    Raises:
+        ValueError: when the data do not fit the config (no examples, a robot fraction that
+            needs a missing source).
+    """
+
+    def __init__(self, config: TrainConfig, robot: Sequence | None = None,
+                 vqa: Sequence | None = None, eval_robot: Sequence | None = None,
+                 eval_vqa: Sequence | None = None) -> None:
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.robot = robot if robot is not None else open_robot_datasets(config.robot_datasets)
+        self.vqa = vqa if vqa is not None else open_vqa_datasets(config.vqa_datasets)
+        if eval_robot is None:
+            eval_robot = (open_robot_datasets(config.eval_robot_datasets)
+                          if config.eval_robot_datasets else self.robot)
+        if eval_vqa is None:
+            eval_vqa = (open_vqa_datasets(config.eval_vqa_datasets)
+                        if config.eval_vqa_datasets else self.vqa)
+        self.eval_robot, self.eval_vqa = eval_robot, eval_vqa
+        if len(self.robot) + len(self.vqa) == 0:
+            raise ValueError("datasets: expected robot or VQA examples, got none")
+        fraction = config.robot_fraction
+        if len(self.vqa) == 0 and fraction < 1.0:
+            log.warning("no VQA examples: robot_fraction %.2f -> 1.0 (robot-only fine-tuning)",
+                        fraction)
+            fraction = 1.0
+        if len(self.robot) == 0 and fraction > 0.0:
+            log.warning("no robot examples: robot_fraction %.2f -> 0.0 (VQA only)", fraction)
+            fraction = 0.0
+        self.robot_fraction = fraction
+        self.device = torch.device(config.device)
+        self._corpus_cache: list[str] | None = None
+
+    # ------------------------------------------------------------------ model
+    def _corpus(self) -> list[str]:
+        """Every text the model must spell: prompts, plans, answers, words files (memoised)."""
+        if self._corpus_cache is not None:
+            return self._corpus_cache
+        texts = []
+        robot_sets = [self.robot] + ([self.eval_robot] if self.eval_robot is not self.robot
+                                     else [])
+        vqa_sets = [self.vqa] + ([self.eval_vqa] if self.eval_vqa is not self.vqa else [])
+        for data in robot_sets:
+            for task in robot_texts(data) if len(data) else ():
+                texts.append(action_prompt(task))
+                texts.append(plan_target_text(task, "0"))
+        for data in vqa_sets:
+            if len(data):
+                texts.extend(vqa_texts(data))
+        texts.append(vqa_prompt("what"))
+        texts.extend(self._plans().values())
+        for path in self.config.tiny.words_files:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        self._corpus_cache = texts
+        return texts
+
+    def _plans(self) -> dict[str, str]:
+        """The ``plans_file`` mapping (instruction → plan), or {}.
+
+        Raises:
+            ValueError: when the file is not a JSON object of strings.
+        """
+        if not self.config.plans_file:
+            return {}
+        data = json.loads(Path(self.config.plans_file).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in data.items()):
+            raise ValueError(f"plans_file: expected a JSON object of strings, got "
+                             f"{type(data).__name__} in {self.config.plans_file}")
+        return data
+
+    def _build_tiny(self) -> Path:
+        from rt2_policy.tiny_model import build_tiny_vla
+
+        tiny = self.config.tiny
+        target = self.out / "tiny_init"
+        started = time.perf_counter()
+        path = build_tiny_vla(
+            target, seed=self.config.seed, image_size=tiny.image_size,
+            token_scheme=tiny.token_scheme, patch_size=tiny.patch_size, corpus=self._corpus(),
+            text_hidden_size=tiny.text_hidden_size, text_layers=tiny.text_layers,
+            text_heads=tiny.text_heads, vision_hidden_size=tiny.vision_hidden_size,
+            vision_layers=tiny.vision_layers, vision_heads=tiny.vision_heads)
+        log.info("built tiny model in %s (%.1f s)", path, time.perf_counter() - started)
+        return path
+
+    def _action_config(self, source: str, tokenizer: Any) -> tuple[ActionTokenizer,
+                                                                   ActionTokenMapping]:
+        scheme = self.config.token_scheme
+        local = Path(source)
+        stored = (local / ACTION_CONFIG_NAME).is_file() if local.is_dir() else False
+        if stored and not scheme:
+            return load_action_config(local)
+        action_tokenizer = (ActionTokenizer.from_pretrained(local) if stored
+                            else ActionTokenizer())
+        if not scheme:
+            try:
+                from rt2_policy.vla_policy import _read_action_config
+
+                data = _read_action_config(source)
+            except Exception:  # noqa: BLE001 - hub unreachable: fall through
+                data = None
+            if data and "token_mapping" in data:
+                return (ActionTokenizer.from_dict(data.get("action_tokenizer", {})),
+                        ActionTokenMapping.from_dict(data["token_mapping"]))
+            raise ValueError(f"{source}: expected {ACTION_CONFIG_NAME}, got none; set "
+                             "token_scheme to integer_tokens, least_used or last_n")
+        if scheme == "least_used":
+            mapping = ActionTokenMapping.least_used(tokenizer, corpus=self._corpus(),
+                                                    num_bins=action_tokenizer.num_bins)
+        else:
+            mapping = ActionTokenMapping.from_tokenizer(tokenizer, scheme,
+                                                        action_tokenizer.num_bins)
+        return action_tokenizer, mapping
+
+    def _load(self, resume: Path | None):
+        """Model (peft-wrapped for LoRA), processor, action tokenizer, mapping."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        cfg = self.config
+        if resume is not None and not cfg.lora.enabled:
+            source = str(resume)
+        elif cfg.is_tiny:
+            tiny_dir = self.out / "tiny_init"
+            # the tiny base of a resumed LoRA run is rebuilt identically (same seed and data)
+            source = str(self._build_tiny() if resume is None or not tiny_dir.is_dir()
+                         else tiny_dir)
+        else:
+            source = cfg.model
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(source)
+        action_tokenizer, mapping = self._action_config(source, processor.tokenizer)
+        vocab = int(model.get_output_embeddings().weight.shape[0])
+        if max(mapping.token_ids) >= vocab:
+            raise ValueError(f"token_mapping: expected ids < model vocabulary {vocab}, got "
+                             f"{max(mapping.token_ids)}")
+        if cfg.lora.enabled:
+            model = self._wrap_lora(model, mapping, resume)
+        model.to(self.device)
+        self._report_unknown_words(processor.tokenizer)
+        return model, processor, action_tokenizer, mapping
+
+    def _wrap_lora(self, model: Any, mapping: ActionTokenMapping, resume: Path | None):
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        lora = self.config.lora
+        if resume is not None and (resume / "adapter").is_dir():
+            with warnings.catch_warnings():  # see below
+                warnings.simplefilter("ignore", FutureWarning)
+                return PeftModel.from_pretrained(model, resume / "adapter", is_trainable=True)
+        targets: Any = list(lora.target_modules)
+        if targets == ["all-linear"]:
+            targets = "all-linear"
+        token_indices = None
+        if lora.train_action_tokens and lora.token_modules:
+            ids = [int(i) for i in mapping.token_ids]
+            token_indices = {name: ids for name in lora.token_modules}
+        config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                            target_modules=targets, trainable_token_indices=token_indices)
+        with warnings.catch_warnings():  # peft 0.21 calls a transformers API deprecated in v5
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(model, config)
+
+    def _report_unknown_words(self, tokenizer: Any) -> None:
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if unk is None:
+            return
+        texts = self._corpus()
+        unknown: dict[str, None] = {}
+        for text in texts:
+            encoded = tokenizer(text, add_special_tokens=False)
+            ids = encoded["input_ids"]
+            if unk in ids:
+                words = text.split()
+                unknown.update(dict.fromkeys(words[:3]))
+        if unknown:
+            log.warning("some training texts contain words outside the vocabulary (<unk>), "
+                        "e.g. in: %s", " | ".join(list(unknown)[:10]))
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimizer(self, model: Any):
+        decay, no_decay = [], []
+        for param in model.parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.config.learning_rate,
+                                      betas=self.config.adam_betas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, self.config))
+        return optimizer, scheduler, decay + no_decay
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, step: int, model: Any, processor: Any, action_tokenizer: ActionTokenizer,
+              mapping: ActionTokenMapping, optimizer: Any, scheduler: Any,
+              elapsed: float) -> Path:
+        final = self.out / f"checkpoint-{step:07d}"
+        tmp = self.out / f".checkpoint-{step:07d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.config.lora.enabled:
+            model.save_pretrained(tmp / "adapter")
+            merged = copy.deepcopy(model).merge_and_unload()
+            merged.save_pretrained(tmp)
+            del merged
+        else:
+            model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        save_action_config(tmp, action_tokenizer, mapping)
+        state = {
+            "format_version": STATE_FORMAT_VERSION,
+            "step": int(step),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "elapsed_s": float(elapsed),
+            "config": self.config.to_dict(),
+        }
+        torch.save(state, tmp / STATE_NAME)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        link = self.out / LATEST_NAME
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(final.name)
+        self._prune(keep=final)
+        return final
+
+    def _prune(self, keep: Path) -> None:
+        limit = self.config.save_total_limit
+        if not limit:
+            return
+        ckpts = sorted((int(m.group(1)), p) for p in self.out.iterdir()
+                       if (m := _CKPT_RE.match(p.name)))
+        for _step, path in ckpts[:-limit]:
+            if path != keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ metrics
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.out / METRICS_NAME, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out / METRICS_NAME
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def _eval_samples(self) -> list[tuple[str, int]]:
+        """Up to ``eval_examples`` evenly spaced examples of each evaluation source."""
+        n = self.config.eval_examples
+        samples: list[tuple[str, int]] = []
+        for source, data in ((ROBOT, self.eval_robot), (VQA, self.eval_vqa)):
+            if len(data):
+                idx = np.unique(np.linspace(0, len(data) - 1, min(n, len(data))).astype(int))
+                samples.extend((source, int(i)) for i in idx)
+        return samples
+
+    @torch.inference_mode()
+    def evaluate(self, model: Any, batches: list[dict[str, torch.Tensor]],
+                 mapping: ActionTokenMapping, eos_len: int) -> dict[str, float]:
+        """Teacher-forced metrics on fixed batches (no plans).
+
+        Returns:
+            ``eval_robot_loss``/``eval_vqa_loss`` (mean per token, nats),
+            ``eval_action_acc`` (argmax over the action ids equals the target, over the 8
+            action tokens), ``eval_action_bin_l1`` (mean |predicted − target bin| over the 7
+            continuous dims), ``eval_vqa_token_acc`` (argmax over the vocabulary).
+        """
+        was_training = model.training
+        model.eval()
+        sums = {KIND_ROBOT: [0.0, 0], KIND_VQA: [0.0, 0]}
+        correct, total, l1, l1_n, vqa_ok, vqa_n = 0, 0, 0.0, 0, 0, 0
+        action_ids = torch.as_tensor(mapping.token_ids, device=self.device)
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            losses, logits, targets, kinds, _rows = token_losses(model, batch, self.config.bf16)
+            for kind in (KIND_ROBOT, KIND_VQA):
+                sel = kinds == kind
+                sums[kind][0] += float(losses[sel].sum())
+                sums[kind][1] += int(sel.sum())
+            robot = kinds == KIND_ROBOT
+            if robot.any():
+                width = 8 + eos_len
+                r_logits = logits[robot].reshape(-1, width, logits.shape[-1])[:, :8]
+                r_targets = targets[robot].reshape(-1, width)[:, :8]
+                pred = action_ids[r_logits.float()[..., action_ids].argmax(-1)]
+                correct += int((pred == r_targets).sum())
+                total += r_targets.numel()
+                pred_bins = torch.as_tensor(mapping.token_id_to_bin(pred.cpu().numpy()))
+                true_bins = torch.as_tensor(mapping.token_id_to_bin(r_targets.cpu().numpy()))
+                l1 += float((pred_bins[:, 1:] - true_bins[:, 1:]).abs().float().sum())
+                l1_n += pred_bins[:, 1:].numel()
+            vqa = kinds == KIND_VQA
+            if vqa.any():
+                vqa_ok += int((logits[vqa].argmax(-1) == targets[vqa]).sum())
+                vqa_n += int(vqa.sum())
+        model.train(was_training)
+        out: dict[str, float] = {}
+        if sums[KIND_ROBOT][1]:
+            out["eval_robot_loss"] = sums[KIND_ROBOT][0] / sums[KIND_ROBOT][1]
+            out["eval_action_acc"] = correct / max(1, total)
+            out["eval_action_bin_l1"] = l1 / max(1, l1_n)
+        if sums[KIND_VQA][1]:
+            out["eval_vqa_loss"] = sums[KIND_VQA][0] / sums[KIND_VQA][1]
+            out["eval_vqa_token_acc"] = vqa_ok / max(1, vqa_n)
+        return {k: round(v, 5) for k, v in out.items()}
+
+    # ------------------------------------------------------------------ main loop
+    def train(self) -> TrainResult:
+        """Run (or resume) training up to ``max_steps`` or the time budget.
+
+        Returns:
+            :class:`TrainResult`.
+
+        Raises:
+            RuntimeError: when the loss is not finite for 10 steps in a row.
+            ValueError / OSError: on unusable data or checkpoints.
+        """
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+
+        resume = latest_checkpoint(self.out) if cfg.resume else None
+        state = (torch.load(resume / STATE_NAME, map_location="cpu", weights_only=True)
+                 if resume is not None else None)
+        model, processor, action_tokenizer, mapping = self._load(resume)
+        optimizer, scheduler, params = self._optimizer(model)
+        start_step = 0
+        elapsed_before = 0.0
+        if state is not None:
+            if int(state.get("format_version", 0)) != STATE_FORMAT_VERSION:
+                raise ValueError(f"{resume / STATE_NAME}: expected format_version "
+                                 f"{STATE_FORMAT_VERSION}, got {state.get('format_version')}")
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+            start_step = int(state["step"])
+            elapsed_before = float(state.get("elapsed_s", 0.0))
+            log.info("resumed from %s at step %d", resume, start_step)
+            saved = state.get("config", {})
+            for key in ("model", "robot_datasets", "vqa_datasets", "robot_fraction", "cot"):
+                now = cfg.to_dict()[key]
+                if key in saved and saved[key] != now:
+                    log.warning("resuming with %s=%r; the checkpoint was trained with %r", key,
+                                now, saved[key])
+            self._truncate_metrics(start_step)
+        elif (self.out / METRICS_NAME).exists():
+            (self.out / METRICS_NAME).unlink()
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n",
+                                              encoding="utf-8")
+        n_trainable = sum(p.numel() for p in params)
+        n_total = sum(p.numel() for p in model.parameters())
+        log.info("parameters: %d trainable of %d", n_trainable, n_total)
+
+        encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans())
+        sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
+                                 self.robot_fraction, cfg.seed)
+        batches = MixtureBatches(self.robot, self.vqa, encoder, sampler, cot=cfg.cot,
+                                 cache_bytes=cfg.cache_mb * 2**20)
+        if cfg.preload and cfg.cache_mb:
+            started = time.perf_counter()
+            cached = batches.preload(progress=cfg.progress)
+            log.info("preprocessed %d examples into the cache (%.0f MiB) in %.1f s", cached,
+                     batches.cached_bytes / 2**20, time.perf_counter() - started)
+        same_data = self.eval_robot is self.robot and self.eval_vqa is self.vqa
+        eval_data = batches if same_data else MixtureBatches(
+            self.eval_robot, self.eval_vqa, encoder, None, cache_bytes=0)
+        eval_samples = self._eval_samples()
+        eval_batches = eval_data.fixed_batches(eval_samples, cfg.batch_size)
+
+        checkpoint = str(resume) if resume is not None else ""
+        result = TrainResult(start_step, start_step, 0.0, 0.0, "max_steps", checkpoint)
+        if start_step >= cfg.max_steps:
+            log.info("nothing to do: step %d >= max_steps %d", start_step, cfg.max_steps)
+            return result
+
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=None, sampler=range(start_step, cfg.max_steps),
+            num_workers=cfg.num_workers, worker_init_fn=_worker_init,
+            prefetch_factor=2 if cfg.num_workers else None,
+            multiprocessing_context="fork" if cfg.num_workers else None)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start_step, unit="step", desc="train",
+                   disable=not cfg.progress, mininterval=1.0, dynamic_ncols=True)
+        model.train()
+        eos_len = len(encoder.eos_ids)
+        window = _Window()
+        last_train: dict[str, Any] = {}
+        last_eval: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        t_first = None
+        step = start_step
+        bad_steps = 0
+        stopped = "max_steps"
+        saved_at = -1
+        try:
+            for batch in loader:
+                step_index = int(batch.pop("step"))
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                losses, _logits, _targets, kinds, _rows = token_losses(model, batch, cfg.bf16)
+                loss = losses.mean()
+                optimizer.zero_grad(set_to_none=True)
+                if not torch.isfinite(loss):
+                    bad_steps += 1
+                    log.warning("step %d: non-finite loss %s, update skipped", step_index,
+                                float(loss))
+                    if bad_steps >= 10:
+                        raise RuntimeError(f"loss: expected finite values, got {float(loss)} "
+                                           "for 10 steps in a row")
+                    scheduler.step()
+                    step = step_index + 1
+                    continue
+                bad_steps = 0
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                else:
+                    grad_norm = float(torch.norm(torch.stack(
+                        [p.grad.norm() for p in params if p.grad is not None])))
+                optimizer.step()
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                step = step_index + 1
+                if t_first is None:
+                    t_first = time.perf_counter()
+                window.add(losses.detach(), kinds, grad_norm)
+                bar.update(1)
+
+                if step % cfg.log_interval == 0 or step == cfg.max_steps:
+                    last_train = window.flush(step, lr, time.perf_counter())
+                    last_train["elapsed_s"] = round(elapsed_before + time.perf_counter() - t0, 2)
+                    self._write_metrics(last_train)
+                    bar.set_postfix({k: last_train[k] for k in
+                                     ("robot_loss", "vqa_loss", "steps_per_s")
+                                     if k in last_train})
+                if cfg.eval_interval and step % cfg.eval_interval == 0 and eval_batches:
+                    last_eval = {"step": step, **self.evaluate(model, eval_batches, mapping,
+                                                               eos_len)}
+                    self._write_metrics(last_eval)
+                    log.info("eval %s", last_eval)
+                budget_hit = (cfg.time_budget_min
+                              and time.perf_counter() - t0 >= cfg.time_budget_min * 60)
+                if (cfg.save_interval and step % cfg.save_interval == 0) or budget_hit:
+                    checkpoint = str(self._save(step, model, processor, action_tokenizer,
+                                                mapping, optimizer, scheduler,
+                                                elapsed_before + time.perf_counter() - t0))
+                    saved_at = step
+                    self._plot()
+                if budget_hit:
+                    stopped = "time_budget"
+                    log.info("time budget of %.1f min reached at step %d", cfg.time_budget_min,
+                             step)
+                    break
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            log.warning("interrupted at step %d: saving", step)
+        finally:
+            bar.close()
+        t_end = time.perf_counter()
+        seconds = t_end - t0
+        if window.steps:  # steps since the last log line (time budget, interrupt)
+            last_train = window.flush(step, scheduler.get_last_lr()[0], t_end)
+            last_train["elapsed_s"] = round(elapsed_before + seconds, 2)
+            self._write_metrics(last_train)
+        if eval_batches and (not last_eval or last_eval.get("step") != step):
+            last_eval = {"step": step, **self.evaluate(model, eval_batches, mapping, eos_len)}
+            self._write_metrics(last_eval)
+        if saved_at != step and step > start_step:
+            checkpoint = str(self._save(step, model, processor, action_tokenizer, mapping,
+                                        optimizer, scheduler, elapsed_before + seconds))
+        self._plot()
+        done = step - start_step
+        rate = ((done - 1) / max(1e-9, t_end - t_first)
+                if t_first is not None and done > 1 else 0.0)
+        metrics = {k: v for k, v in last_train.items() if k != "step"}
+        metrics.update({k: v for k, v in last_eval.items() if k != "step"})
+        metrics["encoded_examples_main_process"] = batches.encoded_count
+        metrics["trainable_parameters"] = int(n_trainable)
+        metrics["parameters"] = int(n_total)
+        return TrainResult(start_step, step, seconds, rate, stopped, checkpoint, metrics)
+
+    def _plot(self) -> None:
+        try:
+            plot_metrics(self.out / METRICS_NAME, self.out / CURVE_NAME)
+        except Exception as exc:  # noqa: BLE001 - a plot must never stop training
+            log.warning("could not plot the training curve: %s", exc)
+
+
+class _Window:
+    """Running sums of one logging window."""
+
+    def __init__(self) -> None:
+        self.reset(time.perf_counter())
+
+    def reset(self, now: float) -> None:
+        self.sums = {KIND_ROBOT: 0.0, KIND_VQA: 0.0}
+        self.counts = {KIND_ROBOT: 0, KIND_VQA: 0}
+        self.examples = {KIND_ROBOT: 0, KIND_VQA: 0}
+        self.grad = 0.0
+        self.steps = 0
+        self.start = now
+
+    def add(self, losses: torch.Tensor, kinds: torch.Tensor, grad_norm: float) -> None:
+        for kind in (KIND_ROBOT, KIND_VQA):
+            sel = kinds == kind
+            self.sums[kind] += float(losses[sel].sum())
+            self.counts[kind] += int(sel.sum())
+        self.grad += grad_norm
+        self.steps += 1
+
+    def flush(self, step: int, lr: float, now: float) -> dict[str, Any]:
+        total = self.counts[KIND_ROBOT] + self.counts[KIND_VQA]
+        record: dict[str, Any] = {
+            "step": step,
+            "loss": round((self.sums[KIND_ROBOT] + self.sums[KIND_VQA]) / max(1, total), 5),
+            "lr": float(f"{lr:.6g}"),
+            "grad_norm": round(self.grad / max(1, self.steps), 4),
+            "steps_per_s": round(self.steps / max(1e-9, now - self.start), 3),
+        }
+        if self.counts[KIND_ROBOT]:
+            record["robot_loss"] = round(self.sums[KIND_ROBOT] / self.counts[KIND_ROBOT], 5)
+        if self.counts[KIND_VQA]:
+            record["vqa_loss"] = round(self.sums[KIND_VQA] / self.counts[KIND_VQA], 5)
+        self.reset(now)
+        return record
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (empty list when missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path | None:
+    """Draw the training curve: robot and VQA loss (train and eval, log scale), learning rate
+    and eval action accuracy, against the step. Uses matplotlib's Agg backend.
+
+    Returns:
+        ``Path(png_path)``, or None when there is nothing to plot yet.
+    """
+    records = read_metrics(metrics_path)
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if any(k.startswith("eval_") for k in r)]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for key, label, style in (("robot_loss", "robot (train)", "-"),
+                              ("vqa_loss", "VQA (train)", "-")):
+        pts = [(r["step"], r[key]) for r in train if key in r]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), style, label=label)
+    for key, label in (("eval_robot_loss", "robot (eval)"), ("eval_vqa_loss", "VQA (eval)")):
+        pts = [(r["step"], r[key]) for r in evals if key in r]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), "o--", label=label)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("cross-entropy per token (nats)")
+    ax_loss.grid(True, which="both", alpha=0.3)
+    ax_loss.legend()
+    for key, label in (("eval_action_acc", "action token accuracy (eval)"),
+                       ("eval_vqa_token_acc", "VQA token accuracy (eval)")):
+        pts = [(r["step"], r[key]) for r in evals if key in r]
+        if pts:
+            ax_acc.plot(*zip(*pts, strict=True), "o-", label=label)
+    ax_acc.set_ylim(0, 1)
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_xlabel("step")
+    ax_acc.grid(True, alpha=0.3)
+    lr_pts = [(r["step"], r["lr"]) for r in train if "lr" in r]
+    if lr_pts:
+        ax_lr = ax_acc.twinx()
+        ax_lr.plot(*zip(*lr_pts, strict=True), color="gray", alpha=0.5, label="learning rate")
+        ax_lr.set_ylabel("learning rate")
+    if ax_acc.get_legend_handles_labels()[0]:
+        ax_acc.legend(loc="upper left")
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path

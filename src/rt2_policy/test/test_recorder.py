@@ -1,0 +1,148 @@
+"""The pure action/frame/instruction pairing of the recorder (rt2_policy.data.recorder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rt2_policy.data.lerobot_dataset import LeRobotDataset, LeRobotDatasetWriter
+from rt2_policy.data.recorder import (
+    ActionSample,
+    EpisodePairer,
+    RecorderConfig,
+    StatusSample,
+    write_episode,
+)
+
+
+def _img(value, shape=(8, 10, 3)):
+    return np.full(shape, value, dtype=np.uint8)
+
+
+def _act(stamp, ep="e1", step=0, terminate=False, dx=0.01, latency=0.0):
+    action = np.array([1.0 if terminate else 0.0, dx, 0, 0, 0, 0, 0, 0.5])
+    return ActionSample(stamp, ep, step, action, latency)
+
+
+def test_action_pairs_with_the_newest_frame_not_after_its_stamp():
+    p = EpisodePairer()
+    p.add_instruction(0.0, "pick up the red cube")
+    for k in range(5):
+        p.add_image(1.0 + 0.1 * k, _img(k))
+    p.add_action(_act(1.25, step=0))   # frames at 1.2 (2) and 1.3 (3): takes 1.2
+    p.add_action(_act(1.3, step=1))    # exact stamp match: 1.3
+    closed = p.add_action(_act(1.45, step=2, terminate=True))
+    assert len(closed) == 1
+    ep = closed[0]
+    assert ep.task == "pick up the red cube" and ep.terminated and ep.succeeded
+    assert [int(s.image[0, 0, 0]) for s in ep.steps] == [2, 3, 4]
+    assert [s.image_stamp for s in ep.steps] == pytest.approx([1.2, 1.3, 1.4])
+    np.testing.assert_allclose(ep.timestamps(), [0.0, 0.05, 0.2])
+    assert ep.steps[-1].action[0] == 1.0
+    assert p.open_episode_id is None
+
+
+def test_out_of_order_frames_and_inference_latency():
+    p = EpisodePairer(RecorderConfig(subtract_inference_latency=True))
+    p.add_instruction(0.0, "t")
+    p.add_image(2.0, _img(20))
+    p.add_image(1.5, _img(10))      # arrives late but is older: kept in stamp order
+    p.add_action(_act(2.05, latency=0.5))  # reference 1.55: frame 1.5
+    ep = p.flush()[0]
+    assert int(ep.steps[0].image[0, 0, 0]) == 10
+
+
+@pytest.mark.parametrize(("stamp", "latency", "compensate", "expected"), [
+    (1.0, 0.04, True, 10),    # a frame has the action's exact stamp: taken as it is
+    (1.08, 0.04, True, 10),   # publication stamp: frame before 1.08 - 0.04 = 1.04
+    (1.08, 0.04, False, 11),  # no compensation: frame before 1.08
+    (1.05, 0.0, True, 11),
+])
+def test_exact_stamp_first_then_latency_compensation(stamp, latency, compensate, expected):
+    p = EpisodePairer(RecorderConfig(subtract_inference_latency=compensate))
+    p.add_instruction(0.0, "t")
+    p.add_image(1.0, _img(10))
+    p.add_image(1.05, _img(11))
+    p.add_action(_act(stamp, latency=latency))
+    (ep,) = p.flush()
+    assert int(ep.steps[0].image[0, 0, 0]) == expected
+
+
+def test_stale_missing_and_bad_inputs_are_dropped_and_counted():
+    p = EpisodePairer(RecorderConfig(max_frame_age=0.2))
+    p.add_instruction(0.0, "t")
+    p.add_action(_act(0.5, step=0))                 # no frame yet
+    p.add_image(1.0, _img(1))
+    p.add_action(_act(1.5, step=1))                 # frame 0.5 s old
+    p.add_action(ActionSample(1.1, "e1", 2, np.array([0, np.nan, 0, 0, 0, 0, 0, 0])))
+    p.add_image(1.6, lambda: (_ for _ in ()).throw(ValueError("bad encoding")))
+    p.add_action(_act(1.65, step=3))                # frame decode fails
+    p.add_action(_act(1.7, step=4))                 # ok (frame 1.6 still fails) -> bad frame
+    p.add_image(1.8, _img(5))
+    p.add_action(_act(1.85, step=5))
+    c = p.counters
+    assert (c.dropped_no_frame, c.dropped_stale_frame, c.dropped_bad_action,
+            c.dropped_bad_frame, c.paired) == (1, 1, 1, 2, 1)
+    (ep,) = p.flush()
+    assert [s.step for s in ep.steps] == [5]
+
+
+def test_episodes_split_by_id_and_status_gives_the_task_and_outcome():
+    p = EpisodePairer()
+    p.add_instruction(0.0, "from topic")
+    p.add_status(StatusSample(0.0, "e1", "pick up the red cube", state=1))
+    p.add_image(1.0, _img(1))
+    assert p.add_action(_act(1.0, "e1")) == []
+    closed = p.add_status(StatusSample(1.1, "e2", "push the blue ball", state=1))
+    assert [(e.episode_id, e.task, e.outcome) for e in closed] == [
+        ("e1", "pick up the red cube", "NONE")]
+    p.add_action(_act(1.2, "e2"))
+    p.add_action(_act(1.3, "e1"))  # late action of a closed episode: dropped
+    assert p.counters.dropped_late_action == 1
+    closed = p.add_status(StatusSample(1.4, "e2", "push the blue ball", state=3, outcome=2))
+    assert [(e.episode_id, e.outcome, e.succeeded) for e in closed] == [
+        ("e2", "TIMED_OUT", False)]
+    p.add_action(_act(1.5, "e3"))
+    closed = p.add_action(_act(1.6, "e4"))  # a new id closes e3; task from /rt2/instruction
+    assert [(e.episode_id, e.task) for e in closed] == [("e3", "from topic")]
+
+
+def test_filters_drop_untasked_short_and_unsuccessful_episodes():
+    p = EpisodePairer(RecorderConfig(success_only=True, min_episode_length=2))
+    p.add_image(1.0, _img(1))
+    p.add_action(_act(1.0, "a"))
+    assert p.flush() == [] and p.counters.episodes_dropped_no_task == 1
+    p.add_instruction(1.0, "t")
+    p.add_action(_act(1.1, "b", terminate=True))
+    assert p.counters.episodes_dropped_short == 1
+    p.add_action(_act(1.2, "c"))
+    p.add_action(_act(1.3, "c", step=1))
+    assert p.flush() == [] and p.counters.episodes_dropped_unsuccessful == 1
+    p.add_action(_act(1.4, "d"))
+    assert len(p.add_action(_act(1.5, "d", step=1, terminate=True))) == 1
+
+
+def test_frames_are_resized_to_one_size_and_written_to_a_dataset(tmp_path):
+    p = EpisodePairer(RecorderConfig(image_size=(6, 6)))
+    p.add_instruction(0.0, "t")
+    p.add_image(1.0, _img(7, (12, 12, 3)))
+    p.add_action(_act(1.0))
+    p.add_image(1.2, _img(9, (6, 8, 3)))
+    (ep,) = p.add_action(_act(1.2, step=1, terminate=True))
+    assert [s.image.shape for s in ep.steps] == [(6, 6, 3), (6, 6, 3)]
+    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=5, image_shape=(6, 6, 3))
+    assert write_episode(writer, ep) == 0
+    writer.finalize()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert len(ds) == 2 and ds[1]["timestamp"] == pytest.approx(0.2)
+    assert int(ds[1]["image"][0, 0, 0]) == 9 and ds[1]["action"][0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_frame_age": 0}, "max_frame_age"), ({"frame_buffer": 0.1}, "frame_buffer"),
+     ({"min_episode_length": 0}, "min_episode_length"), ({"image_size": (0, 4)}, "image_size")],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RecorderConfig(**kwargs)

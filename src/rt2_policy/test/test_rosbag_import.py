@@ -1,0 +1,131 @@
+"""rosbag2 → LeRobot import: a bag written here with rosbags (sqlite3 and mcap), read back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags", reason="rosbags not installed (requirements/python.txt)")
+
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+
+from rt2_policy.data.lerobot_dataset import LeRobotDataset  # noqa: E402
+from rt2_policy.data.rosbag_import import main, rt2_typestore  # noqa: E402
+
+H, W = 12, 16
+
+
+def _time(store, t):
+    Time = store.types["builtin_interfaces/msg/Time"]
+    return Time(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+
+
+def _header(store, t, frame="panda_link0"):
+    return store.types["std_msgs/msg/Header"](stamp=_time(store, t), frame_id=frame)
+
+
+def _image(store, t, value, encoding="rgb8"):
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = value, 2 * value, 3 * value
+    data = rgb[..., ::-1] if encoding == "bgr8" else rgb
+    Image = store.types["sensor_msgs/msg/Image"]
+    return Image(header=_header(store, t, "camera"), height=H, width=W, encoding=encoding,
+                 is_bigendian=0, step=W * 3, data=np.ascontiguousarray(data).ravel())
+
+
+def _action(store, t, ep, step, terminate=False):
+    V = store.types["geometry_msgs/msg/Vector3"]
+    RT2Action = store.types["rt2_msgs/msg/RT2Action"]
+    return RT2Action(
+        header=_header(store, t), episode_id=ep, step=step,
+        bins=np.array([int(terminate), 128, 128, 128, 128, 128, 128, 0], np.uint8),
+        terminate=terminate, delta_position=V(x=0.01 * (step + 1), y=-0.02, z=0.0),
+        delta_rotation=V(x=0.0, y=0.0, z=0.1), gripper=0.25 * step, text="", plan="",
+        inference_latency=0.04)
+
+
+def _status(store, t, ep, instruction, state, outcome=0):
+    Status = store.types["rt2_msgs/msg/EpisodeStatus"]
+    return Status(header=_header(store, t, ""), episode_id=ep, instruction=instruction, step=0,
+                  state=state, outcome=outcome, message="")
+
+
+def _write_bag(path, plugin):
+    """Two episodes at 5 Hz with a 15 Hz camera; episode 1 terminates, episode 2 is cut by
+    its FINISHED status; bgr8 frames in episode 2."""
+    store = rt2_typestore()
+    String = store.types["std_msgs/msg/String"]
+    messages = []  # (time, topic, msgtype, msg)
+    t0 = 100.0
+    messages.append((t0, "/rt2/instruction", "std_msgs/msg/String",
+                     String(data="pick up the red cube")))
+    messages.append((t0 + 0.01, "/rt2/episode_status", "rt2_msgs/msg/EpisodeStatus",
+                     _status(store, t0 + 0.01, "ep1", "pick up the red cube", 1)))
+    for k in range(30):  # camera 15 Hz for 2 s
+        t = t0 + k / 15.0
+        enc = "bgr8" if t >= t0 + 1.0 else "rgb8"
+        messages.append((t, "/camera/image_raw", "sensor_msgs/msg/Image",
+                         _image(store, t, k, enc)))
+    for step in range(3):  # episode 1: stamped with their frame's time (frames 2, 5, 8)
+        t = t0 + (2 + 3 * step) / 15.0
+        messages.append((t, "/rt2/action", "rt2_msgs/msg/RT2Action",
+                         _action(store, t, "ep1", step, terminate=step == 2)))
+    messages.append((t0 + 1.0, "/rt2/episode_status", "rt2_msgs/msg/EpisodeStatus",
+                     _status(store, t0 + 1.0, "ep2", "push the blue ball", 1)))
+    for step in range(2):  # episode 2: stamped at publication, 0.04 s of inference after
+        t = t0 + 1.1 + 0.2 * step  # frames 15 (t0 + 1.0) and 18 (t0 + 1.2)
+        messages.append((t, "/rt2/action", "rt2_msgs/msg/RT2Action",
+                         _action(store, t, "ep2", step)))
+    messages.append((t0 + 1.6, "/rt2/episode_status", "rt2_msgs/msg/EpisodeStatus",
+                     _status(store, t0 + 1.6, "ep2", "push the blue ball", 3, outcome=2)))
+    messages.sort(key=lambda m: m[0])
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conns = {}
+        for t, topic, msgtype, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
+            writer.write(conns[topic], int(t * 1e9), store.serialize_cdr(msg, msgtype))
+
+
+@pytest.mark.parametrize("plugin", [StoragePlugin.SQLITE3, StoragePlugin.MCAP],
+                         ids=["sqlite3", "mcap"])
+def test_bag_converts_to_a_dataset(tmp_path, capsys, plugin):
+    bag = tmp_path / "bag"
+    _write_bag(bag, plugin)
+    assert main([str(bag), str(tmp_path / "ds")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["episodes"], summary["frames"], summary["fps"]) == (2, 5, 5.0)
+    assert summary["counters"]["paired"] == 5
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.num_episodes == 2 and len(ds) == 5 and ds.fps == 5.0
+    assert ds.tasks == ["pick up the red cube", "push the blue ball"]
+    first = ds[0]
+    assert first["image"].shape == (H, W, 3)
+    assert [ds[i]["image"][0, 0, 0] for i in range(3)] == [2, 5, 8]  # exact stamp matches
+    np.testing.assert_allclose(first["action"], [0, 0.01, -0.02, 0, 0, 0, 0.1, 0], atol=1e-7)
+    last_of_first = ds[2]
+    assert last_of_first["done"] and last_of_first["action"][0] == 1.0
+    assert last_of_first["timestamp"] == pytest.approx(0.4, abs=1e-6)
+    assert main([str(bag), str(tmp_path / "plain"), "--no-latency-compensation"]) == 0
+    assert LeRobotDataset(tmp_path / "plain")[3]["image"][0, 0, 0] == 16
+    # episode 2: t0 + 1.1 - 0.04 s latency -> frame 15 (t0 + 1.0), not 16 (t0 + 1.067);
+    # stored bgr8, read back as RGB
+    second = ds[3]
+    assert second["task"] == "push the blue ball" and second["episode_index"] == 1
+    assert second["image"][0, 0].tolist() == [15, 30, 45]
+    assert ds[4]["image"][0, 0, 0] == 18
+    assert ds[4]["action"][7] == pytest.approx(0.25)
+
+
+def test_missing_bag_and_topicless_bag_fail_clearly(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), str(tmp_path / "ds")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    store = rt2_typestore()
+    with Writer(tmp_path / "empty", version=9) as writer:
+        conn = writer.add_connection("/other", "std_msgs/msg/String", typestore=store)
+        writer.write(conn, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"),
+                                                  "std_msgs/msg/String"))
+    assert main([str(tmp_path / "empty"), str(tmp_path / "ds")]) == 1
+    assert "no '/rt2/action' topic" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""The policy node with ``backend: remote`` over real DDS: the server dies mid-episode, the arm
+gets a zero twist within one control period, and the episode resumes when the server returns."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed: run make setup")
+pytest.importorskip("rt2_msgs.msg", reason="rt2_msgs not built: run make setup")
+
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
+from rt2_policy import ros_testing  # noqa: E402
+from rt2_policy.policy_node import PolicyNode  # noqa: E402
+from rt2_policy.scripted_policy import ScriptedPolicy  # noqa: E402
+from rt2_policy.serving.config import ServerConfig  # noqa: E402
+from rt2_policy.serving.server import ServerThread  # noqa: E402
+
+MOVE = "0 255 128 128 128 128 128 255"  # +x at the upper bound
+RATE = 10.0  # Hz: control period 0.1 s
+KEEPALIVE = 50.0  # Hz
+
+
+def stamp_of(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+@pytest.fixture
+def harness(monkeypatch):
+    domain = os.environ.get("RT2_TEST_ROS_DOMAIN_ID")  # pin a domain when sharing a machine
+    if domain:
+        monkeypatch.setattr(ros_testing, "next_domain_id", lambda: int(domain))
+    h = ros_testing.RosHarness()
+    yield h
+    h.close()
+
+
+class Probe:
+    def __init__(self, harness) -> None:
+        self.node = harness.rclpy.create_node("remote_probe", context=harness.context)
+        self.twists: list[TwistStamped] = []
+        self.actions: list[RT2Action] = []
+        self.statuses: list[EpisodeStatus] = []
+        self.image_pub = self.node.create_publisher(Image, "/camera/image_raw",
+                                                    qos_profile_sensor_data)
+        self.instruction_pub = self.node.create_publisher(String, "/rt2/instruction", 10)
+        self.node.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds",
+                                      self.twists.append, 200)
+        self.node.create_subscription(RT2Action, "/rt2/action", self.actions.append, 100)
+        self.node.create_subscription(EpisodeStatus, "/rt2/episode_status",
+                                      self.statuses.append, 100)
+        self.node.create_timer(0.05, self._frame)
+        harness.add(self.node)
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _frame(self) -> None:
+        msg = Image()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.height, msg.width, msg.encoding, msg.step = 32, 32, "rgb8", 96
+        msg.data = np.full(32 * 32 * 3, 90, np.uint8).tobytes()
+        self.image_pub.publish(msg)
+
+
+def test_killed_server_holds_the_arm_then_the_episode_resumes(harness):
+    policy = ScriptedPolicy([MOVE])
+    server = ServerThread(policy, ServerConfig(port=0)).start()
+    port = server.port
+    probe = Probe(harness)
+    node = PolicyNode(context=harness.context, parameter_overrides=[
+        Parameter("backend", value="remote"),
+        Parameter("server_uri", value=f"ws://127.0.0.1:{port}"),
+        Parameter("control_rate", value=RATE),
+        Parameter("keepalive_rate", value=KEEPALIVE),
+        Parameter("max_linear_speed", value=1.0),
+        Parameter("max_consecutive_faults", value=3),  # remote outages must not count here
+        Parameter("remote_fault_timeout", value=60.0),
+        Parameter("autostart", value=False)])
+    assert node.trigger_configure().name == "SUCCESS"
+    assert node.trigger_activate().name == "SUCCESS"
+    harness.add(node)
+    restarted = None
+    try:
+        assert harness.wait_for(lambda: probe.node.count_subscribers("/rt2/instruction"), 10.0)
+        probe.instruction_pub.publish(String(data="push the red cube forward"))
+        assert harness.wait_for(lambda: len(probe.actions) >= 3, 15.0), "no remote actions"
+        assert any(m.twist.linear.x > 0 for m in probe.twists), "the arm never moved"
+
+        killed_at = probe.now()
+        server.stop()  # the server process dies: connections drop
+        time.sleep(1.2)  # 12 control periods: would abort with max_consecutive_faults=3
+        period = 1.0 / RATE
+        late = [m for m in probe.twists if stamp_of(m) > killed_at + period + 2 / KEEPALIVE]
+        assert late, "the twist stream stopped instead of commanding zero"
+        assert all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for m in late)
+        assert not [a for a in probe.actions if stamp_of(a) > killed_at + period]
+        holding = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING]
+        assert holding and "backend unavailable" in holding[-1].message
+        assert not [s for s in probe.statuses if s.state == EpisodeStatus.STATE_FINISHED]
+
+        restarted = ServerThread(policy, ServerConfig(port=port)).start()
+        back_at = probe.now()
+        assert harness.wait_for(
+            lambda: [a for a in probe.actions if stamp_of(a) > back_at], 15.0), "no recovery"
+        assert harness.wait_for(
+            lambda: [m for m in probe.twists if stamp_of(m) > back_at and m.twist.linear.x > 0],
+            5.0), "the arm did not move again"
+        episode_ids = {a.episode_id for a in probe.actions}
+        assert len(episode_ids) == 1  # the same episode resumed
+        assert not [s for s in probe.statuses if s.outcome == EpisodeStatus.OUTCOME_ABORTED]
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()

@@ -1,0 +1,102 @@
+"""The policy wire format: msgpack + numpy round trips, and nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import pickle
+
+import msgpack
+import numpy as np
+import pytest
+
+from rt2_policy.action_tokenizer import ActionTokenizer
+from rt2_policy.contract import Observation
+from rt2_policy.serving import wire
+
+_UNPICKLED = []
+
+
+class _Evil:
+    def __reduce__(self):
+        return (_UNPICKLED.append, ("pwned",))
+
+
+def _image(seed=0, shape=(48, 64, 3)):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_infer_request_round_trip_keeps_arrays_exact():
+    obs = Observation(_image(), "pick up the red cube", stamp=12.5)
+    message = wire.unpackb(wire.packb(wire.infer_request(7, obs)))
+    assert message["type"] == "infer" and message["id"] == 7
+    assert message["protocol"] == wire.PROTOCOL_VERSION
+    back = wire.observation_from_wire(message["observation"])
+    assert back.image.dtype == np.uint8 and back.image.shape == (48, 64, 3)
+    np.testing.assert_array_equal(back.image, obs.image)
+    assert back.instruction == obs.instruction and back.stamp == 12.5
+
+
+def test_action_round_trip_and_numpy_scalars():
+    action = ActionTokenizer().decode([1, 0, 255, 128, 7, 9, 200, 255])
+    reply = wire.unpackb(wire.packb(wire.action_reply(3, action, {"batch_size": np.int64(2)})))
+    back = wire.action_from_wire(reply["action"])
+    np.testing.assert_array_equal(back.bins, action.bins)
+    assert back.bins.dtype == np.int64 and back.terminate is True
+    np.testing.assert_allclose(back.delta_position, action.delta_position)
+    np.testing.assert_allclose(back.delta_rotation, action.delta_rotation)
+    assert back.gripper == pytest.approx(action.gripper)
+    assert reply["server_timing"]["batch_size"] == 2
+
+
+def test_msgpack_numpy_peers_interoperate():
+    """Arrays packed by msgpack-numpy itself decode here (same layout)."""
+    import msgpack_numpy
+
+    data = msgpack.packb({"type": "x", "a": np.arange(6, dtype=np.float32).reshape(2, 3)},
+                         default=msgpack_numpy.encode)
+    np.testing.assert_array_equal(wire.unpackb(data)["a"],
+                                  np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_object_arrays_are_never_unpickled():
+    # What msgpack_numpy.encode emits for an object array: a pickle in b"data".
+    payload = {b"nd": True, b"type": "|O", b"kind": b"O", b"shape": [1],
+               b"data": pickle.dumps(_Evil())}
+    data = msgpack.packb({"type": "infer", "id": 1, "observation": {"image": payload}},
+                         use_bin_type=True)
+    with pytest.raises(wire.WireError):
+        wire.unpackb(data)
+    assert _UNPICKLED == []
+    with pytest.raises(TypeError):
+        wire.packb({"type": "x", "a": np.array([object()], dtype=object)})
+    with pytest.raises(TypeError):
+        wire.packb({"type": "x", "a": _Evil()})
+
+
+@pytest.mark.parametrize("payload, match", [
+    ({b"nd": True, b"type": "|u1", b"kind": b"", b"shape": [4, 4, 3], b"data": b"\0" * 5},
+     "do not fill"),
+    ({b"nd": True, b"type": "<U4", b"kind": b"", b"shape": [1], b"data": b"\0" * 16}, "dtype"),
+    ({b"nd": True, b"type": "|V4", b"kind": b"V", b"shape": [1], b"data": b"\0" * 4}, "dtype"),
+    ({b"nd": True, b"type": "|u1", b"kind": b"", b"shape": [-1], b"data": b""}, "shape"),
+])
+def test_malformed_arrays_are_refused(payload, match):
+    with pytest.raises(wire.WireError, match=match):
+        wire.unpackb(msgpack.packb({"type": "x", "a": payload}, use_bin_type=True))
+
+
+def test_malformed_messages_and_observations():
+    with pytest.raises(wire.WireError, match="msgpack"):
+        wire.unpackb(b"\xc1not msgpack")
+    with pytest.raises(wire.WireError, match="type"):
+        wire.unpackb(msgpack.packb([1, 2, 3]))
+    with pytest.raises(wire.WireError, match="image"):
+        wire.observation_from_wire({"image": "png bytes", "instruction": "go"})
+    with pytest.raises(wire.WireError, match="shape"):
+        wire.observation_from_wire({"image": np.zeros((4, 4), np.uint8), "instruction": "go"})
+    with pytest.raises(wire.WireError, match="instruction"):
+        wire.observation_from_wire({"image": np.zeros((4, 4, 3), np.uint8), "instruction": ""})
+    with pytest.raises(wire.WireError, match="bins"):
+        wire.action_from_wire({"bins": np.zeros(7, np.int64), "terminate": False,
+                               "delta_position": np.zeros(3), "delta_rotation": np.zeros(3),
+                               "gripper": 0.0})
+    assert wire.error_reply(1, "nonsense", "x")["code"] == "internal"

@@ -1,0 +1,177 @@
+"""Example encoding and label masking: only answer/action tokens are learned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rt2_policy.action_tokenizer import ActionTokenizer
+from rt2_policy.plans import parse_plan_and_action
+from rt2_policy.prompts import action_prompt, with_image
+from rt2_policy.token_mapping import ActionTokenMapping, load_action_config
+from rt2_policy.training.collate import (
+    IGNORE_INDEX,
+    KIND_ROBOT,
+    KIND_VQA,
+    ExampleEncoder,
+    MixtureBatches,
+    collate,
+)
+from rt2_policy.training.mixture import MixtureSampler
+from rt2_policy.training.trainer import token_losses
+
+
+def _image(seed=0, shape=(48, 64, 3)):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+ACTION = np.array([0.0, 0.03, -0.01, 0.0, 0.1, 0.0, -0.2, 1.0], np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_vla_parts, tiny_vla_dir):
+    _model, processor = tiny_vla_parts
+    action_tokenizer, mapping = load_action_config(tiny_vla_dir)
+    return ExampleEncoder(processor, action_tokenizer, mapping)
+
+
+def test_robot_example_prompt_is_the_inference_prompt_and_target_the_action_ids(encoder):
+    enc = encoder.encode_robot({"image": _image(), "task": "pick up the red cube",
+                                "action": ACTION})
+    reference = encoder.processor(text=[with_image(action_prompt("pick up the red cube"))],
+                                  images=[[_image()]], return_tensors="pt")
+    assert torch.equal(enc.prompt_ids, reference["input_ids"][0])
+    bins = ActionTokenizer().encode(False, ACTION[1:4], ACTION[4:7], ACTION[7])
+    assert enc.target_ids == tuple(encoder.token_mapping.bin_to_token_id(bins).tolist())
+    tok = encoder.tokenizer
+    assert tok.decode(list(enc.target_ids)) == ActionTokenizer().to_text(bins)
+    assert enc.images["pixel_values"].dtype == torch.float16
+    assert encoder.target_ids(enc) == (*enc.target_ids, tok.eos_token_id)
+
+
+def test_labels_mask_prompt_image_and_padding(encoder):
+    robot = encoder.encode_robot({"image": _image(1), "task": "push the blue ball left",
+                                  "action": ACTION})
+    vqa = encoder.encode_vqa({"image": _image(2), "question": "what colour is the ball?",
+                              "answer": "blue"})
+    rows = [(robot, encoder.target_ids(robot)), (vqa, encoder.target_ids(vqa))]
+    batch = collate(rows, encoder.pad_id)
+    assert batch["kind"].tolist() == [KIND_ROBOT, KIND_VQA]
+    image_id = encoder.tokenizer.convert_tokens_to_ids("<image>")
+    for row, (enc, target) in enumerate(rows):
+        n_prompt, n_target = len(enc.prompt_ids), len(target)
+        labels = batch["labels"][row]
+        ids = batch["input_ids"][row]
+        # only the target positions carry labels, and they equal the input ids there
+        assert (labels[:n_prompt] == IGNORE_INDEX).all()
+        assert labels[n_prompt:n_prompt + n_target].tolist() == list(target)
+        assert (labels[n_prompt + n_target:] == IGNORE_INDEX).all()
+        assert (labels[ids == image_id] == IGNORE_INDEX).all()
+        # right padding: attention 0 and pad ids after the target
+        assert batch["attention_mask"][row].sum() == n_prompt + n_target
+        assert (ids[n_prompt + n_target:] == encoder.pad_id).all()
+    assert encoder.tokenizer.decode(list(rows[1][1]), skip_special_tokens=True) == "blue"
+    assert batch["pixel_values"].dtype == torch.float32
+    assert batch["pixel_attention_mask"].dtype == torch.int64
+    assert tuple(batch["pixel_values"].shape[:2]) == (2, 1)
+
+
+def test_loss_counts_exactly_the_target_tokens(encoder, tiny_vla_parts):
+    model, _ = tiny_vla_parts
+    robot = encoder.encode_robot({"image": _image(3), "task": "pick up the red cube",
+                                  "action": ACTION})
+    vqa = encoder.encode_vqa({"image": _image(4), "question": "how many cubes are there?",
+                              "answer": "two cubes"})
+    rows = [(robot, encoder.target_ids(robot)), (vqa, encoder.target_ids(vqa))]
+    batch = collate(rows, encoder.pad_id)
+    with torch.inference_mode():
+        losses, logits, targets, kinds, rows_idx = token_losses(model, batch)
+        # Hugging Face's own shifted loss over the same labels agrees with ours
+        inputs = {k: v for k, v in batch.items() if k not in ("kind",)}
+        hf_loss = model(**inputs).loss
+    assert len(losses) == sum(len(t) for _, t in rows) == 9 + 3
+    assert kinds.tolist() == [KIND_ROBOT] * 9 + [KIND_VQA] * 3
+    assert rows_idx.tolist() == [0] * 9 + [1] * 3
+    assert targets.tolist() == [*rows[0][1], *rows[1][1]]
+    assert float(losses.mean()) == pytest.approx(float(hf_loss), rel=1e-4)
+
+    # changing a prompt token changes the inputs but never what is counted
+    batch2 = {k: v.clone() for k, v in batch.items()}
+    batch2["input_ids"][0, len(robot.prompt_ids) - 3] = encoder.pad_id  # a prompt word
+    with torch.inference_mode():
+        losses2, *_ = token_losses(model, batch2)
+    assert len(losses2) == len(losses)
+
+
+def test_chain_of_thought_target(encoder):
+    enc = encoder.encode_robot({"image": _image(), "task": "pick up the red cube",
+                                "action": ACTION})
+    target = encoder.target_ids(enc, plan="pick up the red cube")
+    tok = encoder.tokenizer
+    assert target[-9:] == (*enc.target_ids, tok.eos_token_id)
+    assert tuple(target[-9 - len(encoder.marker_ids):-9]) == encoder.marker_ids
+    text = tok.decode(list(target), skip_special_tokens=True)
+    assert text.startswith("plan : pick up the red cube .")
+    plan, action = parse_plan_and_action(text)
+    assert plan == "pick up the red cube"
+    assert action == tok.decode(list(enc.target_ids))
+    assert tok.unk_token_id not in target
+
+
+def test_other_token_schemes_splice_the_mapped_ids(tiny_vla_parts):
+    _model, processor = tiny_vla_parts
+    mapping = ActionTokenMapping.last_n(len(processor.tokenizer))
+    enc = ExampleEncoder(processor, ActionTokenizer(), mapping)
+    example = enc.encode_robot({"image": _image(), "task": "pick up the cube", "action": ACTION})
+    bins = ActionTokenizer().encode(False, ACTION[1:4], ACTION[4:7], ACTION[7])
+    assert example.target_ids == tuple(len(processor.tokenizer) - 1 - b for b in bins)
+
+
+@pytest.mark.parametrize("example, message", [
+    ({"image": _image(), "task": "pick", "action": np.zeros(7)}, "action: expected shape"),
+    ({"image": _image(), "task": "pick", "action": np.full(8, np.nan)}, "expected finite"),
+    ({"image": _image(), "task": "", "action": ACTION}, "instruction: expected a non-empty"),
+    ({"image": np.zeros((4, 4), np.uint8), "task": "pick", "action": ACTION}, "image:"),
+    ({"task": "pick", "action": ACTION}, "expected key 'image'"),
+])
+def test_bad_robot_examples_raise_clear_errors(encoder, example, message):
+    with pytest.raises(ValueError, match=message):
+        encoder.encode_robot(example)
+
+
+def test_bad_vqa_examples_raise_clear_errors(encoder):
+    with pytest.raises(ValueError, match="answer: expected a non-empty string"):
+        encoder.encode_vqa({"image": _image(), "question": "what?", "answer": " "})
+    with pytest.raises(ValueError, match="question: expected a non-empty string"):
+        encoder.encode_vqa({"image": _image(), "question": "", "answer": "red"})
+
+
+def test_batches_are_deterministic_and_use_the_cache(encoder):
+    robot = [{"image": _image(i), "task": "pick up the red cube", "action": ACTION}
+             for i in range(6)]
+    vqa = [{"image": _image(10 + i), "question": "what colour?", "answer": "red"}
+           for i in range(4)]
+    sampler = MixtureSampler(len(robot), len(vqa), 4, 0.5, seed=1)
+    cached = MixtureBatches(robot, vqa, encoder, sampler, cot=0.5, cache_bytes=2**26)
+    assert cached.preload() == 10 and cached.encoded_count == 10
+    uncached = MixtureBatches(robot, vqa, encoder, sampler, cot=0.5, cache_bytes=0)
+    for b in range(6):
+        one, two = cached[b], uncached[b]
+        assert one.keys() == two.keys()
+        for key in one:
+            assert torch.equal(one[key], two[key]), key
+        assert int((one["kind"] == KIND_ROBOT).sum()) == 2
+    assert cached.encoded_count == 10  # nothing re-encoded after the preload
+    assert uncached.encoded_count == 6 * 4
+
+
+def test_plans_mapping_supplies_the_plan(tiny_vla_parts, tiny_vla_dir):
+    _model, processor = tiny_vla_parts
+    enc = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                         plans={"lift the red block": "pick up the red cube"})
+    mapped = enc.encode_robot({"image": _image(), "task": "lift the red block", "action": ACTION})
+    assert mapped.plan == {"task": "lift the red block", "plan": "pick up the red cube"}
+    own = enc.encode_robot({"image": _image(), "task": "lift the red block", "action": ACTION,
+                            "plan": "grasp it"})
+    assert own.plan["plan"] == "grasp it"  # the example's own plan wins

@@ -1,0 +1,275 @@
+"""The co-fine-tuning loop on a tiny model: learning, checkpoints, resume, LoRA, config, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rt2_policy.contract import Observation
+from rt2_policy.training.config import (
+    LoraSettings,
+    TrainConfig,
+    add_arguments,
+    config_from_args,
+)
+from rt2_policy.training.trainer import (
+    Trainer,
+    latest_checkpoint,
+    lr_factor,
+    read_metrics,
+    token_losses,
+)
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+DX = {"red": 0.03, "green": -0.03, "blue": 0.0}
+
+
+def _frame(colour: str, rng: np.random.Generator) -> np.ndarray:
+    image = np.full((40, 40, 3), 40, np.uint8)
+    x, y = rng.integers(0, 24, 2)
+    image[y:y + 16, x:x + 16] = COLOURS[colour]
+    return image
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Robot frames whose Δx depends on the cube's colour, and colour questions."""
+    rng = np.random.default_rng(0)
+    robot, vqa = [], []
+    for i in range(24):
+        colour = list(COLOURS)[i % 3]
+        action = np.zeros(8, np.float32)
+        action[1], action[7] = DX[colour], 1.0
+        robot.append({"image": _frame(colour, rng), "action": action,
+                      "task": f"lift the {colour} zebra"})  # "zebra": not a built-in word
+        vqa.append({"image": _frame(colour, rng), "question": "what colour is the zebra?",
+                    "answer": f"crimson {colour}" if colour == "red" else colour})
+    return robot, vqa
+
+
+def _config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(robot_datasets=("in-memory",), output_dir=str(tmp_path / "run"),
+                  max_steps=6, batch_size=8, learning_rate=3e-3, warmup_steps=0,
+                  lr_schedule="constant", log_interval=2, eval_interval=0, eval_examples=6,
+                  save_interval=0, num_threads=2, num_workers=0, progress=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _fixed_batch_loss(model_dir, data):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from rt2_policy.token_mapping import load_action_config
+    from rt2_policy.training.collate import ExampleEncoder, collate
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    encoder = ExampleEncoder(AutoProcessor.from_pretrained(model_dir),
+                             *load_action_config(model_dir))
+    robot, vqa = data
+    rows = [encoder.encode_robot(robot[i]) for i in range(3)]
+    rows += [encoder.encode_vqa(vqa[i]) for i in range(3)]
+    batch = collate([(r, encoder.target_ids(r)) for r in rows], encoder.pad_id)
+    with torch.inference_mode():
+        losses, *_ = token_losses(model, batch)
+    return float(losses.mean())
+
+
+def test_few_steps_reduce_the_loss_and_save_a_loadable_policy(tmp_path, data):
+    robot, vqa = data
+    config = _config(tmp_path)
+    result = Trainer(config, robot=robot, vqa=vqa).train()
+    out = tmp_path / "run"
+    assert result.step == 6 and result.start_step == 0 and result.stopped == "max_steps"
+    assert result.steps_per_s > 0
+    assert result.checkpoint == str(out / "checkpoint-0000006")
+    assert (out / "latest").resolve() == (out / "checkpoint-0000006").resolve()
+    assert latest_checkpoint(out) == out / "checkpoint-0000006"
+
+    before = _fixed_batch_loss(out / "tiny_init", data)
+    after = _fixed_batch_loss(out / "latest", data)
+    assert after < 0.8 * before, (before, after)
+
+    records = read_metrics(out / "metrics.jsonl")
+    train = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train] == [2, 4, 6]
+    assert all("robot_loss" in r and "vqa_loss" in r and r["steps_per_s"] > 0 for r in train)
+    evals = [r for r in records if "eval_robot_loss" in r]
+    assert evals and 0.0 <= evals[-1]["eval_action_acc"] <= 1.0
+    assert (out / "training_curve.png").stat().st_size > 1000
+    assert TrainConfig.from_file(out / "config.json") == config
+
+    # The checkpoint is a policy: VLAPolicy loads it, infers an action and answers questions.
+    from rt2_policy.vla_policy import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(out / "latest")
+    action = policy.infer(Observation(robot[0]["image"], "lift the red zebra"))
+    assert action.bins.shape == (8,) and action.is_finite()
+    assert isinstance(policy.answer(vqa[0]["image"], "what colour is the zebra?", 4), str)
+    # the fresh tiny vocabulary covers the data's words (no <unk>)
+    tok = policy.processor.tokenizer
+    for text in ("lift the red zebra", "crimson red"):
+        assert tok.unk_token_id not in tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, data):
+    robot, vqa = data
+    full = _config(tmp_path, max_steps=4, save_interval=2, save_total_limit=0,
+                   lr_schedule="cosine", warmup_steps=1)
+    Trainer(full, robot=robot, vqa=vqa).train()
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == [
+        "checkpoint-0000002", "checkpoint-0000004"]
+
+    # A second run that only has the step-2 checkpoint resumes there and ends where the
+    # uninterrupted run ended (same batches, same optimizer and RNG state).
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(run / "checkpoint-0000002", resumed_dir / "checkpoint-0000002")
+    resumed = full.replace(output_dir=str(resumed_dir))
+    result = Trainer(resumed, robot=robot, vqa=vqa).train()
+    assert (result.start_step, result.step) == (2, 4)
+    expected = load_file(run / "checkpoint-0000004" / "model.safetensors")
+    got = load_file(resumed_dir / "checkpoint-0000004" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+    # Raising max_steps continues from the latest checkpoint; metrics stay one line per step.
+    more = Trainer(full.replace(max_steps=6), robot=robot, vqa=vqa).train()
+    assert (more.start_step, more.step) == (4, 6)
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert steps == [2, 4, 6]
+    # nothing left to do: no step, no new checkpoint
+    again = Trainer(full.replace(max_steps=6), robot=robot, vqa=vqa).train()
+    assert (again.start_step, again.step) == (6, 6)
+
+
+def test_time_budget_stops_and_saves(tmp_path, data):
+    robot, vqa = data
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps({"lift the red zebra": "grasp the scarlet zebra"}), "utf-8")
+    trainer = Trainer(_config(tmp_path, time_budget_min=1e-6, cot=1.0, plans_file=str(plans)),
+                      robot=robot, vqa=vqa)
+    result = trainer.train()
+    assert result.stopped == "time_budget" and result.step == 1
+    assert (tmp_path / "run" / "checkpoint-0000001" / "training_state.pt").is_file()
+    # the plans file's words join the fresh vocabulary
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "latest")
+    assert tok.convert_tokens_to_ids("scarlet") != tok.unk_token_id
+
+
+def test_robot_only_data_forces_the_fraction(tmp_path, data):
+    robot, _ = data
+    trainer = Trainer(_config(tmp_path, max_steps=1), robot=robot, vqa=[])
+    assert trainer.robot_fraction == 1.0
+    result = trainer.train()
+    assert "robot_loss" in result.metrics and "vqa_loss" not in result.metrics
+
+
+def test_lora_run_saves_adapter_and_merged_policy(tmp_path, data):
+    robot, vqa = data
+    config = _config(tmp_path, max_steps=2, lora=LoraSettings(enabled=True, r=2))
+    result = Trainer(config, robot=robot, vqa=vqa).train()
+    assert result.metrics["trainable_parameters"] < result.metrics["parameters"] / 4
+    ckpt = tmp_path / "run" / "checkpoint-0000002"
+    assert (ckpt / "adapter" / "adapter_config.json").is_file()
+    from rt2_policy.vla_policy import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(ckpt)
+    assert policy.infer(Observation(robot[0]["image"], "lift the red zebra")).bins.shape == (8,)
+    merged = load_file(ckpt / "model.safetensors")
+    base = load_file(tmp_path / "run" / "tiny_init" / "model.safetensors")
+    assert merged.keys() == base.keys()  # plain model, no LoRA parameter names
+    ids = list(policy.token_mapping.token_ids)
+    assert not torch.equal(merged["lm_head.weight"][ids], base["lm_head.weight"][ids])
+    other = [i for i in range(base["lm_head.weight"].shape[0]) if i not in set(ids)]
+    assert torch.equal(merged["lm_head.weight"][other], base["lm_head.weight"][other])
+    # a LoRA run resumes from its adapter on the rebuilt base
+    more = Trainer(config.replace(max_steps=3), robot=robot, vqa=vqa).train()
+    assert (more.start_step, more.step) == (2, 3)
+    assert (tmp_path / "run" / "checkpoint-0000003" / "adapter").is_dir()
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(robot_datasets=("x",), max_steps=110, warmup_steps=10,
+                      min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, cfg) == pytest.approx(0.55)
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+    assert lr_factor(60, cfg.replace(lr_schedule="linear")) == pytest.approx(0.55)
+    assert lr_factor(100, cfg.replace(lr_schedule="constant")) == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"robot_fraction": 1.5}, "robot_fraction: expected a number in [0, 1], got 1.5"),
+    ({"batch_size": 0}, "batch_size: expected an int >= 1, got 0"),
+    ({"num_workers": 2}, "num_workers: expected 0 or 1, got 2"),
+    ({"lr_schedule": "step"}, "lr_schedule: expected one of"),
+    ({"robot_datasets": ()}, "robot_datasets: expected at least one robot or VQA dataset"),
+    ({"lora": {"r": 0}}, "r: expected an int >= 1, got 0"),
+    ({"tiny": {"image_size": 100}}, "image_size: expected a multiple of 2 * patch_size"),
+    ({"cot": -0.1}, "cot: expected a number in [0, 1]"),
+])
+def test_config_validation(overrides, message):
+    values = {"robot_datasets": ("x",), **overrides}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.from_dict(values)
+
+
+def test_cli_flags_and_config_files(tmp_path):
+    (tmp_path / "run.yaml").write_text(
+        "robot_datasets: [a]\nmax_steps: 50\nlora: {enabled: true, r: 4}\n", encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(tmp_path / "run.yaml"), "--max-steps", "70",
+                              "--vqa-datasets", "v1", "v2", "--lora.alpha", "8",
+                              "--tiny.image-size", "64", "--bf16", "true",
+                              "--adam-betas", "0.9", "0.99"])
+    cfg = config_from_args(args)
+    assert cfg.robot_datasets == ("a",) and cfg.vqa_datasets == ("v1", "v2")
+    assert cfg.max_steps == 70 and cfg.bf16 is True and cfg.adam_betas == (0.9, 0.99)
+    assert cfg.lora == LoraSettings(enabled=True, r=4, alpha=8.0)
+    assert cfg.tiny.image_size == 64
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="expected keys from"):
+        TrainConfig.from_dict({"robot_datasets": ["a"], "max_step": 3})
+
+
+def test_cli_trains_on_lerobot_and_vqa_directories(tmp_path, capsys, data):
+    from rt2_policy.data.lerobot_dataset import LeRobotDatasetWriter
+    from rt2_policy.data.vqa import VQAWriter
+    from rt2_policy.training.__main__ import main
+
+    robot, vqa = data
+    with VQAWriter(tmp_path / "vqa") as writer:
+        for example in vqa[:6]:
+            writer.add(writer.add_image(example["image"]), example["question"],
+                       example["answer"])
+    writer = LeRobotDatasetWriter(tmp_path / "demos", fps=5.0, image_shape=(40, 40, 3))
+    for episode in range(2):
+        for frame in robot[episode * 4:(episode + 1) * 4]:
+            writer.add_frame(frame["image"], frame["action"], frame["task"])
+        writer.save_episode()
+    writer.finalize()
+    code = main(["--robot-datasets", str(tmp_path / "demos"), "--vqa-datasets",
+                 str(tmp_path / "vqa"), "--output-dir",
+                 str(tmp_path / "cli"), "--max-steps", "2", "--batch-size", "4",
+                 "--progress", "false", "--eval-examples", "4", "--num-threads", "2"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 2 and summary["stopped"] == "max_steps"
+    assert "robot_loss" in summary and "vqa_loss" in summary and summary["steps_per_s"] > 0
+    assert (tmp_path / "cli" / "checkpoint-0000002" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit):
+        main(["--output-dir", str(tmp_path / "x")])  # no dataset: a usage error

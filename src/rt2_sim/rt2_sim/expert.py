@@ -1,0 +1,286 @@
+"""A privileged-state scripted expert that demonstrates every task family with RT-2 actions.
+
+The expert reads object poses from the simulator (privileged state a policy never sees), walks a
+short list of waypoints per task family (approach, descend, grasp, lift, transport, release;
+or line up and push), and emits one RT-2 action per control step: ``[terminate, Δx, Δy, Δz,
+Δroll, Δpitch, Δyaw, gripper]`` (Brohan et al., 2023, §3.2), deltas in ``panda_link0`` (metres,
+radians per step), gripper 0 open … 1 closed. It emits ``terminate = 1`` as soon as the task's
+success check (:func:`rt2_sim.tasks.check_success`) holds.
+
+Actions run exactly as the ROS loop runs the policy's: quantised to RT-2's 256 bins with
+:class:`rt2_policy.action_tokenizer.ActionTokenizer`, turned into a twist with
+:func:`rt2_policy.servo_command.action_to_twist` for one control period, and streamed to the
+simulated MoveIt Servo. Optional DART-style noise (Laskey et al., 2017) perturbs the *executed*
+motion while the *recorded* action stays the expert's correction, so demonstrations visit and
+recover from off-path states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from rt2_policy.action_tokenizer import ActionBounds, ActionTokenizer
+from rt2_policy.servo_command import TwistLimits, action_to_twist, matrix_to_rotation_vector
+from rt2_sim.scene import BASE_FRAME
+from rt2_sim.simulation import ArmSimulation
+from rt2_sim.tasks import DIRECTIONS, OBJECT_SIZE, EpisodeSpec, check_success
+
+#: Largest translation per step the expert commands, metres (0.24 m/s at 5 Hz).
+MAX_STEP = 0.048
+#: Re-stream period of the twist within a control period, seconds (policy node: 50 Hz).
+KEEPALIVE_PERIOD = 0.02
+#: Tcp height above an object's centre when approaching it, metres.
+APPROACH_HEIGHT = 0.10
+#: Tcp height above the table while carrying an object, metres.
+CARRY_HEIGHT = 0.13
+#: Tcp height above the table while pushing (finger tips about 1 cm above it), metres.
+PUSH_HEIGHT = 0.03
+
+
+@dataclass
+class _Waypoint:
+    goal: Callable[[], np.ndarray]
+    gripper: float
+    tolerance: float = 0.012
+    max_step: float = MAX_STEP
+    hold_steps: int = 0  # > 0: stay for this many steps (grasp/release), ignore the tolerance
+    max_steps: int = 15  # give up on reaching this waypoint after this many steps
+
+
+class ScriptedExpert:
+    """Waypoint expert for one episode.
+
+    Args:
+        sim: the simulation, already set up with ``sim.reset_episode(spec)``.
+        spec: the episode.
+        control_rate: policy steps per second, Hz (RT-2 ran at 1-5 Hz).
+        bounds: action ranges; the expert stays inside them.
+
+    Raises:
+        ValueError: for an unknown task family.
+    """
+
+    def __init__(self, sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
+                 bounds: ActionBounds | None = None) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.period = 1.0 / control_rate
+        self.tokenizer = ActionTokenizer(bounds or ActionBounds())
+        self._reference_rotation = self._tcp_rotation()
+        self._waypoints = self._plan()
+        self._index = 0
+        self._held = 0
+        self._steps_on_waypoint = 0
+
+    # ------------------------------------------------------------------ geometry
+    def _base(self) -> np.ndarray:
+        return self.sim.base_pose()[0]
+
+    def _position(self, name: str) -> np.ndarray:
+        return self.sim.object_positions()[name] - self._base()
+
+    def _tcp_rotation(self) -> np.ndarray:
+        x, y, z, w = self.sim.ee_pose()[1]
+        matrix = np.zeros(9)
+        mujoco.mju_quat2Mat(matrix, np.array([w, x, y, z]))
+        return matrix.reshape(3, 3)
+
+    def _plan(self) -> list[_Waypoint]:
+        task = self.spec.task
+        start = self.spec.initial_position(task.target)
+        rest_z = OBJECT_SIZE / 2
+
+        def above(name: str, height: float) -> Callable[[], np.ndarray]:
+            return lambda: self._position(name) + np.array([0.0, 0.0, height])
+
+        grasp = [
+            _Waypoint(above(task.target, APPROACH_HEIGHT), 0.0, tolerance=0.015),
+            _Waypoint(above(task.target, 0.005), 0.0, tolerance=0.007, max_step=0.025),
+            _Waypoint(above(task.target, 0.005), 1.0, hold_steps=3),
+        ]
+        if task.family == "pick":
+            return [*grasp, _Waypoint(lambda: np.array([start[0], start[1], start[2] + 0.16]),
+                                      1.0, tolerance=0.015)]
+        if task.family in ("move_near", "place"):
+            reference = self.spec.initial_position(task.reference)
+            if task.family == "move_near":
+                away = start[:2] - reference[:2]
+                away /= max(np.linalg.norm(away), 1e-6)
+                dest_xy = reference[:2] + 0.065 * away
+                release_z = rest_z + 0.015
+            else:
+                dest_xy = reference[:2]
+                release_z = rest_z + 0.03
+            return [
+                *grasp,
+                _Waypoint(lambda: np.array([*self._position(task.target)[:2], CARRY_HEIGHT]),
+                          1.0, tolerance=0.02),
+                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 1.0, tolerance=0.015),
+                _Waypoint(lambda: np.array([*dest_xy, release_z]), 1.0, tolerance=0.008,
+                          max_step=0.025),
+                _Waypoint(lambda: np.array([*dest_xy, release_z]), 0.0, hold_steps=3),
+                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 0.0, tolerance=0.02),
+            ]
+        if task.family == "push":
+            d = np.array([*DIRECTIONS[task.direction], 0.0])
+            pre = start - 0.065 * d
+            return [
+                _Waypoint(lambda: np.array([pre[0], pre[1], APPROACH_HEIGHT]), 1.0,
+                          tolerance=0.015),
+                _Waypoint(lambda: np.array([pre[0], pre[1], PUSH_HEIGHT]), 1.0,
+                          tolerance=0.008, max_step=0.025),
+                _Waypoint(lambda: np.array([*(start + 0.12 * d)[:2], PUSH_HEIGHT]), 1.0,
+                          tolerance=0.01, max_step=0.02),
+                _Waypoint(lambda: np.array([*(start + 0.12 * d)[:2], APPROACH_HEIGHT]), 1.0,
+                          tolerance=0.02),
+            ]
+        raise ValueError(f"family: expected pick, move_near, place or push, got {task.family!r}")
+
+    # ------------------------------------------------------------------ actions
+    @property
+    def done(self) -> bool:
+        """True once every waypoint has been reached."""
+        return self._index >= len(self._waypoints)
+
+    def act(self) -> np.ndarray:
+        """The expert's action for the current state.
+
+        Returns:
+            shape (8,), float64: terminate (0/1), Δx, Δy, Δz (metres), Δroll, Δpitch, Δyaw
+            (radians), gripper (0..1); quantised to bin centres.
+        """
+        if check_success(self.sim, self.spec):
+            return self._quantise(1.0, np.zeros(3), np.zeros(3), self.sim.gripper_command)
+        tcp = self.sim.ee_pose()[0]
+        # Advance past reached waypoints (one per step at most, so grasps get their hold).
+        while not self.done:
+            wp = self._waypoints[self._index]
+            if wp.hold_steps:
+                if self._held < wp.hold_steps:
+                    self._held += 1
+                    break
+                self._held = 0
+                self._index += 1
+                continue
+            if (np.linalg.norm(wp.goal() - tcp) < wp.tolerance
+                    or self._steps_on_waypoint >= wp.max_steps):
+                self._index += 1
+                self._steps_on_waypoint = 0
+                continue
+            self._steps_on_waypoint += 1
+            break
+        if self.done:
+            return self._quantise(0.0, np.zeros(3), self._rotation_correction(),
+                                  self._waypoints[-1].gripper)
+        wp = self._waypoints[self._index]
+        delta = wp.goal() - tcp
+        norm = float(np.linalg.norm(delta))
+        if norm > wp.max_step:
+            delta *= wp.max_step / norm
+        return self._quantise(0.0, delta, self._rotation_correction(), wp.gripper)
+
+    def _rotation_correction(self) -> np.ndarray:
+        """Small roll/pitch/yaw step back to the starting orientation (stops slow drift)."""
+        error = self._reference_rotation @ self._tcp_rotation().T
+        return np.clip(0.5 * matrix_to_rotation_vector(error), -0.05, 0.05)
+
+    def _quantise(self, terminate: float, delta_position: np.ndarray,
+                  delta_rotation: np.ndarray, gripper: float) -> np.ndarray:
+        bins = self.tokenizer.encode(bool(terminate >= 0.5), delta_position, delta_rotation,
+                                     float(gripper))
+        return action_values(self.tokenizer, bins)
+
+
+def action_values(tokenizer: ActionTokenizer, bins: np.ndarray) -> np.ndarray:
+    """Bins → the 8 continuous values (bin centres), shape (8,), float64."""
+    action = tokenizer.decode(bins)
+    return np.array([float(action.terminate), *action.delta_position, *action.delta_rotation,
+                     action.gripper], dtype=np.float64)
+
+
+def execute(sim: ArmSimulation, tokenizer: ActionTokenizer, values: np.ndarray,
+            period: float, limits: TwistLimits | None = None) -> None:
+    """Run one action for one control period as the ROS loop does: quantise, turn into a twist,
+    and re-stream it every :data:`KEEPALIVE_PERIOD` (the policy node's keep-alive) so the
+    servo's ``incoming_command_timeout`` never halts it mid-period."""
+    bins = tokenizer.encode(bool(values[0] >= 0.5), values[1:4], values[4:7], float(values[7]))
+    action = tokenizer.decode(bins)
+    twist = action_to_twist(action, period, limits or TwistLimits())
+    if not action.terminate:
+        sim.command_gripper(float(np.clip(action.gripper, 0.0, 1.0)))
+    chunks = max(1, round(period / KEEPALIVE_PERIOD))
+    for _ in range(chunks):
+        sim.command_twist(twist.linear, twist.angular, BASE_FRAME, sim.time)
+        sim.step(period / chunks)
+
+
+@dataclass
+class Rollout:
+    """One demonstration.
+
+    Attributes:
+        images: RGB frames seen before each action, each (H, W, 3) uint8.
+        actions: the expert's actions, each (8,) float64 (see :meth:`ScriptedExpert.act`).
+        states: joint positions (arm then fingers) before each action, each (9,) float64.
+        instruction: the task's instruction.
+        success: the success check at the end.
+        terminated: the expert emitted terminate.
+    """
+
+    images: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    states: list[np.ndarray] = field(default_factory=list)
+    instruction: str = ""
+    success: bool = False
+    terminated: bool = False
+
+    @property
+    def steps(self) -> int:
+        """Number of recorded steps."""
+        return len(self.actions)
+
+
+def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
+            max_steps: int = 80, noise: float = 0.0, seed: int = 0,
+            render: bool = True) -> Rollout:
+    """Reset to ``spec`` and run the expert until it terminates or ``max_steps`` pass.
+
+    Args:
+        sim: a simulation built with :func:`rt2_sim.tasks.task_scene_config`.
+        spec: the episode.
+        control_rate: Hz.
+        max_steps: step budget.
+        noise: standard deviation of DART noise on the executed translation, metres per step
+            (0 = none); the recorded action is the noise-free expert action.
+        seed: seed of the noise.
+        render: record camera frames (False for fast checks).
+
+    Returns:
+        The rollout; ``success`` is :func:`check_success` at the end.
+    """
+    sim.reset_episode(spec)
+    sim.step(0.2)  # let objects settle
+    expert = ScriptedExpert(sim, spec, control_rate)
+    rng = np.random.default_rng(seed)
+    out = Rollout(instruction=spec.task.instruction)
+    period = 1.0 / control_rate
+    for _ in range(max_steps):
+        if render:
+            out.images.append(sim.render())
+        out.states.append(sim.joint_positions())
+        values = expert.act()
+        out.actions.append(values)
+        if values[0] >= 0.5:
+            out.terminated = True
+            sim.command_twist(np.zeros(3), np.zeros(3), BASE_FRAME, sim.time)
+            break
+        executed = values.copy()
+        if noise > 0:
+            executed[1:4] += rng.normal(0.0, noise, 3)
+        execute(sim, expert.tokenizer, executed, period)
+    out.success = bool(check_success(sim, spec))
+    return out
