@@ -6,12 +6,13 @@ DOMAIN ?= $(shell echo $$(( ($$$$ % 90) + 10 )))
 EPISODES ?= 1
 ARGS ?=
 
-.PHONY: setup demo eval bench test lint model clean help
+.PHONY: setup demo eval bench train test lint model clean help
 
 help:
 	@echo "make demo   set up, then run one episode in the embedded MuJoCo simulator"
 	@echo "make eval   set up, then evaluate the policy on every split (EPISODES=N per split, default 50)"
 	@echo "make bench  set up, then benchmark decode, node overhead and serving (ARGS=--quick)"
+	@echo "make train  set up, then generate demos + VQA data and train the model and its ablation"
 	@echo "make test   set up, then run the tests (ruff included)"
 	@echo "make setup  only set up (idempotent)"
 
@@ -29,6 +30,11 @@ eval: setup
 # Decode / policy-node / serving benchmarks; the last line printed is a JSON summary.
 bench: setup
 	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m benchmarks.run $(ARGS)
+
+# Demonstrations, sim VQA data, then the co-fine-tuned model and its robot-data-only ablation
+# (scripts/train_embedded.sh; data and runs under .cache/rt2, stages resume when interrupted).
+train: setup
+	@HF_HUB_OFFLINE=1 $(RUN) bash scripts/train_embedded.sh $(ARGS)
 
 test: setup
 	@HF_HUB_OFFLINE=1 $(RUN) python -m pytest $(ARGS)

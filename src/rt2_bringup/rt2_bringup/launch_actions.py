@@ -23,7 +23,9 @@ from rt2_bringup.moveit_graph import READY_NODE, BringupGraph, IncludeSpec
 POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
     "backend": ("local", "policy backend: local (VLA in the node), remote (client of rt2-serve) "
                 "or scripted (replays scripted_actions; tests and dry runs)"),
-    "model_path": ("", "checkpoint directory or Hugging Face hub id (backend local; required)"),
+    "model_path": ("", "checkpoint directory or Hugging Face hub id (backend local); empty = the "
+                   "model shipped in rt2_policy's share/models/rt2_tiny_sim (trained in the "
+                   "MuJoCo sim, so only meaningful with simulator:=mujoco)"),
     "server_uri": ("ws://127.0.0.1:8765", "rt2-serve address ws://host:port (backend remote; "
                    "the API key comes from the environment variable RT2_API_KEY)"),
     "device": ("cpu", "torch device of backend local, e.g. cpu or cuda:0"),
@@ -46,9 +48,27 @@ def policy_config(values: Mapping[str, str], **overrides) -> EmbeddedGraphConfig
     except ValueError:
         raise ValueError(f"control_rate: expected a number (Hz), got "
                          f"{values['control_rate']!r}") from None
-    return EmbeddedGraphConfig(backend=values["backend"], model_path=values["model_path"],
+    model_path = values["model_path"] or (shipped_model() if values["backend"] == "local" else "")
+    return EmbeddedGraphConfig(backend=values["backend"], model_path=model_path,
                                device=values["device"], control_rate=rate,
                                server_uri=values["server_uri"], **overrides)
+
+
+def shipped_model() -> str:
+    """``share/rt2_policy/models/rt2_tiny_sim`` of the installed workspace, or ``""`` when it is
+    not installed (then backend local needs ``model_path``)."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        return ""
+    try:
+        path = os.path.join(get_package_share_directory("rt2_policy"), "models", "rt2_tiny_sim")
+    except PackageNotFoundError:
+        return ""
+    return path if os.path.isfile(os.path.join(path, "config.json")) else ""
 
 
 def launch_values(context, names) -> dict[str, str]:

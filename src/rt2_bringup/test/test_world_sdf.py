@@ -120,7 +120,9 @@ def test_objects_match_the_mujoco_scene(world, scene):
 
 
 def test_camera_matches_the_mujoco_scene_camera(world, scene):
-    config = scene.SceneConfig()
+    from rt2_sim.tasks import task_scene_config
+
+    config = task_scene_config()  # the camera the policy is trained and evaluated with
     model = next(m for m in world.findall("model") if m.get("name") == "scene_camera")
     sensor = model.find("link/sensor")
     assert sensor.get("type") == "camera"
