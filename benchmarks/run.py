@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of decode,node,serving")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for local inference, the node and the server")
-    parser.add_argument("--server-threads", type=int, default=0,
-                        help="torch threads of the policy server (0 = --threads)")
+    parser.add_argument("--server-threads", default="1,2",
+                        help="comma-separated torch thread counts of the policy server; each "
+                             "serving mode is measured at each and compared at its best")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the torch.compile decode variant")
     parser.add_argument("--domain", type=int,
@@ -62,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         figures["node_rate_ratio"] = result["ratio"]
         summary["node"] = result
     if "serving" in sections:
+        server_threads = [int(t) for t in str(args.server_threads).split(",") if t.strip()]
         result = serving_bench.run(model, seconds=seconds / 2,
-                                   threads=args.server_threads or args.threads)
+                                   threads=server_threads or [args.threads])
         print("\n".join(serving_bench.table(result)), flush=True)
         figures["batching_throughput_ratio"] = result["throughput_ratio_at_max_clients"]
+        figures["batching_threads"] = {"batched": result["batched_threads"],
+                                       "one_at_a_time": result["one_at_a_time_threads"]}
+        figures["batching_throughput_ratio_same_threads"] = result[
+            "throughput_ratio_same_threads"]
         figures["remote_added_p50_ms"] = result["remote_added_p50_ms"]
         figures["p99_ms_8_clients_batched"] = result["batched"].get("8", {}).get("p99_ms")
         summary["serving"] = result

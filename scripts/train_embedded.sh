@@ -7,7 +7,7 @@
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
-STEPS=${RT2_TRAIN_STEPS:-9000}
+STEPS=${RT2_TRAIN_STEPS:-10000}
 mkdir -p "$DATA" "$RUNS"
 
 # 1. Demonstrations: 1200 expert episodes (4 families in rotation, seen split, seeds 0..1199,

@@ -27,8 +27,10 @@ Thread model: policy steps run on a dedicated inference thread paced by the node
 without a catch-up burst). Executor callbacks therefore stay short: with inference in an executor
 callback, rclpy's ``MultiThreadedExecutor`` (9.1.x) spun a core and took the GIL from the model
 (the node reached 0.68x the raw infer rate; see the README's benchmark table).
-The twist keep-alive has its own group so it keeps streaming (zeros after the hold window) while
-a slow inference runs.
+Camera frames and the twist keep-alive run on a single-threaded executor of their own
+(:mod:`rt2_policy.high_rate_executor`, private node ``<name>_high_rate``): cheaper than the
+multi-threaded one, and the keep-alive keeps streaming (zeros after the hold window) while a
+slow inference or service call runs.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
 from rt2_msgs.srv import AnswerQuestion  # noqa: E402
 from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, StepResult  # noqa: E402
 from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # noqa: E402
+from rt2_policy.high_rate_executor import HighRateExecutor  # noqa: E402
 from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
 from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
@@ -197,8 +200,13 @@ class PolicyNode(LifecycleNode):
         self._safety = SafetyGate()
         self._pause_client = None
         self._ready_client = None
+        # Camera frames and the keep-alive on their own single-threaded executor: under the
+        # multi-threaded one each callback cost ~4 ms of GIL time taken from the model
+        # (see rt2_policy.high_rate_executor).
+        self._high_rate: HighRateExecutor | None = None
+        self._image_sub = None
+        self._keepalive = None
         self._infer_group = MutuallyExclusiveCallbackGroup()
-        self._stream_group = MutuallyExclusiveCallbackGroup()
         self._io_group = ReentrantCallbackGroup()
 
     # ------------------------------------------------------------------ parameters
@@ -241,9 +249,11 @@ class PolicyNode(LifecycleNode):
         self._action_pub = self.create_lifecycle_publisher(RT2Action, self._p("action_topic"), 10)
         self._status_pub = self.create_lifecycle_publisher(EpisodeStatus, self._p("status_topic"),
                                                            10)
+        if self._high_rate is None:
+            self._high_rate = HighRateExecutor(self)
+        self._image_sub = self._high_rate.subscribe(Image, self._p("image_topic"),
+                                                    self._on_image, qos_profile_sensor_data)
         self._entities = [
-            self.create_subscription(Image, self._p("image_topic"), self._on_image,
-                                     qos_profile_sensor_data, callback_group=self._io_group),
             self.create_subscription(String, self._p("instruction_topic"), self._on_instruction,
                                      10, callback_group=self._io_group),
             self.create_service(Trigger, "~/stop", self._on_stop, callback_group=self._io_group),
@@ -283,9 +293,9 @@ class PolicyNode(LifecycleNode):
         self._worker = threading.Thread(target=self._control_worker, name="rt2-policy-infer",
                                         daemon=True)
         self._worker.start()
+        self._keepalive = self._high_rate.timer(1.0 / float(self._p("keepalive_rate")),
+                                                self._stream_twist)
         self._timers = [
-            self.create_timer(1.0 / float(self._p("keepalive_rate")), self._stream_twist,
-                              callback_group=self._stream_group),
             self.create_timer(1.0, self._publish_status, callback_group=self._io_group),
         ]
         self._switch_servo_to_twist()
@@ -301,6 +311,9 @@ class PolicyNode(LifecycleNode):
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
+        if self._keepalive is not None and self._high_rate is not None:
+            self._high_rate.destroy(self._keepalive)
+        self._keepalive = None
         self._stop_worker()
         return super().on_deactivate(state)
 
@@ -339,7 +352,16 @@ class PolicyNode(LifecycleNode):
         self._release()
         return super().on_shutdown(state)
 
+    def destroy_node(self) -> None:
+        if self._high_rate is not None:
+            self._high_rate.close()
+            self._high_rate = None
+        super().destroy_node()
+
     def _release(self) -> None:
+        if self._image_sub is not None and self._high_rate is not None:
+            self._high_rate.destroy(self._image_sub)
+        self._image_sub = None
         for entity in self._entities:
             if hasattr(entity, "destroy"):
                 entity.destroy()

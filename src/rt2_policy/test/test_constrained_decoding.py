@@ -247,3 +247,61 @@ def test_compiled_decoder_equals_the_reference_decoder(parts):
         inputs = _inputs(processor, ["pick up the red cube"], [seed])
         assert torch.equal(decoder(inputs).token_ids,
                            decode_action_tokens(model, inputs, mask).token_ids)
+
+
+@pytest.mark.parametrize("case", range(len(_CASES)))
+def test_lean_step_equals_the_text_model_forward_bitwise(parts, case):
+    """One decode step through the decoder layers directly == ``LlamaModel.forward``, exactly."""
+    from transformers import DynamicCache
+
+    from rt2_policy.constrained_decoding import _lean_text_model, _LeanStep
+
+    model, processor, _ = parts
+    base = model.base_model
+    text = _lean_text_model(base)
+    assert text is base.text_model  # the tiny Idefics3 VLA's Llama text model takes the lean path
+    lean = _LeanStep(text)
+    instructions, seeds = _CASES[case]
+    inputs = _inputs(processor, instructions, seeds)
+    mask = inputs["attention_mask"]
+    positions = mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(mask == 0, 1)
+    ids = torch.tensor([[17]] * mask.shape[0])
+    step_mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+    step_pos = positions[:, -1:] + 1
+    outputs = []
+    with torch.inference_mode():
+        for run in ("model", "lean"):
+            cache = DynamicCache(config=text.config)
+            base(**inputs, position_ids=positions, past_key_values=cache, use_cache=True)
+            if run == "model":
+                out = text(input_ids=ids, attention_mask=step_mask, position_ids=step_pos,
+                           past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
+            else:
+                # rotary of 8 steps at once, as the decoder does, sliced to this step
+                cos, sin = lean.rotary(step_pos + torch.arange(8))
+                out = lean(ids, step_mask, step_pos, cache, (cos[:, :1], sin[:, :1]))
+            outputs.append(out)
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_lean_step_is_not_taken_where_the_forward_does_more(parts):
+    from rt2_policy.constrained_decoding import ActionDecoder, _lean_text_model
+
+    model, processor, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    assert ActionDecoder(model, mask)._lean is not None
+    hooked = copy.deepcopy(model)
+    hooked.base_model.text_model.register_forward_hook(lambda *args: None)
+    assert _lean_text_model(hooked.base_model) is None  # hooks only run through forward
+    assert ActionDecoder(hooked, mask)._lean is None
+    assert _lean_text_model(model.base_model.vision_model) is None  # not a Llama text model
+    assert _lean_text_model(None) is None
+    late = copy.deepcopy(model)
+    decoder = ActionDecoder(late, mask)  # lean when built; a hook registered afterwards ...
+    calls = []
+    late.base_model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    inputs = _inputs(processor, ["pick up the red cube"], [0])
+    assert torch.equal(decoder(inputs).token_ids,
+                       decode_action_tokens(model, inputs, mask).token_ids)
+    assert len(calls) == 8  # ... still runs: prefill + 7 steps through the model's forward

@@ -17,8 +17,10 @@ Two deployments (Ray Serve's model-composition pattern):
 (No ``from __future__ import annotations`` here: FastAPI must see the real ``WebSocket``
 annotation, or it closes every websocket with 1008.)
 
-One machine (what the tests run: one CPU replica, everything on 127.0.0.1, no dashboard, no usage
-stats)::
+One machine (what the tests run: one CPU replica, no dashboard, no usage stats; every Ray process
+registers with node IP 127.0.0.1 and Serve's single proxy binds 127.0.0.1, see
+:func:`start_local`; Ray Serve 2.60 still opens each replica's inter-deployment gRPC server on
+``[::]:0``, hard-coded in ``ray/serve/_private/replica.py``: firewall the host if that matters)::
 
     python -m rt2_policy.serving.ray_deployment --model /path/to/ckpt --port 8000
 
