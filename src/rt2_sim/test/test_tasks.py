@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -48,7 +46,6 @@ def test_sample_episode_is_deterministic_and_well_formed(family):
     assert a.task.family == family and a.objects[0].name == a.task.target
     names = [o.name for o in a.objects]
     assert len(names) == len(set(names))
-    assert a.task.target in a.task.instruction or family  # target named (seen templates)
     assert a.task.target in a.task.instruction
     if family in ("move_near", "place"):
         assert a.task.reference in names and a.task.reference in a.task.instruction
@@ -115,10 +112,9 @@ def test_plain_reset_restores_the_default_scene(sim):
 
 
 def test_task_scene_renders_the_background(sim):
-    a = sim.reset_episode(sample_episode(2, "seen", "pick")) and sim.render()
-    spec = sample_episode(2, "unseen_backgrounds", "pick")
-    sim.reset_episode(spec)
+    sim.reset_episode(sample_episode(2, "seen", "pick"))
+    a = sim.render()
+    sim.reset_episode(sample_episode(2, "unseen_backgrounds", "pick"))
     b = sim.render()
     assert a.shape == b.shape == (224, 224, 3)
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # table colour changed
-    json.dumps({"ok": True})
