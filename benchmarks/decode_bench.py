@@ -23,7 +23,7 @@ def run(model_path: str, *, seconds: float, batch_sizes=(1, 8), compile: bool = 
         decode_with_generate,
     )
     from rt2_policy.prompts import action_prompt, with_image
-    from rt2_policy.vla_policy import VLAPolicy, _to_pil
+    from rt2_policy.vla_policy import VLAPolicy, to_pil_rgb
 
     torch.set_num_threads(threads)
     policy = VLAPolicy.from_pretrained(model_path)
@@ -42,7 +42,7 @@ def run(model_path: str, *, seconds: float, batch_sizes=(1, 8), compile: bool = 
     for batch in batch_sizes:
         prompts = [with_image(action_prompt(INSTRUCTIONS[i % len(INSTRUCTIONS)]),
                               policy.image_token) for i in range(batch)]
-        inputs = policy._prepare([_to_pil(image(i, size)) for i in range(batch)], prompts)
+        inputs = policy._prepare([to_pil_rgb(image(i, size)) for i in range(batch)], prompts)
         want = decode_action_tokens(model, inputs, allowed).token_ids
         times: dict[str, list[float]] = {name: [] for name in variants}
         for name, fn in variants.items():  # warm-up (compiles) and equality check

@@ -90,7 +90,7 @@ def _read_action_config(path_or_hub_id: str) -> dict[str, Any] | None:
     return json.loads(Path(file).read_text(encoding="utf-8"))
 
 
-def _to_pil(image: Any):
+def to_pil_rgb(image: Any):
     """``(H, W, 3)`` uint8 RGB array or PIL image → RGB PIL image.
 
     Raises:
@@ -347,7 +347,7 @@ class VLAPolicy:
         if self.chain_of_thought:
             return [self._plan_and_act(o) for o in obs]
         prompts = [with_image(action_prompt(o.instruction), self.image_token) for o in obs]
-        images = [_to_pil(o.image) for o in obs]
+        images = [to_pil_rgb(o.image) for o in obs]
         inputs = self._prepare(images, prompts)
         result = self._decode(inputs)
         latency = time.perf_counter() - start
@@ -368,7 +368,7 @@ class VLAPolicy:
 
         start = time.perf_counter()
         prompt = with_image(action_prompt(observation.instruction), self.image_token)
-        inputs = self._prepare([_to_pil(observation.image)], [prompt])
+        inputs = self._prepare([to_pil_rgb(observation.image)], [prompt])
         tokenizer = self.processor.tokenizer
         marker = action_marker_ids(tokenizer)
         prompt_len = int(inputs["input_ids"].shape[1])
@@ -429,7 +429,7 @@ class VLAPolicy:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
         prompt = with_image(vqa_prompt(question), self.image_token)
-        inputs = self._prepare([_to_pil(image)], [prompt])
+        inputs = self._prepare([to_pil_rgb(image)], [prompt])
         try:
             return generate_text(self.model, self.processor, inputs, max_new_tokens).texts[0]
         except Exception as exc:  # noqa: BLE001 - backend failure

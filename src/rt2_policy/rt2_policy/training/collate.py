@@ -59,25 +59,25 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def to_pil(image: Any):
-    """``(H, W, 3)`` uint8 RGB array, PIL image or image file path → RGB PIL image.
+    """``(H, W, 3)`` uint8 RGB array, PIL image or image file path → RGB PIL image
+    (arrays and PIL images as at inference: :func:`rt2_policy.vla_policy.to_pil_rgb`).
 
     Raises:
         ValueError: on anything else.
     """
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
     if isinstance(image, (str, Path)):
+        from PIL import Image
+
         with Image.open(image) as img:
             return img.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"image: expected an (H, W, 3) uint8 array, got {image.shape} {image.dtype}"
-            )
-        return Image.fromarray(np.ascontiguousarray(image))
-    raise ValueError(f"image: expected an array, PIL image or path, got {type(image).__name__}")
+    from PIL import Image
+
+    if not isinstance(image, (np.ndarray, Image.Image)):
+        raise ValueError(
+            f"image: expected an array, PIL image or path, got {type(image).__name__}")
+    from rt2_policy.vla_policy import to_pil_rgb
+
+    return to_pil_rgb(image)
 
 
 @dataclass(frozen=True)
