@@ -4,13 +4,15 @@ RUN := scripts/run.sh
 # A DDS domain of our own for this run (Linux allows 0-101); discovery stays on loopback.
 DOMAIN ?= $(shell echo $$(( ($$$$ % 90) + 10 )))
 EPISODES ?= 1
+# make eval: ROS graphs run in parallel (worker processes, each on its own ROS domain).
+JOBS ?= 2
 ARGS ?=
 
 .PHONY: setup demo eval bench train test lint model clean help
 
 help:
 	@echo "make demo   set up, then run one episode in the embedded MuJoCo simulator"
-	@echo "make eval   set up, then evaluate the policy on every split (EPISODES=N per split, default 50)"
+	@echo "make eval   set up, then evaluate the policy on every split (EPISODES=N per split, default 50; JOBS=2 graphs in parallel)"
 	@echo "make bench  set up, then benchmark decode, node overhead and serving (ARGS=--quick)"
 	@echo "make train  set up, then generate demos + VQA data and train the model and its ablation"
 	@echo "make test   set up, then run the tests (ruff included)"
@@ -22,10 +24,11 @@ setup:
 demo: setup
 	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.demo $(ARGS)
 
-# Success rates per split x task family over ROS (sim + policy nodes); EPISODES per split.
+# Success rates per split x task family over ROS (sim + policy nodes); EPISODES per split, JOBS
+# graphs in parallel.
 eval: EPISODES = 50
 eval: setup
-	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.evaluate --episodes $(EPISODES) $(ARGS)
+	@ROS_DOMAIN_ID=$(DOMAIN) HF_HUB_OFFLINE=1 $(RUN) python -m rt2_bringup.evaluate --episodes $(EPISODES) --jobs $(JOBS) $(ARGS)
 
 # Decode / policy-node / serving benchmarks; the last line printed is a JSON summary.
 bench: setup

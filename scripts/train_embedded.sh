@@ -7,28 +7,37 @@
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
-STEPS=${RT2_TRAIN_STEPS:-10000}
+STEPS=${RT2_TRAIN_STEPS:-12000}
+SCENES=${RT2_VQA_SCENES:-2000}
 mkdir -p "$DATA" "$RUNS"
 
-# 1. Demonstrations: 1200 expert episodes (4 families in rotation, seen split, seeds 0..1199,
+# 1. Demonstrations: 1600 expert episodes (4 families in rotation, seen split, seeds 0..1599,
 #    DART noise 6 mm/step on half of them); only successful episodes are kept.
 [ -f "$DATA/demos/meta/info.json" ] ||
-  python -m rt2_sim.generate_demos --output "$DATA/demos" --episodes 1200 --seed 0 --workers 2
+  python -m rt2_sim.generate_demos --output "$DATA/demos" --episodes 1600 --seed 0 --workers 2
 # 2. Vision-language data from sim scenes (stands in for web VQA): seen scenes, plus scenes with
 #    the held-out objects and backgrounds (web data knows objects robot data never touched).
-[ -f "$DATA/vqa_seen/vqa.jsonl" ] ||
-  python -m rt2_sim.vqa_generation --output "$DATA/vqa_seen" --scenes 1200 --per-scene 8 --seed 0 --split seen
-[ -f "$DATA/vqa_unseen_objects/vqa.jsonl" ] ||
-  python -m rt2_sim.vqa_generation --output "$DATA/vqa_unseen_objects" --scenes 400 --per-scene 8 --seed 200000 --split unseen_objects
-[ -f "$DATA/vqa_unseen_backgrounds/vqa.jsonl" ] ||
-  python -m rt2_sim.vqa_generation --output "$DATA/vqa_unseen_backgrounds" --scenes 400 --per-scene 8 --seed 300000 --split unseen_backgrounds
+#    Half the scenes show the arm posed over the workspace; questions include pointing at
+#    objects and at the gripper ("x y" as integer tokens, like PaLI-X's detection outputs).
+vqa() {  # vqa NAME SCENES SEED SPLIT
+  [ -f "$DATA/$1/vqa.jsonl" ] || python -m rt2_sim.vqa_generation --output "$DATA/$1" \
+    --scenes "$2" --per-scene 8 --seed "$3" --split "$4" --arm-pose-rate 0.5
+}
+vqa vqa_seen "$SCENES" 0 seen &
+vqa vqa_unseen_objects $((SCENES / 4)) 200000 unseen_objects
+vqa vqa_unseen_backgrounds $((SCENES / 4)) 300000 unseen_backgrounds
+wait
 python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.join(v()))" > "$DATA/instruction_words.txt"
 
 # 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only.
-common=(--model tiny --tiny.image-size 96 --tiny.words-files "$DATA/instruction_words.txt"
+#    The vision tower and connector learn 10x slower: at the full rate their output collapses
+#    to one constant massive activation (see README, "Train -> Status").
+common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12
+        --tiny.words-files "$DATA/instruction_words.txt"
         --robot-datasets "$DATA/demos" --max-steps "$STEPS" --batch-size 16
-        --learning-rate 1e-3 --warmup-steps 200 --num-threads 1 --cache-mb 4000 --seed 0
-        --save-interval 1000 --eval-interval 1000 --time-budget-min 85 --progress false)
+        --learning-rate 5e-4 --warmup-steps 300 --vision-lr-scale 0.1 --action-label-sigma 3
+        --num-threads 1 --cache-mb 4200 --seed 0
+        --save-interval 2000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-85} --progress false)
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
   --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
   --robot-fraction 0.5 > "$RUNS/cofinetuned.log" 2>&1 &

@@ -1,8 +1,8 @@
 """``evaluate``: success rates of a policy on rt2's task families and evaluation splits, over ROS 2.
 
 The same closed loop as ``make demo``: the graph of :func:`rt2_bringup.graph.embedded_graph`
-(the MuJoCo simulator node and the policy node, as separate processes) is started once; then for
-every split and episode the harness
+(the MuJoCo simulator node and the policy node, as separate processes) is started once (once per
+worker with ``--jobs``); then for every split and episode the harness
 
 1. calls ``/rt2_sim/reset`` (``rt2_msgs/srv/ResetScene``) with the episode's seed, split and task
    family; the simulator samples the scene and the task and returns its instruction;
@@ -23,6 +23,16 @@ standard output is a one-line JSON summary::
     {"success_rate": {"seen": 0.9, ...}, "episodes": 200, "seed": 1000000, "model": "...",
      "report": ".../report.json", ...}
 
+``--jobs J`` runs J ROS graphs in parallel, each in a worker process of this module on its own
+ROS domain (the run's ``ROS_DOMAIN_ID`` + 1, + 2, ...; the run's own stays unused), with the
+episodes dealt round-robin (``--only``) and the same seeds and families, so results equal a
+sequential run's up to timing. The workers write into ``--output``/``workers/w<k>`` (their
+``logs/`` included) and their per-episode lines reach standard error prefixed
+``[rt2-eval w<k>]``; the parent merges their episodes, in sequential order, into the same
+``report.json``, ``results.md``, ``results.png`` and summary line as ``--jobs 1`` (``config``
+adds ``jobs`` and ``workers``). When a worker fails the others run on; the parent names it,
+writes the merged report of the episodes that completed and exits 1.
+
 ``--compare a/report.json b/report.json ...`` instead writes an ablation table
 (``comparison.md``, ``comparison.png``) across models on the same splits (RT-2 Table 6 style).
 
@@ -32,10 +42,13 @@ DDS stays on loopback; without ``ROS_DOMAIN_ID`` the harness picks a domain of i
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,10 +71,15 @@ from rt2_bringup.evaluation import (  # noqa: E402
     build_report,
     comparison_markdown,
     load_report,
+    merge_records,
     parse_json_object,
+    partition_plans,
     plan_episodes,
+    plan_key,
     plot_comparison,
+    report_records,
     results_markdown,
+    select_plans,
     summary_line,
     write_outputs,
     write_report_json,
@@ -70,6 +88,15 @@ from rt2_bringup.graph import EmbeddedGraphConfig, embedded_graph  # noqa: E402
 
 #: Harness errors in a row after which the run is aborted (the graph is broken, not the policy).
 MAX_CONSECUTIVE_ERRORS = 3
+#: ROS domains the harness picks from: ``DOMAIN_MIN`` to ``DOMAIN_MIN + DOMAIN_COUNT - 1``
+#: (Linux allows 0-101; the Makefile picks from the same window).
+DOMAIN_MIN, DOMAIN_COUNT = 10, 90
+#: Most ``--jobs``: every worker needs a domain of its own besides the run's.
+MAX_JOBS = DOMAIN_COUNT - 1
+#: How often the merged ``report.json`` of a ``--jobs`` run is rewritten, seconds.
+PARTIAL_REPORT_PERIOD = 5.0
+#: How long a worker gets to stop its graph and write its report after SIGINT, seconds.
+WORKER_STOP_TIMEOUT = 60.0
 
 
 def known_splits_and_families() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -99,9 +126,23 @@ def ensure_domain_id() -> int:
     (``pid % 90 + 10``), and export it so the node processes inherit it."""
     value = os.environ.get("ROS_DOMAIN_ID", "")
     if not value.strip():
-        value = str(os.getpid() % 90 + 10)
+        value = str(os.getpid() % DOMAIN_COUNT + DOMAIN_MIN)
         os.environ["ROS_DOMAIN_ID"] = value
     return int(value)
+
+
+def worker_domain_ids(domain: int, count: int) -> list[int]:
+    """ROS domains of ``count`` workers of a run on ``domain`` (:func:`ensure_domain_id`): the
+    next ones in the harness's window, wrapping around (``domain + 1``, ``domain + 2``, ...).
+
+    They differ from each other and from ``domain``, so no two graphs of the run meet.
+
+    Raises:
+        ValueError: unless ``1 <= count <= MAX_JOBS``.
+    """
+    if not 1 <= count <= MAX_JOBS:
+        raise ValueError(f"count: expected 1 to {MAX_JOBS} workers, got {count}")
+    return [DOMAIN_MIN + (domain - DOMAIN_MIN + k) % DOMAIN_COUNT for k in range(1, count + 1)]
 
 
 def git_commit(root: Path) -> str:
@@ -169,29 +210,35 @@ def run_planned_episode(client: GraphClient, plan: EpisodePlan, max_steps: int,
 def evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation described by ``args``; returns the exit code.
 
-    Raises:
-        ValueError: on unknown splits or families, a training seed, or bad graph settings
-            (before anything is started).
-    """
-    from tqdm import tqdm
+    With ``--jobs 1`` the episodes run here, on one ROS graph (:func:`run_sequential`); with
+    more, in worker processes of this module (:func:`run_workers`), merged into one report.
 
+    Raises:
+        ValueError: on unknown splits, families or ``--only`` episodes, a training seed, a bad
+            ``--jobs`` or bad graph settings (before anything is started).
+    """
     started = time.monotonic()
     known_splits, known_families = known_splits_and_families()
     splits = _names(args.splits, known_splits, "splits")
     families = _names(args.families, known_families, "families")
     plans = plan_episodes(splits, families, args.episodes, args.seed)
+    if args.only:
+        plans = select_plans(plans, args.only)
     if args.max_steps < 1 or args.time_limit <= 0 or args.settle < 0:
         raise ValueError(f"--max-steps, --time-limit, --settle: expected >= 1, > 0 s, >= 0 s, "
                          f"got {args.max_steps}, {args.time_limit}, {args.settle}")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise ValueError(f"--jobs: expected 1 to {MAX_JOBS} worker processes, got {args.jobs}")
     model = args.model
     if args.backend == "local" and model is None:
-        model = str(default_model())
+        model = str(default_model())  # resolved once: every worker evaluates the same model
     graph_config = EmbeddedGraphConfig(
         backend=args.backend, model_path=model or "", device=args.device,
         num_threads=args.num_threads, control_rate=args.control_rate, max_steps=args.max_steps,
         time_limit=args.time_limit, image_size=args.image_size, seed=args.seed,
         **({"scripted_actions": tuple(args.scripted_actions)} if args.scripted_actions else {}))
     domain = ensure_domain_id()
+    parts = partition_plans(plans, args.jobs)
     label = args.label or (Path(model).name if model else "scripted")
     out = Path(args.output) if args.output else default_output_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -201,12 +248,50 @@ def evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed, "control_rate": args.control_rate, "max_steps": args.max_steps,
         "time_limit": args.time_limit, "image_size": args.image_size,
         "num_threads": args.num_threads, "device": args.device, "ros_domain_id": domain,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(repo_root()),
+        "jobs": len(parts), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": git_commit(repo_root()),
     }
     if args.backend == "scripted":
         config["scripted_actions"] = list(graph_config.scripted_actions)
-    print(f"[rt2-eval] {len(plans)} episodes ({args.episodes} per split x {len(splits)} splits), "
-          f"model {config['model']}, ROS_DOMAIN_ID {domain}, output {out}", file=sys.stderr)
+    if args.only:
+        config["only"] = [plan_key(p) for p in plans]
+    planned = len(splits) * args.episodes
+    print(f"[rt2-eval] {len(plans)}" + (f" of {planned}" if len(plans) < planned else "")
+          + f" episodes ({args.episodes} per split x {len(splits)} splits), "
+          f"model {config['model']}, "
+          + (f"{len(parts)} workers" if len(parts) > 1 else f"ROS_DOMAIN_ID {domain}")
+          + f", output {out}", file=sys.stderr)
+
+    if len(parts) > 1:
+        records, complete, code, error = run_workers(args, config, plans, parts, out)
+    else:
+        records, complete, code, error = run_sequential(args, graph_config, config, plans, out)
+    config["wall_time_s"] = round(time.monotonic() - started, 1)
+    if error:
+        config["error"] = error
+    report = build_report(config, records, complete=complete)
+    paths = write_outputs(report, out)
+    if args.worker is None:  # a worker's table would only repeat lines of the merged one
+        print(results_markdown(report), file=sys.stderr)
+    print(f"[rt2-eval] wrote {paths['report']}, {paths['markdown']}, {paths['plot']}",
+          file=sys.stderr)
+    sys.stderr.flush()
+    print(summary_line(report, paths["report"]), flush=True)
+    return code
+
+
+def run_sequential(args: argparse.Namespace, graph_config: EmbeddedGraphConfig, config: dict,
+                   plans: list[EpisodePlan], out: Path
+                   ) -> tuple[list[EpisodeRecord], bool, int, str]:
+    """Start one graph and run ``plans`` in order, rewriting ``out/report.json`` after each
+    episode; node logs go to ``out/logs``.
+
+    Returns:
+        ``(records, complete, exit code, error)``: code 1 and the error when the graph broke
+        (a node exited, startup timed out, :data:`MAX_CONSECUTIVE_ERRORS` errors in a row),
+        130 when interrupted; ``records`` holds the episodes run until then.
+    """
+    from tqdm import tqdm
 
     graph = GraphProcesses(embedded_graph(graph_config), out / "logs", echo=args.verbose)
     records: list[EpisodeRecord] = []
@@ -256,17 +341,160 @@ def evaluate(args: argparse.Namespace) -> int:
         error, code = "interrupted", 130
     finally:
         graph.stop()
-    config["wall_time_s"] = round(time.monotonic() - started, 1)
-    if error:
-        config["error"] = error
-    report = build_report(config, records, complete=complete)
-    paths = write_outputs(report, out)
-    print(results_markdown(report), file=sys.stderr)
-    print(f"[rt2-eval] wrote {paths['report']}, {paths['markdown']}, {paths['plot']}",
-          file=sys.stderr)
-    sys.stderr.flush()
-    print(summary_line(report, paths["report"]), flush=True)
-    return code
+    return records, complete, code, error
+
+
+# ---------------------------------------------------------------------------------- workers
+def worker_command(args: argparse.Namespace, config: dict, plans: list[EpisodePlan],
+                   worker: int, output: Path) -> list[str]:
+    """The command line of worker ``worker``: this module with ``--jobs 1``, the run's splits,
+    families, seed, model, backend and limits, and ``--only`` its ``plans``."""
+    cmd = [sys.executable, "-m", "rt2_bringup.evaluate", "--jobs", "1", "--worker", str(worker),
+           "--backend", args.backend, "--episodes", str(args.episodes), "--seed", str(args.seed),
+           "--splits", *config["splits"], "--families", *config["families"],
+           "--control-rate", repr(args.control_rate), "--max-steps", str(args.max_steps),
+           "--time-limit", repr(args.time_limit), "--image-size", str(args.image_size),
+           f"--device={args.device}", "--num-threads", str(args.num_threads),
+           "--settle", repr(args.settle), "--startup-timeout", repr(args.startup_timeout),
+           f"--output={output}", f"--label={config['label']}",
+           "--only", ",".join(plan_key(p) for p in plans)]
+    if args.backend == "local" or args.model:
+        cmd.append(f"--model={config['model']}")
+    if args.scripted_actions:
+        cmd += ["--scripted-actions", *args.scripted_actions]
+    if args.verbose:
+        cmd.append("--verbose")
+    return cmd
+
+
+class Worker:
+    """A worker process of :func:`run_workers`; relays its standard error to ours, each line
+    prefixed with its index (``[rt2-eval w1] ...``), and keeps the last lines.
+
+    Args:
+        index: worker index, from 0.
+        cmd: its command line (:func:`worker_command`).
+        domain: its ``ROS_DOMAIN_ID``.
+        output: its ``--output`` directory.
+        plans: its episodes.
+        lock: serialises the lines of all workers on our standard error.
+    """
+
+    def __init__(self, index: int, cmd: list[str], domain: int, output: Path,
+                 plans: list[EpisodePlan], lock: threading.Lock) -> None:
+        self.index, self.domain, self.output, self.plans = index, domain, output, plans
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._lock = lock
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                   PYTHONUNBUFFERED="1")
+        # Own session: a terminal's Ctrl-C reaches only us, and we pass on exactly one SIGINT.
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     bufsize=1, start_new_session=True)
+        self._relay = threading.Thread(target=self._relay_lines, daemon=True)
+        self._relay.start()
+
+    def _relay_lines(self) -> None:
+        for line in self.proc.stderr:
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            if line.startswith("[rt2-eval]"):
+                line = f"[rt2-eval w{self.index}]{line[len('[rt2-eval]'):]}"
+            else:
+                line = f"[w{self.index}] {line}"
+            with self._lock:
+                print(line, file=sys.stderr, flush=True)
+
+    def records(self) -> list[EpisodeRecord]:
+        """The episodes the worker finished so far (from its ``report.json``; [] if none)."""
+        try:
+            return report_records(load_report(self.output / "report.json"))
+        except (OSError, ValueError):  # not written yet (json errors are ValueErrors)
+            return []
+
+    def interrupt(self) -> None:
+        """SIGINT, once: the worker stops its graph and writes its partial report."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def finish(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the exit (then kill); returns the exit code."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._relay.join(5.0)
+        return self.proc.returncode
+
+    def failure(self) -> str:
+        """Why the worker failed: its ``aborted`` line, else its last line of output."""
+        aborted = [line for line in self.tail if line.startswith("[rt2-eval] aborted:")]
+        last = aborted[-1] if aborted else next(
+            (line for line in reversed(self.tail) if line.strip()), "no output")
+        return (f"worker {self.index} (ROS_DOMAIN_ID {self.domain}, {len(self.plans)} episodes, "
+                f"{self.output}) exited with code {self.proc.returncode}: {last}")
+
+
+def run_workers(args: argparse.Namespace, config: dict, plans: list[EpisodePlan],
+                parts: list[list[EpisodePlan]], out: Path
+                ) -> tuple[list[EpisodeRecord], bool, int, str]:
+    """Run ``parts`` in worker processes, each on its own ROS graph and ROS domain
+    (:func:`worker_domain_ids`), writing into ``out/workers/w<k>``; rewrite the merged
+    ``out/report.json`` every few seconds; merge their episodes in the order of ``plans``.
+
+    Adds ``workers`` (index, ROS domain, episodes, output, exit code) to ``config``.
+
+    Returns:
+        ``(records, complete, exit code, error)``: code 1 and the failed workers when one
+        fails (the others run on), 130 when interrupted; ``records`` holds the episodes the
+        workers finished.
+
+    Raises:
+        RuntimeError: if a worker's report does not match its plans (a bug, not a failure).
+    """
+    domains = worker_domain_ids(int(config["ros_domain_id"]), len(parts))
+    lock = threading.Lock()
+    workers: list[Worker] = []
+    interrupted = False
+
+    def merged() -> list[EpisodeRecord]:
+        try:
+            return merge_records(plans, [w.records() for w in workers])
+        except ValueError as exc:
+            raise RuntimeError(f"worker reports do not match the plan: {exc}") from exc
+
+    try:
+        for k, (part, domain) in enumerate(zip(parts, domains, strict=True)):
+            output = out / "workers" / f"w{k}"
+            print(f"[rt2-eval] worker {k}: {len(part)} episodes, ROS_DOMAIN_ID {domain}, "
+                  f"output {output}", file=sys.stderr)
+            workers.append(Worker(k, worker_command(args, config, part, k, output), domain,
+                                  output, part, lock))
+        last_write = time.monotonic()
+        while any(w.proc.poll() is None for w in workers):
+            time.sleep(0.5)
+            if time.monotonic() - last_write >= PARTIAL_REPORT_PERIOD:
+                write_report_json(build_report(config, merged(), complete=False),
+                                  out / "report.json")
+                last_write = time.monotonic()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for w in workers:  # still running only after an interrupt or an error here
+            w.interrupt()
+        codes = [w.finish(WORKER_STOP_TIMEOUT) for w in workers]
+    config["workers"] = [{"worker": w.index, "ros_domain_id": w.domain,
+                          "episodes": len(w.plans), "output": str(w.output), "returncode": code}
+                         for w, code in zip(workers, codes, strict=True)]
+    records = merged()
+    failures = [w.failure() for w, code in zip(workers, codes, strict=True) if code != 0]
+    if interrupted:
+        return records, False, 130, "interrupted"
+    for line in failures:
+        print(f"[rt2-eval] failed: {line}", file=sys.stderr)
+    complete = not failures and len(records) == len(plans)
+    return records, complete, 1 if failures else 0, "; ".join(failures)
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -333,6 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output directory (default: <repo>/.cache/eval/<timestamp>)")
     parser.add_argument("--label", default=None,
                         help="model name in the report (default: the model directory's name)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="ROS graphs to run in parallel, each in a worker process on its own "
+                             "ROS domain; episodes keep their seeds and families, and the "
+                             "report is merged as a sequential run writes it")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SPLIT:INDEX",
+                        help="run only these episodes of the plan (e.g. seen:3 or seen:0,seen:1); "
+                             "--jobs hands each worker its share this way")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true", help="relay node output to stderr")
     parser.add_argument("--compare", nargs="+", default=None, metavar="REPORT",
                         help="instead of running: write an ablation table across these "

@@ -3,7 +3,9 @@
 No rclpy, no torch: :mod:`rt2_bringup.evaluate` drives the ROS graph and fills
 :class:`EpisodeRecord` s; this module plans the episodes, aggregates them into success rates
 with Wilson 95 % intervals per split and task family, and writes ``report.json``,
-``results.md`` and ``results.png``, plus the ablation table of ``--compare``.
+``results.md`` and ``results.png``, plus the ablation table of ``--compare``. For ``--jobs``
+it deals the plans to workers (:func:`partition_plans`) and merges their records back into the
+sequential order (:func:`merge_records`).
 
 Splits follow RT-2 §4 / Table 4 (seen tasks; unseen objects, backgrounds and instructions) and
 the families RT-1's skills (``rt2_sim.tasks``). Seeds: evaluation scenes use seeds
@@ -544,3 +546,95 @@ def plot_comparison(reports: Sequence[dict], path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path)
     return path
+
+
+# ---------------------------------------------------------------------------------- parallel runs
+def plan_key(plan: EpisodePlan) -> str:
+    """``"split:index"``, the name of an episode in ``--only`` (e.g. ``"seen:3"``)."""
+    return f"{plan.split}:{plan.index}"
+
+
+def select_plans(plans: Sequence[EpisodePlan], keys: Iterable[str]) -> list[EpisodePlan]:
+    """The plans named by ``keys``, in the order of ``plans`` (seeds and families unchanged).
+
+    Args:
+        plans: the run's plans (:func:`plan_episodes`).
+        keys: :func:`plan_key` names, e.g. ``["seen:0", "unseen_objects:3"]``; an item may hold
+            several, comma-separated.
+
+    Returns:
+        The selected plans, each once.
+
+    Raises:
+        ValueError: if no key is given or a key names no plan of ``plans``.
+    """
+    wanted = [k.strip() for item in keys for k in item.split(",") if k.strip()]
+    known = {plan_key(p) for p in plans}
+    unknown = [k for k in wanted if k not in known]
+    if not wanted or unknown:
+        raise ValueError(f"only: expected episodes as split:index from {len(known)} planned "
+                         f"(e.g. {plan_key(plans[0]) if plans else 'seen:0'}), got "
+                         f"{unknown or wanted!r}")
+    chosen = set(wanted)
+    return [p for p in plans if plan_key(p) in chosen]
+
+
+def partition_plans(plans: Sequence[EpisodePlan], jobs: int) -> list[list[EpisodePlan]]:
+    """Deal ``plans`` round-robin to ``jobs`` workers: plan ``k`` goes to worker ``k % jobs``.
+
+    Each worker gets a share of every split (the splits take about as long on every worker) and
+    keeps the sequential order within it; the plans themselves (seeds, families) are unchanged.
+
+    Args:
+        plans: the run's plans in sequential order.
+        jobs: number of workers, >= 1.
+
+    Returns:
+        ``min(jobs, len(plans))`` non-empty lists (none for no plans).
+
+    Raises:
+        ValueError: if ``jobs`` is not an int >= 1.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
+    workers = min(jobs, len(plans))
+    return [list(plans[w::workers]) for w in range(workers)]
+
+
+def merge_records(plans: Sequence[EpisodePlan],
+                  parts: Iterable[Sequence[EpisodeRecord]]) -> list[EpisodeRecord]:
+    """The records of several workers in the order of ``plans`` (as a sequential run has them).
+
+    Episodes no worker finished (a failed or interrupted worker) are left out.
+
+    Args:
+        plans: the run's plans in sequential order.
+        parts: each worker's records, in any order.
+
+    Returns:
+        The records, ordered by the position of their plan in ``plans``.
+
+    Raises:
+        ValueError: if a record names no plan, differs from its plan's seed or family, or comes
+            twice.
+    """
+    position = {(p.split, p.index): (k, p) for k, p in enumerate(plans)}
+    merged: dict[int, EpisodeRecord] = {}
+    for records in parts:
+        for r in records:
+            found = position.get((r.split, r.index))
+            if found is None:
+                raise ValueError(f"records: episode {r.split}:{r.index} is not planned")
+            k, plan = found
+            if (r.seed, r.family) != (plan.seed, plan.family):
+                raise ValueError(f"records: episode {r.split}:{r.index} has seed {r.seed} and "
+                                 f"family {r.family!r}, planned {plan.seed} and {plan.family!r}")
+            if k in merged:
+                raise ValueError(f"records: episode {r.split}:{r.index} appears twice")
+            merged[k] = r
+    return [merged[k] for k in sorted(merged)]
+
+
+def report_records(report: dict) -> list[EpisodeRecord]:
+    """The :class:`EpisodeRecord` s of a loaded ``report.json``."""
+    return [EpisodeRecord.from_dict(e) for e in report.get("episodes", [])]

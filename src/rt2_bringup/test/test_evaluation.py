@@ -17,9 +17,14 @@ from rt2_bringup.evaluation import (
     build_report,
     comparison_markdown,
     load_report,
+    merge_records,
+    partition_plans,
     plan_episodes,
+    plan_key,
     plot_comparison,
+    report_records,
     results_markdown,
+    select_plans,
     summary_line,
     wilson_interval,
     write_outputs,
@@ -197,3 +202,60 @@ def test_comparison_table_and_plot(tmp_path):
         assert png.format == "PNG"
     with pytest.raises(ValueError):
         comparison_markdown([])
+
+
+def test_partition_deals_plans_round_robin_with_their_seeds_and_families():
+    plans = plan_episodes(["seen", "unseen_objects"], ["pick", "push", "place"], 5)
+    parts = partition_plans(plans, 2)
+    assert [[plan_key(p) for p in part] for part in parts] == [
+        ["seen:0", "seen:2", "seen:4", "unseen_objects:1", "unseen_objects:3"],
+        ["seen:1", "seen:3", "unseen_objects:0", "unseen_objects:2", "unseen_objects:4"]]
+    assert sorted((p for part in parts for p in part), key=plans.index) == plans  # same plans
+    assert partition_plans(plans, 1) == [plans]
+    assert [len(part) for part in partition_plans(plans, 3)] == [4, 3, 3]
+    assert partition_plans(plans[:2], 8) == [[plans[0]], [plans[1]]]  # no idle workers
+    assert partition_plans([], 2) == []
+    for jobs in (0, 1.5, True):
+        with pytest.raises(ValueError, match="jobs"):
+            partition_plans(plans, jobs)
+
+
+def test_select_plans_keeps_plan_order_and_rejects_unknown_episodes():
+    plans = plan_episodes(["seen", "unseen_objects"], ["pick", "push"], 3, EVAL_SEED_MIN)
+    chosen = select_plans(plans, ["unseen_objects:2,seen:1", "seen:1"])
+    assert chosen == [EpisodePlan("seen", "push", 1, EVAL_SEED_MIN + 1),
+                      EpisodePlan("unseen_objects", "pick", 2, EVAL_SEED_MIN + 2)]
+    for keys in (["seen:3"], ["nowhere:0"], ["seen"], []):
+        with pytest.raises(ValueError, match="only"):
+            select_plans(plans, keys)
+
+
+def test_merge_records_restores_the_sequential_order():
+    plans = plan_episodes(["seen", "unseen_objects"], ["pick", "move_near"], 3)
+
+    def run(plan):
+        return record(plan.split, plan.family, plan.index, success=plan.index % 2 == 0)
+
+    sequential = [run(p) for p in plans]
+    parts = [[run(p) for p in part] for part in partition_plans(plans, 2)]
+    merged = merge_records(plans, reversed(parts))
+    assert merged == sequential
+    cfg = config(splits=["seen", "unseen_objects"], families=["pick", "move_near"],
+                 episodes_per_split=3)
+    assert build_report(cfg, merged) == build_report(cfg, sequential)
+    # A failed worker: its unfinished episodes are left out, the rest stay in order.
+    partial = merge_records(plans, [parts[0], parts[1][:1]])
+    assert [plan_key(r) for r in partial] == ["seen:0", "seen:1", "seen:2", "unseen_objects:1"]
+    with pytest.raises(ValueError, match="twice"):
+        merge_records(plans, [parts[0], parts[0][:1]])
+    with pytest.raises(ValueError, match="not planned"):
+        merge_records(plans[:1], parts)
+    wrong_seed = EpisodeRecord.from_dict({**sequential[0].to_dict(), "seed": EVAL_SEED_MIN + 7})
+    with pytest.raises(ValueError, match="seed"):
+        merge_records(plans, [[wrong_seed]])
+
+
+def test_report_records_round_trip(tmp_path):
+    records = [record("seen", "pick", 0), record("seen", "push", 1, success=False)]
+    paths = write_outputs(build_report(config(), records), tmp_path)
+    assert report_records(load_report(paths["report"])) == records

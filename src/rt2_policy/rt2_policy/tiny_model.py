@@ -308,6 +308,8 @@ def build_tiny_vla(
     vision_hidden_size: int = 192,
     vision_layers: int = 4,
     vision_heads: int = 4,
+    image_position: str = "prefix",
+    scale_factor: int = 2,
 ) -> Path:
     """Build and save the tiny VLA: model, processor and action config in one directory.
 
@@ -325,6 +327,9 @@ def build_tiny_vla(
             are appended after ``extra_words``; with ``"least_used"`` they are counted too.
         text_hidden_size, text_layers, text_heads, vision_hidden_size, vision_layers,
             vision_heads: architecture, see :func:`build_config`.
+        image_position: prompt layout stored with the model, ``"prefix"`` or ``"suffix"``
+            (:func:`rt2_policy.prompts.with_image`).
+        scale_factor: pixel-shuffle factor of the connector (1 = one token per patch).
 
     Returns:
         ``Path(output_dir)``, loadable with ``AutoModelForImageTextToText.from_pretrained`` /
@@ -340,11 +345,13 @@ def build_tiny_vla(
     words = [*extra_words, *words_from_texts(corpus)]
     out = Path(output_dir)
     tokenizer = build_tokenizer(words)
-    processor = build_processor(tokenizer, image_size=image_size, patch_size=patch_size)
+    processor = build_processor(tokenizer, image_size=image_size, patch_size=patch_size,
+                                scale_factor=scale_factor)
     config = build_config(
         processor.tokenizer,
         image_size=image_size,
         patch_size=patch_size,
+        scale_factor=scale_factor,
         text_hidden_size=text_hidden_size,
         text_layers=text_layers,
         text_heads=text_heads,
@@ -378,7 +385,7 @@ def build_tiny_vla(
         )
     else:
         mapping = ActionTokenMapping.from_tokenizer(tok, token_scheme)
-    save_action_config(out, action_tokenizer, mapping)
+    save_action_config(out, action_tokenizer, mapping, image_position)
     return out
 
 

@@ -370,18 +370,43 @@ def token_counts(
 
 
 def save_action_config(
-    directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping
+    directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping,
+    image_position: str | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
+    ``image_position`` (``"prefix"``/``"suffix"``, see :func:`rt2_policy.prompts.with_image`)
+    is stored as ``{"prompt": {"image_position": ...}}``; None leaves that section as it is.
+
     Raises:
-        ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``.
+        ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
+            an unknown ``image_position``.
     """
+    from rt2_policy.prompts import IMAGE_POSITIONS
+
     if mapping.num_bins != action_tokenizer.num_bins:
         raise ValueError(
             f"mapping.num_bins: expected {action_tokenizer.num_bins}, got {mapping.num_bins}"
         )
-    return mapping.save_pretrained(directory, action_tokenizer)
+    if image_position is not None and image_position not in IMAGE_POSITIONS:
+        raise ValueError(f"image_position: expected one of {IMAGE_POSITIONS}, got "
+                         f"{image_position!r}")
+    path = mapping.save_pretrained(directory, action_tokenizer)
+    if image_position is not None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["prompt"] = {"image_position": image_position}
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_image_position(directory: str | Path) -> str:
+    """The stored ``image_position`` of ``directory``'s action config, ``"prefix"`` when the
+    file or the section is missing (checkpoints written before it existed)."""
+    path = Path(directory) / ACTION_CONFIG_NAME
+    if not path.is_file():
+        return "prefix"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return str((data.get("prompt") or {}).get("image_position", "prefix"))
 
 
 def load_action_config(directory: str | Path) -> tuple[ActionTokenizer, ActionTokenMapping]:

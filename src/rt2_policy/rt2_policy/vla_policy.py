@@ -145,6 +145,7 @@ class VLAPolicy:
         compile: bool = False,
         chain_of_thought: bool = False,
         max_plan_tokens: int = 24,
+        image_position: str = "prefix",
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -164,6 +165,8 @@ class VLAPolicy:
         if tokenizer is not None:
             tokenizer.padding_side = "left"  # batched decoding needs left padding
         self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
+        with_image("", self.image_token, image_position)  # validates the position
+        self.image_position = image_position
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -253,10 +256,16 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
+        image_position = str((data.get("prompt") or {}).get("image_position", "prefix"))
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
-                   compile=compile, chain_of_thought=chain_of_thought)
+                   compile=compile, chain_of_thought=chain_of_thought,
+                   image_position=image_position)
 
     # ------------------------------------------------------------------ helpers
+    def _with_image(self, prompt: str) -> str:
+        """``prompt`` with the image placeholder where this model expects it."""
+        return with_image(prompt, self.image_token, self.image_position)
+
     def _prepare(self, images: list[Any], prompts: list[str]) -> dict[str, torch.Tensor]:
         """Processor call → tensors on the model's device (pixel values in the model's dtype)."""
         try:
@@ -346,7 +355,7 @@ class VLAPolicy:
             return []
         if self.chain_of_thought:
             return [self._plan_and_act(o) for o in obs]
-        prompts = [with_image(action_prompt(o.instruction), self.image_token) for o in obs]
+        prompts = [self._with_image(action_prompt(o.instruction)) for o in obs]
         images = [to_pil_rgb(o.image) for o in obs]
         inputs = self._prepare(images, prompts)
         result = self._decode(inputs)
@@ -367,7 +376,7 @@ class VLAPolicy:
         from rt2_policy.plans import ACTION_MARKER, action_marker_ids, parse_plan_and_action
 
         start = time.perf_counter()
-        prompt = with_image(action_prompt(observation.instruction), self.image_token)
+        prompt = self._with_image(action_prompt(observation.instruction))
         inputs = self._prepare([to_pil_rgb(observation.image)], [prompt])
         tokenizer = self.processor.tokenizer
         marker = action_marker_ids(tokenizer)
@@ -428,7 +437,7 @@ class VLAPolicy:
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
-        prompt = with_image(vqa_prompt(question), self.image_token)
+        prompt = self._with_image(vqa_prompt(question))
         inputs = self._prepare([to_pil_rgb(image)], [prompt])
         try:
             return generate_text(self.model, self.processor, inputs, max_new_tokens).texts[0]

@@ -23,6 +23,7 @@ from rt2_policy.training.trainer import (
     Trainer,
     latest_checkpoint,
     lr_factor,
+    ordinal_smoothed_losses,
     read_metrics,
     token_losses,
 )
@@ -211,6 +212,52 @@ def test_lr_schedule():
     assert lr_factor(100, cfg.replace(lr_schedule="constant")) == 1.0
 
 
+def test_vision_lr_scale_slows_the_vision_tower_and_connector_only(tmp_path, data):
+    from transformers import AutoModelForImageTextToText
+
+    from rt2_policy.tiny_model import build_tiny_vla
+    from rt2_policy.training.trainer import VISION_PARAM_MARKERS
+
+    robot, vqa = data
+    model = AutoModelForImageTextToText.from_pretrained(build_tiny_vla(tmp_path / "m", seed=0))
+    trainer = Trainer(_config(tmp_path, vision_lr_scale=0.1, learning_rate=1e-3),
+                      robot=robot, vqa=vqa)
+    optimizer, _scheduler, params = trainer._optimizer(model)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert len(params) == len(names) == len(lr_of)
+    vision = {n for n in names if any(m in n for m in VISION_PARAM_MARKERS)}
+    assert vision and len(vision) < len(names)
+    for name, param in names.items():
+        assert lr_of[id(param)] == pytest.approx(1e-4 if name in vision else 1e-3), name
+
+
+def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_hard():
+    from rt2_policy.training.collate import KIND_ROBOT, KIND_VQA
+
+    num_bins, vocab = 16, 40
+    action_ids = torch.arange(20, 20 + num_bins)  # bin b is token 20 + b
+    # robot row 0: terminate (bin 0), Δ bin 5, Δ bin 15, then a word; VQA row 1: "x y" bins 7, 8
+    targets = torch.tensor([20, 25, 35, 3, 27, 28])
+    kinds = torch.tensor([KIND_ROBOT] * 4 + [KIND_VQA] * 2)
+    rows = torch.tensor([0, 0, 0, 0, 1, 1])
+    logits = torch.randn(6, vocab)
+    plain = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert torch.equal(ordinal_smoothed_losses(plain, logits, targets, kinds, rows, action_ids,
+                                               0.0), plain)
+    smoothed = ordinal_smoothed_losses(plain, logits, targets, kinds, rows, action_ids, 1.5)
+    assert torch.equal(smoothed[[0, 3]], plain[[0, 3]])  # terminate and the word stay hard
+    assert not torch.allclose(smoothed[[1, 2, 4, 5]], plain[[1, 2, 4, 5]])
+    # the loss is lowest when the model puts its mass on the neighbours of the target bin
+    def loss_for(peak_bin):
+        lg = torch.full((1, vocab), -10.0)
+        lg[0, 20 + peak_bin] = 10.0
+        base = torch.nn.functional.cross_entropy(lg, targets[1:2], reduction="none")
+        return float(ordinal_smoothed_losses(base, lg, targets[1:2], kinds[4:5], rows[4:5],
+                                             action_ids, 1.5)[0])
+    assert loss_for(5) < loss_for(6) < loss_for(8) < loss_for(12)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"robot_fraction": 1.5}, "robot_fraction: expected a number in [0, 1], got 1.5"),
     ({"batch_size": 0}, "batch_size: expected an int >= 1, got 0"),
@@ -218,8 +265,11 @@ def test_lr_schedule():
     ({"lr_schedule": "step"}, "lr_schedule: expected one of"),
     ({"robot_datasets": ()}, "robot_datasets: expected at least one robot or VQA dataset"),
     ({"lora": {"r": 0}}, "r: expected an int >= 1, got 0"),
-    ({"tiny": {"image_size": 100}}, "image_size: expected a multiple of 2 * patch_size"),
+    ({"tiny": {"image_size": 100}}, "image_size: expected a multiple of scale_factor * patch_size"),
     ({"cot": -0.1}, "cot: expected a number in [0, 1]"),
+    ({"action_label_sigma": -1}, "action_label_sigma: expected a number >= 0"),
+    ({"vision_lr_scale": 0}, "vision_lr_scale: expected a number > 0"),
+    ({"tiny": {"image_position": "middle"}}, "image_position: expected 'prefix' or 'suffix'"),
 ])
 def test_config_validation(overrides, message):
     values = {"robot_datasets": ("x",), **overrides}

@@ -38,8 +38,30 @@ def test_vqa_prompt_and_image_placeholder():
     with pytest.raises(ValueError, match="question"):
         vqa_prompt(" ")
     assert with_image("Q: x A:") == "<image>Q: x A:"
+    assert with_image("Q: x A:", position="suffix") == "Q: x A:<image>"
     with pytest.raises(ValueError, match="placeholder"):
         with_image("<image>Q: x A:")
+    with pytest.raises(ValueError, match="position"):
+        with_image("Q: x A:", position="middle")
+
+
+def test_image_position_is_stored_with_the_model_and_used(tmp_path):
+    from rt2_policy.tiny_model import build_tiny_vla
+    from rt2_policy.token_mapping import load_image_position
+
+    path = build_tiny_vla(tmp_path / "suffix", seed=0, image_position="suffix")
+    assert load_image_position(path) == "suffix"
+    assert load_image_position(tmp_path) == "prefix"  # no config: the old layout
+    policy = VLAPolicy.from_pretrained(path)
+    assert policy.image_position == "suffix"
+    prompt = with_image(action_prompt("pick up the red cube"), policy.image_token,
+                        policy.image_position)
+    inputs = policy._prepare([np.zeros((32, 32, 3), np.uint8)], [prompt])
+    tokens = policy.processor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
+    # text first, then the image block, and the answer follows the image
+    assert tokens.index("q") < tokens.index("<image>")
+    assert tokens[-1] == "<fake_token_around_image>"
+    assert policy.infer(_obs(0)).bins.shape == (8,)
 
 
 # ---------------------------------------------------------------------------- policy

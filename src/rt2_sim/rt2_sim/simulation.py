@@ -135,6 +135,7 @@ class ArmSimulation:
         joints = [model.joint(name) for name in (*ARM_JOINT_NAMES, *FINGER_JOINT_NAMES)]
         self._qpos_adr = np.array([int(j.qposadr[0]) for j in joints])
         self._dof_adr = np.array([int(j.dofadr[0]) for j in joints])
+        self._arm_joint_ids = np.array([int(j.id) for j in joints[:7]])
         self._arm_ctrl = np.array([model.actuator(name).id for name in ARM_JOINT_NAMES])
         # Velocity feedforward through the position actuators: force = kp (ctrl - q) - c qdot
         # tracks q_t + qdot_t t without lag when ctrl = q_t + (c / kp) qdot_t.
@@ -444,6 +445,68 @@ class ArmSimulation:
             mujoco.mj_step(self._model, self._data, nstep=n)
             self._steps += n
             remaining -= n
+
+    def pose_arm(self, joint_positions: np.ndarray) -> None:
+        """Place the arm at ``joint_positions`` at once, for still images (VQA scenes).
+
+        No physics runs: kinematics are recomputed so :meth:`ee_pose` and :meth:`render` show
+        the new pose. The servo still holds its old targets, so call :meth:`reset` or
+        :meth:`reset_episode` before :meth:`step` again.
+
+        Args:
+            joint_positions: the 7 arm joint angles, radians (finger joints are unchanged).
+
+        Raises:
+            ValueError: when the shape is not (7,) or a value is not finite.
+        """
+        q = np.asarray(joint_positions, dtype=float)
+        if q.shape != (7,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"joint_positions: expected 7 finite radians, got {joint_positions!r}")
+        self._data.qpos[self._qpos_adr[:7]] = q
+        self._data.qvel[self._dof_adr[:7]] = 0.0
+        mujoco.mj_forward(self._model, self._data)
+
+    def pose_tcp(self, position: np.ndarray, iterations: int = 60,
+                 tolerance: float = 0.005) -> bool:
+        """Place the arm (:meth:`pose_arm`) so the ``tcp`` is at ``position`` with the ready
+        pose's orientation, by damped least-squares inverse kinematics from the ready pose.
+
+        Args:
+            position: tcp position in ``panda_link0``, shape (3,), metres.
+            iterations: IK steps at most.
+            tolerance: position error accepted, metres.
+
+        Returns:
+            True when the error is within ``tolerance`` (the arm is left at the best pose
+            found either way).
+        """
+        goal = np.asarray(position, dtype=float)
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"position: expected 3 finite metres, got {position!r}")
+        model, data = self._model, self._data
+        q = np.asarray(READY_POSE, dtype=float).copy()
+        self.pose_arm(q)
+        base_rot = data.xmat[self._base_id].reshape(3, 3).copy()
+        goal_world = data.xpos[self._base_id] + base_rot @ goal
+        goal_rot = data.site_xmat[self._tcp_id].reshape(3, 3).copy()
+        jac_p = np.zeros((3, model.nv))
+        jac_r = np.zeros((3, model.nv))
+        lower, upper = model.jnt_range[self._arm_joint_ids].T
+        error = np.inf
+        for _ in range(iterations):
+            pos_err = goal_world - data.site_xpos[self._tcp_id]
+            rot = data.site_xmat[self._tcp_id].reshape(3, 3)
+            rot_err = 0.5 * sum(np.cross(rot[:, k], goal_rot[:, k]) for k in range(3))
+            error = float(np.linalg.norm(pos_err))
+            if error < tolerance and np.linalg.norm(rot_err) < 0.02:
+                break
+            mujoco.mj_jacSite(model, data, jac_p, jac_r, self._tcp_id)
+            jac = np.vstack([jac_p[:, self._dof_adr[:7]], jac_r[:, self._dof_adr[:7]]])
+            err = np.concatenate([pos_err, rot_err])
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
+            q = np.clip(q + dq, lower, upper)
+            self.pose_arm(q)
+        return error < tolerance
 
     # ------------------------------------------------------------------ observations
     def joint_positions(self) -> np.ndarray:

@@ -3,7 +3,9 @@
 RT-2 keeps the VLM's web knowledge by co-fine-tuning on vision-language data next to robot
 episodes (Brohan et al., 2023, §3.2). No web data is reachable here, so this module renders
 sim scenes and asks questions about them: colours, shapes, counts, existence, left/right and
-near relations, "where is …", the closest object to the robot, captions ("describe the scene"
+near relations, "where is …", pointing ("point to the red cube" → ``"x y"`` image coordinates
+as integers 0..255, the referring-expression/detection outputs PaLI-X and PaliGemma were
+pre-trained on), the closest object to the robot, captions ("describe the scene"
 → "a red cube left of a blue sphere"), and questions phrased with synonyms (block ↔ cube,
 ball ↔ sphere, crimson ↔ red, lift ↔ pick up, …) whose answers use the canonical words the
 robot's instructions use, so the language knowledge reaches the policy.
@@ -34,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from rt2_sim.scene import READY_POSE
 
 #: Canonical colour → synonyms a question may use instead (answers use the canonical word).
 COLOUR_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -83,9 +87,11 @@ class ObjectFact:
         position: centre in ``panda_link0``, ``(3,)`` metres.
         image_x: horizontal image position of the centre, 0 (left edge) .. 1 (right edge).
         kind: ``"object"`` (can be manipulated) or ``"container"`` (bowl, plate: static).
+        image_y: vertical image position of the centre, 0 (top edge) .. 1 (bottom edge), or
+            None when unknown (then no pointing question is asked about it).
 
     Raises:
-        ValueError: on an empty word, a non-finite position or image_x.
+        ValueError: on an empty word, a non-finite position, image_x or image_y.
     """
 
     colour: str
@@ -93,6 +99,7 @@ class ObjectFact:
     position: tuple[float, float, float]
     image_x: float
     kind: str = "object"
+    image_y: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("colour", "shape"):
@@ -105,6 +112,8 @@ class ObjectFact:
         object.__setattr__(self, "position", pos)
         if not math.isfinite(float(self.image_x)):
             raise ValueError(f"image_x: expected a finite number, got {self.image_x!r}")
+        if self.image_y is not None and not math.isfinite(float(self.image_y)):
+            raise ValueError(f"image_y: expected a finite number or None, got {self.image_y!r}")
 
     @property
     def name(self) -> str:
@@ -176,8 +185,10 @@ class _Scene:
     """Helpers over one scene's objects for the question families."""
 
     def __init__(self, objects: Sequence[ObjectFact], rng: np.random.Generator,
-                 config: QuestionConfig, background: str | None) -> None:
+                 config: QuestionConfig, background: str | None,
+                 gripper: tuple[float, float] | None = None) -> None:
         self.objects = list(objects)
+        self.gripper = gripper
         self.rng = rng
         self.config = config
         self.background = background
@@ -316,6 +327,39 @@ def _q_where(s: _Scene) -> QAPair | None:
                           f"where is the {s.ref(obj)} in the image?")), answer, "where")
 
 
+#: Resolution of pointing answers: image coordinates are written as integers 0..POINT_BINS-1.
+POINT_BINS = 256
+
+
+def point_answer(image_x: float, image_y: float) -> str:
+    """``"x y"``: normalised image coordinates (0 = left/top edge, 1 = right/bottom edge) as
+    integers in ``[0, POINT_BINS - 1]``, e.g. ``(0.5, 0.25)`` → ``"128 64"``."""
+    def q(v: float) -> int:
+        return int(min(POINT_BINS - 1, max(0, math.floor(float(v) * POINT_BINS))))
+    return f"{q(image_x)} {q(image_y)}"
+
+
+def _q_point(s: _Scene) -> QAPair | None:
+    """Pointing: the image position of a uniquely named object as ``"x y"`` (0..255)."""
+    objs = [o for o in s.unique() if o.image_y is not None]
+    if not objs:
+        return None
+    obj = s.pick(objs)
+    ref = s.ref(obj)
+    q = s.pick((f"point to the {ref}", f"where is the {ref}? answer with a point",
+                f"point at the {ref}"))
+    return QAPair(q, point_answer(obj.image_x, obj.image_y), "point")
+
+
+def _q_point_gripper(s: _Scene) -> QAPair | None:
+    """Pointing at the robot's gripper (its tool centre point) as ``"x y"`` (0..255)."""
+    if s.gripper is None:
+        return None
+    q = s.pick(("point to the gripper", "where is the gripper? answer with a point",
+                "point at the robot hand"))
+    return QAPair(q, point_answer(*s.gripper), "point_gripper")
+
+
 def _q_nearest(s: _Scene) -> QAPair | None:
     objs = s.unique()
     if len(objs) < 3:
@@ -439,6 +483,8 @@ QUESTION_FAMILIES: dict[str, tuple[Callable[[_Scene], QAPair | None], float]] = 
     "left_right": (_q_left_right, 1.5),
     "extreme": (_q_extreme, 1.0),
     "where": (_q_where, 1.0),
+    "point": (_q_point, 3.0),
+    "point_gripper": (_q_point_gripper, 1.5),
     "nearest": (_q_nearest, 1.0),
     "near": (_q_near_yes_no, 1.0),
     "closer_to_robot": (_q_closer_to_robot, 0.7),
@@ -451,7 +497,8 @@ QUESTION_FAMILIES: dict[str, tuple[Callable[[_Scene], QAPair | None], float]] = 
 
 def generate_questions(objects: Sequence[ObjectFact], k: int, rng: np.random.Generator,
                        config: QuestionConfig | None = None, background: str | None = None,
-                       max_tries_per_question: int = 20) -> list[QAPair]:
+                       max_tries_per_question: int = 20,
+                       gripper: tuple[float, float] | None = None) -> list[QAPair]:
     """Up to ``k`` distinct question/answer pairs about one scene.
 
     Families are drawn by :data:`QUESTION_FAMILIES` weight; a family that does not apply (a
@@ -465,6 +512,8 @@ def generate_questions(objects: Sequence[ObjectFact], k: int, rng: np.random.Gen
         config: ambiguity thresholds and synonym rate.
         background: name of the table/background appearance, for a "background" question.
         max_tries_per_question: draws per wanted question before giving up.
+        gripper: normalised image position ``(x, y)`` of the gripper's tool centre point
+            (0 = left/top edge, 1 = right/bottom), for "point to the gripper"; None = not asked.
 
     Raises:
         ValueError: when ``objects`` is empty or ``k < 1``.
@@ -473,7 +522,7 @@ def generate_questions(objects: Sequence[ObjectFact], k: int, rng: np.random.Gen
         raise ValueError("objects: expected at least one object, got none")
     if k < 1:
         raise ValueError(f"k: expected >= 1, got {k}")
-    scene = _Scene(objects, rng, config or QuestionConfig(), background)
+    scene = _Scene(objects, rng, config or QuestionConfig(), background, gripper)
     names = list(QUESTION_FAMILIES)
     weights = np.array([QUESTION_FAMILIES[n][1] for n in names], dtype=float)
     weights /= weights.sum()
@@ -515,6 +564,22 @@ def project_to_image(points_world: np.ndarray, camera_position: np.ndarray,
     return uv
 
 
+def image_points(sim, points_local: np.ndarray) -> np.ndarray | None:
+    """Normalised image positions ``(N, 2)`` (x: 0 left .. 1 right, y: 0 top .. 1 bottom) of
+    points given in ``panda_link0`` (``(N, 3)``, metres) in ``sim``'s camera, or None when one
+    falls outside the image or behind the camera."""
+    base_pos, base_quat = sim.base_pose()
+    world = np.asarray(points_local, float).reshape(-1, 3) @ _rotation_from_quat_xyzw(
+        base_quat).T + base_pos
+    cam_pos, cam_quat = sim.camera_pose()
+    intr = sim.camera_info()
+    uv = project_to_image(world, cam_pos, cam_quat, intr.fx, intr.fy, intr.cx, intr.cy)
+    if not (np.all(np.isfinite(uv)) and np.all((uv[:, 0] >= 0) & (uv[:, 0] <= intr.width - 1))
+            and np.all((uv[:, 1] >= 0) & (uv[:, 1] <= intr.height - 1))):
+        return None
+    return uv / [intr.width - 1, intr.height - 1]
+
+
 def scene_facts(sim, objects: Sequence[tuple[str, str, str, str]],
                 positions: np.ndarray | None = None) -> list[ObjectFact] | None:
     """:class:`ObjectFact` of each ``(name, colour, shape, kind)`` in a reset simulation.
@@ -541,7 +606,8 @@ def scene_facts(sim, objects: Sequence[tuple[str, str, str, str]],
     for (_, colour, shape, kind), p, (u, v) in zip(objects, local, uv, strict=True):
         if not (np.isfinite(u) and 0 <= u <= intr.width - 1 and 0 <= v <= intr.height - 1):
             return None
-        facts.append(ObjectFact(colour, shape, tuple(p), float(u) / (intr.width - 1), kind))
+        facts.append(ObjectFact(colour, shape, tuple(p), float(u) / (intr.width - 1), kind,
+                                float(v) / (intr.height - 1)))
     return facts
 
 
@@ -554,11 +620,21 @@ class SceneSource:
     are the plain scene of :class:`rt2_sim.simulation.ArmSimulation` with 3-5 objects of one
     random shape (one simulation per layout, cached).
 
+    With ``arm_pose_rate`` > 0, that share of task scenes shows the arm in a random pose above
+    the workspace (:meth:`ArmSimulation.pose_tcp`: the tcp at a random point above it) instead
+    of the ready pose, so questions can point at the gripper wherever an episode takes it.
+
     ``next(seed, split, family)`` returns ``(image (H, W, 3) uint8, facts or None,
-    background name or None)``.
+    background name or None, gripper (x, y) normalised image position or None)``.
     """
 
-    def __init__(self) -> None:
+    #: Ranges of the posed tcp in ``panda_link0``, metres.
+    TCP_X, TCP_Y, TCP_Z = (0.33, 0.6), (-0.22, 0.22), (0.03, 0.35)
+
+    def __init__(self, arm_pose_rate: float = 0.0) -> None:
+        if not 0.0 <= arm_pose_rate <= 1.0:
+            raise ValueError(f"arm_pose_rate: expected in [0, 1], got {arm_pose_rate!r}")
+        self.arm_pose_rate = float(arm_pose_rate)
         from rt2_sim.simulation import ArmSimulation
 
         try:
@@ -597,6 +673,9 @@ class SceneSource:
             name = getattr(spec.background, "name", spec.background)
             background = str(name).replace("_", " ") if name else None
             positions = np.asarray(spec.positions, float)
+            rng = np.random.default_rng([seed, 7])
+            if rng.random() < self.arm_pose_rate:
+                self._pose_arm(sim, rng)
         else:
             from rt2_sim.scene import OBJECT_SHAPES, PALETTE
 
@@ -608,7 +687,19 @@ class SceneSource:
             objects = [(n, n.split()[0], n.split()[-1], "object") for n in info.object_names]
             background, positions = None, None
         image = sim.render()
-        return image, scene_facts(sim, objects, positions), background
+        gripper = image_points(sim, sim.ee_pose()[0][None])
+        return (image, scene_facts(sim, objects, positions), background,
+                None if gripper is None else tuple(float(v) for v in gripper[0]))
+
+    def _pose_arm(self, sim, rng: np.random.Generator) -> None:
+        """The arm posed by inverse kinematics with its tcp at a random point of the space
+        episodes move through (over the workspace, 3-35 cm above the table), in view."""
+        for _ in range(10):
+            tcp = np.array([rng.uniform(*self.TCP_X), rng.uniform(*self.TCP_Y),
+                            rng.uniform(*self.TCP_Z)])
+            if sim.pose_tcp(tcp) and image_points(sim, sim.ee_pose()[0][None]) is not None:
+                return
+        sim.pose_arm(np.asarray(READY_POSE, float))
 
     def close(self) -> None:
         for sim in self._sims.values():
@@ -618,7 +709,7 @@ class SceneSource:
 
 def generate_dataset(output, scenes: int, per_scene: int, seed: int = 0, split: str = "seen",
                      family: str | None = None, config: QuestionConfig | None = None,
-                     source: SceneSource | None = None) -> dict:
+                     source: SceneSource | None = None, arm_pose_rate: float = 0.0) -> dict:
     """Render ``scenes`` scenes and write ``per_scene`` questions about each to ``output``
     (:mod:`rt2_policy.data.vqa` format; appended to when it exists).
 
@@ -638,18 +729,19 @@ def generate_dataset(output, scenes: int, per_scene: int, seed: int = 0, split: 
         raise ValueError(f"scenes, per_scene: expected >= 1, got {scenes}, {per_scene}")
     started = time.perf_counter()
     own_source = source is None
-    source = source or SceneSource()
+    source = source or SceneSource(arm_pose_rate)
     kinds: Counter = Counter()
     skipped = 0
     try:
         with VQAWriter(output) as writer:
             for i in range(scenes):
-                image, facts, background = source.next(seed + i, split, family)
+                image, facts, background, gripper = source.next(seed + i, split, family)
                 if not facts:
                     skipped += 1
                     continue
                 rng = np.random.default_rng([seed, i])
-                pairs = generate_questions(facts, per_scene, rng, config, background)
+                pairs = generate_questions(facts, per_scene, rng, config, background,
+                                           gripper=gripper)
                 ref = writer.add_image(image)
                 for qa in pairs:
                     writer.add(ref, qa.question, qa.answer, kind=qa.kind, scene=seed + i)
@@ -678,11 +770,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--family", default=None, help="task family (when available)")
     parser.add_argument("--synonym-rate", type=float, default=0.5,
                         help="probability that an object reference uses synonyms")
+    parser.add_argument("--arm-pose-rate", type=float, default=0.5,
+                        help="share of scenes showing the arm in a random pose (else ready)")
     args = parser.parse_args(argv)
     try:
         summary = generate_dataset(args.output, args.scenes, args.per_scene, args.seed,
                                    args.split, args.family,
-                                   QuestionConfig(synonym_rate=args.synonym_rate))
+                                   QuestionConfig(synonym_rate=args.synonym_rate),
+                                   arm_pose_rate=args.arm_pose_rate)
     except (OSError, ValueError) as exc:
         print(f"generate_vqa: error: {exc}", file=sys.stderr)
         return 1

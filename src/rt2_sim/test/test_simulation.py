@@ -174,3 +174,22 @@ def test_scripted_pick_lifts_a_cube(sim, seed):
     # The other objects were not disturbed.
     for name, start in others.items():
         assert np.linalg.norm(sim.object_positions()[name] - start) < 0.01, name
+
+
+def test_pose_tcp_places_the_tool_by_inverse_kinematics(sim):
+    from rt2_sim.scene import READY_POSE
+
+    sim.reset(seed=3)
+    _, ready_quat = sim.ee_pose()
+    for goal in ([0.45, 0.1, 0.08], [0.55, -0.2, 0.3], [0.35, 0.0, 0.03]):
+        assert sim.pose_tcp(np.array(goal))
+        position, quat = sim.ee_pose()
+        assert np.linalg.norm(position - goal) < 0.005
+        assert abs(abs(float(np.dot(quat, ready_quat))) - 1.0) < 1e-3  # same orientation
+    assert not sim.pose_tcp(np.array([2.0, 0.0, 0.5]))  # out of reach: reported, not raised
+    with pytest.raises(ValueError, match="position"):
+        sim.pose_tcp(np.array([np.nan, 0.0, 0.1]))
+    with pytest.raises(ValueError, match="joint_positions"):
+        sim.pose_arm(np.zeros(6))
+    sim.pose_arm(np.asarray(READY_POSE))
+    sim.reset(seed=3)  # the servo is back in step with the arm

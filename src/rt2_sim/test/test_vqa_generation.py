@@ -21,6 +21,7 @@ from rt2_sim.vqa_generation import (
     generate_questions,
     main,
     plural,
+    point_answer,
     project_to_image,
 )
 
@@ -29,11 +30,11 @@ SHAPE_OF = {w: c for c, ws in SHAPE_SYNONYMS.items() for w in (c, *ws)}
 VERB_OF = {w: c for c, ws in VERB_SYNONYMS.items() for w in (c, *ws)}
 
 SCENE = [
-    ObjectFact("red", "cube", (0.40, 0.15, 0.02), 0.30),
-    ObjectFact("blue", "sphere", (0.45, -0.10, 0.02), 0.75),
-    ObjectFact("green", "cylinder", (0.60, 0.05, 0.02), 0.52),
+    ObjectFact("red", "cube", (0.40, 0.15, 0.02), 0.30, image_y=0.71),
+    ObjectFact("blue", "sphere", (0.45, -0.10, 0.02), 0.75, image_y=0.62),
+    ObjectFact("green", "cylinder", (0.60, 0.05, 0.02), 0.52, image_y=0.35),
     ObjectFact("yellow", "cube", (0.50, 0.12, 0.03), 0.40),
-    ObjectFact("white", "bowl", (0.48, -0.02, 0.0), 0.62, kind="container"),
+    ObjectFact("white", "bowl", (0.48, -0.02, 0.0), 0.62, kind="container", image_y=0.55),
 ]
 
 
@@ -115,6 +116,15 @@ def _check(scene, qa):
         return a in (COLOUR_OF.get(m[1]), SHAPE_OF.get(m[1]), VERB_OF.get(m[1]))
     if m := re.fullmatch(r"is an? (\w+) an? (\w+)\?", q):
         return a == ("yes" if SHAPE_OF[m[1]] == m[2] else "no")
+    if m := re.fullmatch(r"(?:point to the|point at the|where is the) (\w+ \w+)"
+                         r"(?:\? answer with a point)?", q):
+        obj = _obj(scene, m[1])
+        assert obj.image_y is not None  # objects without image_y are never pointed at
+        x, y = (int(v) for v in a.split())
+        return (x, y) == (int(obj.image_x * 256), int(obj.image_y * 256))
+    if re.fullmatch(r"point to the gripper|where is the gripper\? answer with a point|"
+                    r"point at the robot hand", q):
+        return a == "128 64"  # FakeSource's gripper at (0.5, 0.25)
     if re.fullmatch(r"what does the table look like\?|what is the table made of\?", q):
         return a == "wooden table"
     return False
@@ -136,7 +146,7 @@ def test_every_answer_matches_an_independent_reading_of_the_scene():
                  "left or right of", "furthest to|far |most one", "where is",
                  "what should the robot do", "how many", "is there"):
         assert any(re.search(form, q) for q in questions), form
-    assert kinds == {"colour", "shape", "count", "exists", "relation", "where", "near",
+    assert kinds == {"colour", "shape", "count", "exists", "relation", "where", "point", "near",
                      "caption", "grounding", "synonym", "background"}
 
 
@@ -193,7 +203,7 @@ class FakeSource:
 
     def next(self, seed, split, family):
         image = np.full((8, 8, 3), seed, np.uint8)
-        return image, (None if seed == 1 else SCENE), "wooden table"
+        return image, (None if seed == 1 else SCENE), "wooden table", (0.5, 0.25)
 
     def close(self):
         pass
@@ -229,13 +239,20 @@ def test_rendered_scene_facts_match_the_image(tmp_path, capsys):
     pytest.importorskip("mujoco", reason="mujoco not installed")
     from rt2_sim.vqa_generation import SceneSource
 
-    source = SceneSource()
+    source = SceneSource(arm_pose_rate=0.5)
     assert source.mode == "tasks"  # rt2_sim.tasks + ArmSimulation.reset_episode are in the tree
     palette = {"red": 0, "green": 1, "blue": 2}
-    seen = []
+    seen, grippers = [], []
     try:
         for seed in range(2, 9):
-            image, facts, background = source.next(seed)
+            image, facts, background, gripper = source.next(seed)
+            # the gripper point (the tcp, between the finger tips) has the white/grey fingers
+            # within 14 px (of 224): light grey, unlike the seen tables and objects
+            gx, gy = gripper
+            u, v = round(gx * (image.shape[1] - 1)), round(gy * (image.shape[0] - 1))
+            px = image[max(v - 14, 0):v + 15, max(u - 14, 0):u + 15].reshape(-1, 3).astype(int)
+            assert ((px.max(1) - px.min(1) < 20) & (px.min(1) > 100)).any(), (seed, gripper)
+            grippers.append(gripper)
             assert image.dtype == np.uint8 and image.shape[2] == 3
             assert facts is not None  # nothing out of view
             assert isinstance(background, str) and "_" not in background
@@ -252,9 +269,17 @@ def test_rendered_scene_facts_match_the_image(tmp_path, capsys):
                 dominant = ((strip[:, channel] > 100)
                             & (strip[:, channel] > 2 * strip[:, others].max(1)))
                 assert dominant.any(), (seed, fact)
+                # ... and the pointing answer lands on the object itself
+                x, y = (int(v) for v in point_answer(fact.image_x, fact.image_y).split())
+                u = round((x + 0.5) / 256 * (width - 1))
+                v = round((y + 0.5) / 256 * (image.shape[0] - 1))
+                patch = image[max(v - 2, 0):v + 3, max(u - 2, 0):u + 3].reshape(-1, 3).astype(int)
+                assert ((patch[:, channel] > 100)
+                        & (patch[:, channel] > 2 * patch[:, others].max(1))).any(), (seed, fact)
     finally:
         source.close()
     assert {f.kind for f in seen} == {"object", "container"}  # containers and mixed shapes
+    assert len({np.round(g, 2).tobytes() for g in map(np.asarray, grippers)}) >= 3  # posed arm
     assert len({f.shape for f in seen}) >= 3
     assert main(["--output", str(tmp_path / "cli"), "--scenes", "2", "--per-scene", "3",
                  "--seed", "5"]) == 0

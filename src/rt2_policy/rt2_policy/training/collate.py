@@ -116,6 +116,8 @@ class ExampleEncoder:
         token_mapping: bins → vocabulary ids.
         plans: instruction → chain-of-thought plan, for robot examples without a ``"plan"``
             field (e.g. a paraphrased instruction → its canonical task).
+        image_position: ``"prefix"`` or ``"suffix"``, the checkpoint's prompt layout
+            (:func:`rt2_policy.prompts.with_image`).
 
     Raises:
         ValueError: when the processor has no tokenizer or the mapping and tokenizer disagree on
@@ -124,7 +126,7 @@ class ExampleEncoder:
 
     def __init__(self, processor: Any, action_tokenizer: ActionTokenizer,
                  token_mapping: ActionTokenMapping,
-                 plans: Mapping[str, str] | None = None) -> None:
+                 plans: Mapping[str, str] | None = None, image_position: str = "prefix") -> None:
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("processor: expected a .tokenizer attribute, got none")
@@ -136,6 +138,8 @@ class ExampleEncoder:
         self.action_tokenizer = action_tokenizer
         self.token_mapping = token_mapping
         self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
+        with_image("", self.image_token, image_position)  # validates the position
+        self.image_position = image_position
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                           else tokenizer.eos_token_id)
         eos = tokenizer.eos_token_id
@@ -179,7 +183,7 @@ class ExampleEncoder:
             ValueError: when the processor cannot encode the image/prompt.
         """
         try:
-            out = self.processor(text=[with_image(prompt, self.image_token)],
+            out = self.processor(text=[with_image(prompt, self.image_token, self.image_position)],
                                  images=[[to_pil(image)]], return_tensors="pt")
         except ValueError:
             raise

@@ -67,9 +67,11 @@ class TinyModelConfig:
     every word of the training texts (instructions, plans, questions, answers, ``words_files``).
     """
 
-    image_size: int = _doc("square input resolution, pixels; multiple of 2 * patch_size",
+    image_size: int = _doc("square input resolution, pixels; multiple of scale_factor * patch_size",
                            default=96)
     patch_size: int = _doc("vision patch size, pixels", default=16)
+    scale_factor: int = _doc("pixel-shuffle factor of the connector: (image_size / patch_size / "
+                             "scale_factor)^2 image tokens (1 = one token per patch)", default=2)
     text_hidden_size: int = _doc("Llama decoder width", default=256)
     text_layers: int = _doc("Llama decoder layers", default=4)
     text_heads: int = _doc("decoder query heads (even; KV heads = half)", default=4)
@@ -78,18 +80,26 @@ class TinyModelConfig:
     vision_heads: int = _doc("SigLIP attention heads", default=4)
     token_scheme: str = _doc("action token scheme: integer_tokens, least_used or last_n",
                              default="integer_tokens")
+    image_position: str = _doc("image placeholder before ('prefix') or after ('suffix') the "
+                               "text; suffix keeps a from-scratch decoder from making the image "
+                               "its attention sink (rt2_policy.prompts.with_image)",
+                               default="prefix")
     words_files: tuple[str, ...] = _doc("UTF-8 text files whose words join the vocabulary",
                                         default=())
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "text_hidden_size", "text_layers", "text_heads",
-                     "vision_hidden_size", "vision_layers", "vision_heads"):
+        for name in ("image_size", "patch_size", "scale_factor", "text_hidden_size",
+                     "text_layers", "text_heads", "vision_hidden_size", "vision_layers",
+                     "vision_heads"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, "an int >= 1", value)
-        _check(self.image_size % (2 * self.patch_size) == 0, "image_size",
-               f"a multiple of 2 * patch_size = {2 * self.patch_size}", self.image_size)
+        _check(self.image_size % (self.scale_factor * self.patch_size) == 0, "image_size",
+               f"a multiple of scale_factor * patch_size = {self.scale_factor * self.patch_size}",
+               self.image_size)
         _check(self.token_scheme in TOKEN_SCHEMES[1:], "token_scheme",
                f"one of {TOKEN_SCHEMES[1:]}", self.token_scheme)
+        _check(self.image_position in ("prefix", "suffix"), "image_position",
+               "'prefix' or 'suffix'", self.image_position)
         object.__setattr__(self, "words_files", _str_tuple("words_files", self.words_files))
 
 
@@ -157,6 +167,9 @@ class TrainConfig:
     batch_size: int = _doc("examples per optimizer step", default=16)
     learning_rate: float = _doc("peak AdamW learning rate, 1/step", default=1e-3)
     warmup_steps: int = _doc("linear warm-up steps from 0 to learning_rate", default=100)
+    vision_lr_scale: float = _doc("learning rate of the vision tower and connector relative to "
+                                  "learning_rate (> 0; VLM recipes train them slower)",
+                                  default=1.0)
     lr_schedule: str = _doc(f"decay after warm-up, one of {LR_SCHEDULES}", default="cosine")
     min_lr_ratio: float = _doc("final learning rate / peak for cosine and linear, in [0, 1]",
                                default=0.1)
@@ -179,6 +192,9 @@ class TrainConfig:
     plans_file: str = _doc("JSON object instruction -> plan for chain-of-thought targets (e.g. "
                            "a paraphrase -> its canonical task); '' = plan from the data or the "
                            "instruction", default="")
+    action_label_sigma: float = _doc(
+        "width in bins of the Gaussian that spreads each bin target over its neighbours "
+        "(ordinal label smoothing); 0 = plain cross-entropy as in RT-2", default=0.0)
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
     time_budget_min: float = _doc("stop (and save) after this many minutes; 0 = no limit",
@@ -223,9 +239,11 @@ class TrainConfig:
                "0 or 1", self.num_workers)
         _check(_is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate",
                "a number > 0 (1/step)", self.learning_rate)
+        _check(_is_number(self.vision_lr_scale) and self.vision_lr_scale > 0, "vision_lr_scale",
+               "a number > 0", self.vision_lr_scale)
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}",
                self.lr_schedule)
-        for name in ("weight_decay", "grad_clip", "time_budget_min"):
+        for name in ("weight_decay", "grad_clip", "time_budget_min", "action_label_sigma"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         betas = tuple(self.adam_betas)

@@ -53,6 +53,7 @@ from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
     load_action_config,
+    load_image_position,
     save_action_config,
 )
 from rt2_policy.training.collate import (  # noqa: E402
@@ -182,6 +183,61 @@ def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = Fa
     return losses, logits, targets, kinds, rows
 
 
+#: Parameter-name fragments of vision towers and vision-to-text connectors (Idefics3/SmolVLM,
+#: LLaVA, PaliGemma), for ``TrainConfig.vision_lr_scale``.
+VISION_PARAM_MARKERS = ("vision_model", "connector", "vision_tower", "multi_modal_projector")
+
+
+def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                            kinds: torch.Tensor, rows: torch.Tensor, action_ids: torch.Tensor,
+                            sigma: float) -> torch.Tensor:
+    """Cross-entropy against a discretised Gaussian over neighbouring bins for bin tokens.
+
+    RT-2 trains bins as unrelated classes (plain cross-entropy); bin ``b`` and ``b + 1`` are
+    almost the same action, so a target spread as ``exp(-(k - b)² / 2σ²)`` over the bins
+    ``k`` (renormalised, truncated at the range ends) teaches the ordering and gives neighbours
+    of a rare bin a gradient, which matters with few demonstrations. Applies to every target
+    token that is a bin id (``action_ids``) except the first of each robot row (the discrete
+    terminate flag, RT-2 §3.2); VQA answers written with bin tokens (pointing coordinates)
+    are smoothed too. Other tokens keep their plain loss.
+
+    Args:
+        losses: plain per-token cross-entropy, ``(N,)`` float32 (from :func:`token_losses`).
+        logits, targets, kinds, rows: the rest of :func:`token_losses`' output, ``(N, V)``,
+            ``(N,)``, ``(N,)``, ``(N,)``.
+        action_ids: vocabulary id of each bin, ``(num_bins,)`` int64.
+        sigma: Gaussian width in bins; ``<= 0`` returns ``losses`` unchanged.
+
+    Returns:
+        ``(N,)`` float32 per-token losses (nats).
+    """
+    if sigma <= 0 or targets.numel() == 0:
+        return losses
+    num_bins = action_ids.numel()
+    bin_of = torch.full((logits.shape[-1],), -1, dtype=torch.int64, device=targets.device)
+    bin_of[action_ids] = torch.arange(num_bins, device=targets.device)
+    target_bins = bin_of[targets]
+    smooth = target_bins >= 0
+    # the first bin token of each robot row is terminate: keep it a hard label
+    is_robot_bin = smooth & (kinds == KIND_ROBOT)
+    first_in_row = torch.ones_like(is_robot_bin)
+    idx = torch.nonzero(is_robot_bin).flatten()
+    if idx.numel():
+        r = rows[idx]
+        first_in_row[idx[1:]] = r[1:] != r[:-1]
+        smooth = smooth & ~(is_robot_bin & first_in_row)
+    if not bool(smooth.any()):
+        return losses
+    sel = torch.nonzero(smooth).flatten()
+    log_probs = F.log_softmax(logits[sel].float(), dim=-1)[:, action_ids]  # (M, num_bins)
+    k = torch.arange(num_bins, device=targets.device, dtype=torch.float32)
+    weights = torch.exp(-0.5 * ((k[None] - target_bins[sel, None].float()) / sigma) ** 2)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    out = losses.clone()
+    out[sel] = -(weights * log_probs).sum(dim=1)
+    return out
+
+
 class Trainer:
     """Co-fine-tunes a VLA as configured (see the module docstring).
 
@@ -274,7 +330,8 @@ class Trainer:
             token_scheme=tiny.token_scheme, patch_size=tiny.patch_size, corpus=self._corpus(),
             text_hidden_size=tiny.text_hidden_size, text_layers=tiny.text_layers,
             text_heads=tiny.text_heads, vision_hidden_size=tiny.vision_hidden_size,
-            vision_layers=tiny.vision_layers, vision_heads=tiny.vision_heads)
+            vision_layers=tiny.vision_layers, vision_heads=tiny.vision_heads,
+            image_position=tiny.image_position, scale_factor=tiny.scale_factor)
         log.info("built tiny model in %s (%.1f s)", path, time.perf_counter() - started)
         return path
 
@@ -326,6 +383,7 @@ class Trainer:
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
         processor = AutoProcessor.from_pretrained(source)
         action_tokenizer, mapping = self._action_config(source, processor.tokenizer)
+        self.image_position = load_image_position(source)
         vocab = int(model.get_output_embeddings().weight.shape[0])
         if max(mapping.token_ids) >= vocab:
             raise ValueError(f"token_mapping: expected ids < model vocabulary {vocab}, got "
@@ -375,17 +433,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ optimisation
     def _optimizer(self, model: Any):
-        decay, no_decay = [], []
-        for param in model.parameters():
+        """AdamW with decoupled weight decay on matrices only; the vision tower and the
+        vision-to-text connector (:data:`VISION_PARAM_MARKERS`) learn at
+        ``learning_rate * vision_lr_scale``."""
+        lr = self.config.learning_rate
+        vision_lr = lr * self.config.vision_lr_scale
+        buckets: dict[tuple[bool, bool], list] = {}
+        for name, param in model.named_parameters():
             if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.config.learning_rate,
-                                      betas=self.config.adam_betas)
+                key = (param.ndim >= 2, any(m in name for m in VISION_PARAM_MARKERS))
+                buckets.setdefault(key, []).append(param)
+        groups = [{"params": params, "weight_decay": self.config.weight_decay if decay else 0.0,
+                   "lr": vision_lr if vision else lr}
+                  for (decay, vision), params in sorted(buckets.items())]
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.config.adam_betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, self.config))
-        return optimizer, scheduler, decay + no_decay
+        return optimizer, scheduler, [p for g in groups for p in g["params"]]
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, step: int, model: Any, processor: Any, action_tokenizer: ActionTokenizer,
@@ -403,7 +467,7 @@ class Trainer:
         else:
             model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        save_action_config(tmp, action_tokenizer, mapping)
+        save_action_config(tmp, action_tokenizer, mapping, self.image_position)
         state = {
             "format_version": STATE_FORMAT_VERSION,
             "step": int(step),
@@ -466,13 +530,20 @@ class Trainer:
             ``eval_robot_loss``/``eval_vqa_loss`` (mean per token, nats),
             ``eval_action_acc`` (argmax over the action ids equals the target, over the 8
             action tokens), ``eval_action_bin_l1`` (mean |predicted − target bin| over the 7
-            continuous dims), ``eval_vqa_token_acc`` (argmax over the vocabulary).
+            continuous dims), ``eval_vqa_token_acc`` (argmax over the vocabulary) and, when VQA
+            answers hold bin tokens (pointing: ``"x y"``, 0..255), ``eval_point_l1`` (mean
+            |predicted − target| over those tokens, argmax over the bin ids): a direct
+            reading of how well the vision tower localises objects and the gripper.
         """
         was_training = model.training
         model.eval()
         sums = {KIND_ROBOT: [0.0, 0], KIND_VQA: [0.0, 0]}
         correct, total, l1, l1_n, vqa_ok, vqa_n = 0, 0, 0.0, 0, 0, 0
+        point_l1, point_n = 0.0, 0
         action_ids = torch.as_tensor(mapping.token_ids, device=self.device)
+        bin_of = torch.full((int(action_ids.max()) + 1,), -1, dtype=torch.int64,
+                            device=self.device)
+        bin_of[action_ids] = torch.arange(action_ids.numel(), device=self.device)
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             losses, logits, targets, kinds, _rows = token_losses(model, batch, self.config.bf16)
@@ -496,6 +567,15 @@ class Trainer:
             if vqa.any():
                 vqa_ok += int((logits[vqa].argmax(-1) == targets[vqa]).sum())
                 vqa_n += int(vqa.sum())
+                v_targets = targets[vqa]
+                in_range = v_targets <= bin_of.numel() - 1
+                v_bins = torch.where(in_range, bin_of[v_targets.clamp(max=bin_of.numel() - 1)],
+                                     torch.full_like(v_targets, -1))
+                points = v_bins >= 0
+                if points.any():
+                    guess = logits[vqa][points].float()[:, action_ids].argmax(-1)
+                    point_l1 += float((guess - v_bins[points]).abs().float().sum())
+                    point_n += int(points.sum())
         model.train(was_training)
         out: dict[str, float] = {}
         if sums[KIND_ROBOT][1]:
@@ -505,6 +585,8 @@ class Trainer:
         if sums[KIND_VQA][1]:
             out["eval_vqa_loss"] = sums[KIND_VQA][0] / sums[KIND_VQA][1]
             out["eval_vqa_token_acc"] = vqa_ok / max(1, vqa_n)
+        if point_n:
+            out["eval_point_l1"] = point_l1 / point_n
         return {k: round(v, 5) for k, v in out.items()}
 
     # ------------------------------------------------------------------ main loop
@@ -558,7 +640,9 @@ class Trainer:
         n_total = sum(p.numel() for p in model.parameters())
         log.info("parameters: %d trainable of %d", n_trainable, n_total)
 
-        encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans())
+        encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
+                                 image_position=self.image_position)
+        action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
                                  self.robot_fraction, cfg.seed)
         batches = MixtureBatches(self.robot, self.vqa, encoder, sampler, cot=cfg.cot,
@@ -604,7 +688,9 @@ class Trainer:
             for batch in loader:
                 step_index = int(batch.pop("step"))
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                losses, _logits, _targets, kinds, _rows = token_losses(model, batch, cfg.bf16)
+                losses, logits, targets, kinds, rows = token_losses(model, batch, cfg.bf16)
+                losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
+                                                 action_ids, cfg.action_label_sigma)
                 loss = losses.mean()
                 optimizer.zero_grad(set_to_none=True)
                 if not torch.isfinite(loss):
