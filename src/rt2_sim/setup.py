@@ -24,6 +24,7 @@ setup(
             "sim_node = rt2_sim.sim_node:main",
             "generate_vqa = rt2_sim.vqa_generation:main",
             "generate_demos = rt2_sim.generate_demos:main",
+            "generate_patch_labels = rt2_sim.patch_labels:main",
         ],
     },
 )

@@ -167,6 +167,10 @@ class TrainConfig:
     batch_size: int = _doc("examples per optimizer step", default=16)
     learning_rate: float = _doc("peak AdamW learning rate, 1/step", default=1e-3)
     warmup_steps: int = _doc("linear warm-up steps from 0 to learning_rate", default=100)
+    vision_pretrain_data: str = _doc(
+        "rt2_sim.patch_labels .npz: before training, pre-train the vision tower on what covers "
+        "each image patch (rt2_policy.training.vision_pretrain); '' = off", default="")
+    vision_pretrain_steps: int = _doc("steps of that pre-training (batch 32)", default=1000)
     vision_lr_scale: float = _doc("learning rate of the vision tower and connector relative to "
                                   "learning_rate (> 0; VLM recipes train them slower)",
                                   default=1.0)
@@ -228,7 +232,8 @@ class TrainConfig:
         for name in ("robot_fraction", "cot", "min_lr_ratio"):
             value = getattr(self, name)
             _check(_is_number(value) and 0.0 <= value <= 1.0, name, "a number in [0, 1]", value)
-        for name in ("max_steps", "batch_size", "log_interval", "eval_examples"):
+        for name in ("max_steps", "batch_size", "log_interval", "eval_examples",
+                     "vision_pretrain_steps"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, "an int >= 1", value)
         for name in ("warmup_steps", "seed", "num_threads", "cache_mb", "eval_interval",
@@ -253,6 +258,8 @@ class TrainConfig:
         for name in ("bf16", "resume", "progress", "preload"):
             _check(isinstance(getattr(self, name), bool), name, "a bool", getattr(self, name))
         _check(isinstance(self.plans_file, str), "plans_file", "a path or ''", self.plans_file)
+        _check(isinstance(self.vision_pretrain_data, str), "vision_pretrain_data",
+               "a path or ''", self.vision_pretrain_data)
         _check(self.token_scheme in TOKEN_SCHEMES, "token_scheme", f"one of {TOKEN_SCHEMES}",
                self.token_scheme)
         if isinstance(self.tiny, Mapping):

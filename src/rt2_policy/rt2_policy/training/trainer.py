@@ -335,6 +335,20 @@ class Trainer:
         log.info("built tiny model in %s (%.1f s)", path, time.perf_counter() - started)
         return path
 
+    def _pretrain_vision(self, source: str) -> str:
+        """Dense vision pre-training (:mod:`rt2_policy.training.vision_pretrain`) of ``source``
+        into ``output_dir/vision_pretrained``; returns that directory."""
+        from rt2_policy.training.vision_pretrain import pretrain_vision
+
+        cfg = self.config
+        target = self.out / "vision_pretrained"
+        summary = pretrain_vision(source, cfg.vision_pretrain_data, target,
+                                  steps=cfg.vision_pretrain_steps, seed=cfg.seed,
+                                  log=log.info)
+        log.info("vision pre-training: %s", json.dumps(summary))
+        self.vision_pretrain_summary = summary
+        return str(target)
+
     def _action_config(self, source: str, tokenizer: Any) -> tuple[ActionTokenizer,
                                                                    ActionTokenMapping]:
         scheme = self.config.token_scheme
@@ -380,6 +394,8 @@ class Trainer:
                          else tiny_dir)
         else:
             source = cfg.model
+        if resume is None and cfg.vision_pretrain_data:
+            source = self._pretrain_vision(source)
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
         processor = AutoProcessor.from_pretrained(source)
         action_tokenizer, mapping = self._action_config(source, processor.tokenizer)
