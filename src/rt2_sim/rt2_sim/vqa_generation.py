@@ -590,25 +590,18 @@ def scene_facts(sim, objects: Sequence[tuple[str, str, str, str]],
     ``sim.camera_pose()`` and ``sim.camera_info()``. Returns None when a centre falls outside
     the image (questions about it could be wrong).
     """
-    base_pos, base_quat = sim.base_pose()
-    base_rot = _rotation_from_quat_xyzw(base_quat)
     if positions is None:
+        base_pos, base_quat = sim.base_pose()
         world_positions = sim.object_positions()
         world = np.stack([np.asarray(world_positions[o[0]], float) for o in objects])
-        local = (world - base_pos) @ base_rot
+        local = (world - base_pos) @ _rotation_from_quat_xyzw(base_quat)
     else:
         local = np.asarray(positions, float).reshape(len(objects), 3)
-        world = local @ base_rot.T + base_pos
-    cam_pos, cam_quat = sim.camera_pose()
-    intr = sim.camera_info()
-    uv = project_to_image(world, cam_pos, cam_quat, intr.fx, intr.fy, intr.cx, intr.cy)
-    facts = []
-    for (_, colour, shape, kind), p, (u, v) in zip(objects, local, uv, strict=True):
-        if not (np.isfinite(u) and 0 <= u <= intr.width - 1 and 0 <= v <= intr.height - 1):
-            return None
-        facts.append(ObjectFact(colour, shape, tuple(p), float(u) / (intr.width - 1), kind,
-                                float(v) / (intr.height - 1)))
-    return facts
+    xy = image_points(sim, local)
+    if xy is None:
+        return None
+    return [ObjectFact(colour, shape, tuple(p), float(x), kind, float(y))
+            for (_, colour, shape, kind), p, (x, y) in zip(objects, local, xy, strict=True)]
 
 
 class SceneSource:
