@@ -22,11 +22,12 @@ Interfaces (defaults; all names are parameters):
 
 ``dry_run`` publishes the actions but sends only zero twists and no gripper commands.
 
-Thread model: policy steps run on a dedicated inference thread paced by the node's clock
-(``Clock.sleep_until``, so sim time works; a step that overruns its period is followed at once,
-without a catch-up burst). Executor callbacks therefore stay short: with inference in an executor
-callback, rclpy's ``MultiThreadedExecutor`` (9.1.x) spun a core and took the GIL from the model
-(the node reached 0.68x the raw infer rate; see the README's benchmark table).
+Thread model: policy steps run on a dedicated inference thread paced by ``Clock.sleep_until``
+(the node's clock under sim time, the steady clock otherwise; a step that overruns its period is
+followed at once, without a catch-up burst). Executor callbacks therefore stay short: with
+inference in an executor callback, rclpy's ``MultiThreadedExecutor`` (9.1.x) spun a core and
+took the GIL from the model (the node reached 0.68x the raw infer rate; see the README's
+benchmark table).
 Camera frames and the twist keep-alive run on a single-threaded executor of their own
 (:mod:`rt2_policy.high_rate_executor`, private node ``<name>_high_rate``): cheaper than the
 multi-threaded one, and the keep-alive keeps streaming (zeros after the hold window) while a
@@ -56,6 +57,7 @@ from rclpy.callback_groups import (  # noqa: E402
     MutuallyExclusiveCallbackGroup,
     ReentrantCallbackGroup,
 )
+from rclpy.clock import Clock, ClockType  # noqa: E402
 from rclpy.duration import Duration  # noqa: E402
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
@@ -318,22 +320,37 @@ class PolicyNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _control_worker(self) -> None:
-        """The inference thread: one control step per control period while active."""
-        clock = self.get_clock()
+        """The inference thread: one control step per control period while active.
+
+        Paced by the node's clock while ROS (sim) time is active, and by the steady clock
+        otherwise, so a step of the system clock (NTP, a resumed VM) neither stalls the loop
+        nor bursts it. A change of time source restarts the pacing instead of ending the
+        thread."""
         period = Duration(seconds=self._control.control_period)
-        due = clock.now()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        clock = due = None
         while self._active:
             try:
                 self._control_step()
+                pacing = self._pacing_clock(steady)
+                if pacing is not clock:
+                    clock, due = pacing, pacing.now()
                 due = max(due + period, clock.now())  # overran: next step now, no burst
                 if not clock.sleep_until(due, context=self.context):
-                    return  # context shut down
+                    if not self.context.ok():
+                        return  # context shut down
+                    clock = None  # time source changed: restart the pacing
             except Exception as exc:  # noqa: BLE001 - node torn down under us: stop quietly
-                if not self._active:
+                if not self._active or not self.context.ok():
                     return
                 self.get_logger().error(f"control step failed: {exc}")
                 self._publish_zero_twist()
                 time.sleep(self._control.control_period)
+
+    def _pacing_clock(self, steady: Clock) -> Clock:
+        """The node's clock when it runs on ROS (sim) time, else ``steady``."""
+        clock = self.get_clock()
+        return clock if getattr(clock, "ros_time_is_active", False) else steady
 
     def _stop_worker(self) -> None:
         worker = getattr(self, "_worker", None)

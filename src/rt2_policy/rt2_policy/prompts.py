@@ -67,6 +67,17 @@ def vqa_prompt(question: str) -> str:
 IMAGE_POSITIONS = ("prefix", "suffix")
 
 
+def check_image_position(position: str) -> str:
+    """Return ``position`` if it is a known prompt layout (:data:`IMAGE_POSITIONS`).
+
+    Raises:
+        ValueError: "expected one of ('prefix', 'suffix'), got …".
+    """
+    if position not in IMAGE_POSITIONS:
+        raise ValueError(f"position: expected one of {IMAGE_POSITIONS}, got {position!r}")
+    return position
+
+
 def with_image(prompt: str, image_token: str = DEFAULT_IMAGE_TOKEN,
                position: str = "prefix") -> str:
     """``prompt`` with one image placeholder, the layout ``Idefics3Processor`` expands.
@@ -88,6 +99,5 @@ def with_image(prompt: str, image_token: str = DEFAULT_IMAGE_TOKEN,
     """
     if image_token in prompt:
         raise ValueError(f"prompt: expected no {image_token!r} placeholder, got {prompt!r}")
-    if position not in IMAGE_POSITIONS:
-        raise ValueError(f"position: expected one of {IMAGE_POSITIONS}, got {position!r}")
+    check_image_position(position)
     return f"{image_token}{prompt}" if position == "prefix" else f"{prompt}{image_token}"

@@ -51,6 +51,7 @@ from rt2_policy.contract import ACTION_DIM_NAMES, Observation, RobotAction  # no
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
+    check_image_position,
     vqa_prompt,
     with_image,
 )
@@ -165,7 +166,7 @@ class VLAPolicy:
         if tokenizer is not None:
             tokenizer.padding_side = "left"  # batched decoding needs left padding
         self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
-        with_image("", self.image_token, image_position)  # validates the position
+        check_image_position(image_position)
         self.image_position = image_position
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device

@@ -10,7 +10,13 @@ import torch
 
 from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionBounds, ActionTokenizer
 from rt2_policy.contract import Observation, Policy, RobotAction
-from rt2_policy.prompts import action_prompt, normalize_instruction, vqa_prompt, with_image
+from rt2_policy.prompts import (
+    action_prompt,
+    check_image_position,
+    normalize_instruction,
+    vqa_prompt,
+    with_image,
+)
 from rt2_policy.vla_policy import VLAPolicy
 
 
@@ -43,6 +49,9 @@ def test_vqa_prompt_and_image_placeholder():
         with_image("<image>Q: x A:")
     with pytest.raises(ValueError, match="position"):
         with_image("Q: x A:", position="middle")
+    assert check_image_position("suffix") == "suffix"
+    with pytest.raises(ValueError, match="expected one of .*got 'middle'"):
+        check_image_position("middle")
 
 
 def test_image_position_is_stored_with_the_model_and_used(tmp_path):

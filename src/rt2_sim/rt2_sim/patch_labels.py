@@ -122,7 +122,7 @@ def generate(output: str | Path, scenes: int, seed: int = 0, split: str = "seen"
     source = SceneSource(arm_pose_rate)
     try:
         image, *_ = source.next(seed, split)
-        sim = source._sim("tasks")
+        sim = source.task_simulation
         pixels = PixelClasses(sim)
         images = np.zeros((scenes, *image.shape), np.uint8)
         labels = np.zeros((scenes, grid, grid), np.int64)

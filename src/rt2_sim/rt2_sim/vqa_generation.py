@@ -644,6 +644,18 @@ class SceneSource:
         """``"tasks"`` or ``"plain"`` (see the class doc)."""
         return "tasks" if self.tasks is not None else "plain"
 
+    @property
+    def task_simulation(self):
+        """The :class:`~rt2_sim.simulation.ArmSimulation` that renders task scenes (the one the
+        last :meth:`next` posed, when the task families are available).
+
+        Raises:
+            RuntimeError: when ``rt2_sim.tasks`` is not available (plain scenes only).
+        """
+        if self.tasks is None:
+            raise RuntimeError("task scenes: expected rt2_sim.tasks to be importable, got none")
+        return self._sim("tasks")
+
     def _sim(self, key):
         if key not in self._sims:
             from rt2_sim.scene import SceneConfig

@@ -40,6 +40,7 @@ from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
+    check_image_position,
     vqa_prompt,
     with_image,
 )
@@ -138,7 +139,7 @@ class ExampleEncoder:
         self.action_tokenizer = action_tokenizer
         self.token_mapping = token_mapping
         self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
-        with_image("", self.image_token, image_position)  # validates the position
+        check_image_position(image_position)
         self.image_position = image_position
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                           else tokenizer.eos_token_id)
