@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Reproduce the embedded model (src/rt2_policy/models/rt2_tiny_sim) and its robot-data-only
-# ablation from scratch on a 2-core CPU machine: scripted demonstrations (LeRobot format),
-# sim VQA data, then two co-fine-tuning runs in parallel (1 torch thread each).
+# Train the embedded-model candidate and its robot-data-only ablation from scratch on a 2-core
+# CPU machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, then two
+# co-fine-tuning runs in parallel (1 torch thread each). No run of this recipe has reached the
+# bar for shipping yet (README, "Train -> Status"), so `make demo` still uses random weights.
 #   scripts/run.sh bash scripts/train_embedded.sh [DATA_DIR] [RUNS_DIR]
-# Stages are skipped when their output exists, so an interrupted run resumes.
+# Stages are skipped when their output exists, so an interrupted run resumes. Sizes can be
+# shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_PATCH_SCENES,
+# RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
 STEPS=${RT2_TRAIN_STEPS:-7000}
 SCENES=${RT2_VQA_SCENES:-2000}
+EPISODES=${RT2_DEMO_EPISODES:-1600}
+PATCH_SCENES=${RT2_PATCH_SCENES:-3000}
+PRETRAIN_STEPS=${RT2_VISION_PRETRAIN_STEPS:-1500}
 mkdir -p "$DATA" "$RUNS"
 
 # 1. Demonstrations: 1600 expert episodes (4 families in rotation, seen split, seeds 0..1599,
 #    DART noise 6 mm/step on half of them); only successful episodes are kept.
 [ -f "$DATA/demos/meta/info.json" ] ||
-  python -m rt2_sim.generate_demos --output "$DATA/demos" --episodes 1600 --seed 0 --workers 2
+  python -m rt2_sim.generate_demos --output "$DATA/demos" --episodes "$EPISODES" --seed 0 --workers 2
 # 2. Vision-language data from sim scenes (stands in for web VQA): seen scenes, plus scenes with
 #    the held-out objects and backgrounds (web data knows objects robot data never touched).
 #    Half the scenes show the arm posed over the workspace; questions include pointing at
@@ -31,7 +37,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 # 2b. What covers each 12 px patch (object colour, arm, background) in 3,000 more scenes, from
 #     MuJoCo's segmentation: the vision tower is pre-trained on it before co-fine-tuning.
 [ -f "$DATA/patch_labels.npz" ] ||
-  python -m rt2_sim.patch_labels --output "$DATA/patch_labels.npz" --scenes 3000 --seed 10000
+  python -m rt2_sim.patch_labels --output "$DATA/patch_labels.npz" --scenes "$PATCH_SCENES" --seed 10000
 
 # 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only. Each
 #    first pre-trains the vision tower on the patch labels (1,500 steps, ~7 min); then the tower
@@ -40,7 +46,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12
         --tiny.words-files "$DATA/instruction_words.txt"
         --robot-datasets "$DATA/demos" --max-steps "$STEPS" --batch-size 16
-        --vision-pretrain-data "$DATA/patch_labels.npz" --vision-pretrain-steps 1500
+        --vision-pretrain-data "$DATA/patch_labels.npz" --vision-pretrain-steps "$PRETRAIN_STEPS"
         --learning-rate 5e-4 --warmup-steps 300 --vision-lr-scale 0.1 --action-label-sigma 3
         --num-threads 1 --cache-mb 4200 --seed 0
         --save-interval 1000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-60} --progress false)

@@ -1,0 +1,34 @@
+"""`make train` (scripts/train_embedded.sh) runs every stage end to end, shrunk to a smoke size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_recipe_chains_every_stage(tmp_path):
+    env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
+               RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", HF_HUB_OFFLINE="1",
+               OMP_WAIT_POLICY="PASSIVE")
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
+                           str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads((data / "demos" / "meta" / "info.json").read_text())["total_episodes"] >= 1
+    for name in ("vqa_seen", "vqa_unseen_objects", "vqa_unseen_backgrounds"):
+        assert (data / name / "vqa.jsonl").stat().st_size > 0
+    assert (data / "patch_labels.npz").exists()
+    for run in ("cofinetuned", "robot_only"):
+        summary = json.loads((runs / f"{run}.log").read_text().strip().splitlines()[-1])
+        assert summary["step"] == 10 and summary["stopped"] == "max_steps"
+        assert (runs / run / "vision_pretrained").is_dir()  # the tower was pre-trained first
+        assert (Path(summary["checkpoint"]) / "action_tokenizer_config.json").exists()
+    cofinetuned = json.loads((runs / "cofinetuned.log").read_text().strip().splitlines()[-1])
+    assert "vqa_loss" in cofinetuned  # the VQA mixture was sampled
+    robot_only = json.loads((runs / "robot_only.log").read_text().strip().splitlines()[-1])
+    assert "vqa_loss" not in robot_only
