@@ -410,6 +410,15 @@ class PolicyNode(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _hold_time(self) -> tuple[float, str]:
+        """``(now, clock)`` for the twist hold window: the node's clock under sim time (the window
+        is one control period of sim time), else the steady clock, so that a step of the system
+        clock (NTP, a resumed VM) cannot stretch a motion command."""
+        clock = self.get_clock()
+        if getattr(clock, "ros_time_is_active", False):
+            return clock.now().nanoseconds * 1e-9, "ros"
+        return time.monotonic(), "steady"
+
     def _on_image(self, msg: Image) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:
@@ -581,7 +590,8 @@ class PolicyNode(LifecycleNode):
             if result.twist.is_zero() or result.finished:
                 self._hold.stop()
             else:
-                self._hold.set(result.twist, now, self._control.control_period)
+                hold_now, hold_clock = self._hold_time()
+                self._hold.set(result.twist, hold_now, self._control.control_period, hold_clock)
         if result.fault:
             self._log_fault(result.fault)
             self._publish_zero_twist()
@@ -626,7 +636,8 @@ class PolicyNode(LifecycleNode):
 
     def _stream_twist(self) -> None:
         with self._lock:
-            twist = self._hold.current(self._now())
+            hold_now, hold_clock = self._hold_time()
+            twist = self._hold.current(hold_now, hold_clock)
         self._publish_twist(twist)
 
     def _publish_twist(self, twist: Twist) -> None:

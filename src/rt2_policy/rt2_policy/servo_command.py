@@ -134,23 +134,31 @@ def action_to_twist(action: RobotAction, control_period: float, limits: TwistLim
 class TwistHold:
     """Holds one twist for a fixed window, then reports zero: what the keep-alive stream publishes.
 
-    Not thread-safe by itself; the node guards it with its own lock. Times are seconds on one clock.
+    Not thread-safe by itself; the node guards it with its own lock. Times are seconds on the
+    clock named by ``clock`` (e.g. ``"steady"`` or ``"ros"``): a query on another clock than the
+    window was set on reports zero, so a change of time source can never stretch a motion
+    command.
     """
 
     def __init__(self) -> None:
         self._twist = Twist.zero()
         self._until = -math.inf
+        self._clock = ""
 
-    def set(self, twist: Twist, now: float, duration: float) -> None:
-        """Stream ``twist`` from ``now`` for ``duration`` seconds."""
+    def set(self, twist: Twist, now: float, duration: float, clock: str = "steady") -> None:
+        """Stream ``twist`` from ``now`` for ``duration`` seconds on ``clock``."""
         self._twist = twist
         self._until = now + duration
+        self._clock = clock
 
     def stop(self) -> None:
         """Stream zeros from now on."""
         self._twist = Twist.zero()
         self._until = -math.inf
 
-    def current(self, now: float) -> Twist:
-        """The twist to publish at time ``now``: the held one inside its window, else zero."""
-        return self._twist if now < self._until else Twist.zero()
+    def current(self, now: float, clock: str = "steady") -> Twist:
+        """The twist to publish at time ``now`` on ``clock``: the held one inside its window,
+        else zero (also when ``clock`` is not the one the window was set on)."""
+        if clock != self._clock or not now < self._until:
+            return Twist.zero()
+        return self._twist

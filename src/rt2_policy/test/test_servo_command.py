@@ -73,3 +73,16 @@ def test_hold_expires_to_zero():
     hold.set(twist, now=11.0, duration=0.2)
     hold.stop()
     assert hold.current(11.05).is_zero()
+
+
+def test_hold_is_zero_on_another_clock():
+    # A window set on the steady clock says nothing about sim time (and back): zero, not the
+    # held twist, whatever the other clock reads.
+    hold = TwistHold()
+    twist = Twist(np.array([0.1, 0, 0]), np.zeros(3))
+    hold.set(twist, now=5000.0, duration=0.2, clock="steady")
+    assert hold.current(5000.1, clock="steady") is twist
+    assert hold.current(100.0, clock="ros").is_zero()
+    hold.set(twist, now=100.0, duration=0.2, clock="ros")
+    assert hold.current(100.1, clock="ros") is twist
+    assert hold.current(50.0, clock="steady").is_zero()
