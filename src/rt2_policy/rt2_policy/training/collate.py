@@ -46,6 +46,7 @@ from rt2_policy.prompts import (  # noqa: E402
 )
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
 from rt2_policy.training.cot import choose_plan  # noqa: E402
+from rt2_policy.training.grounding import answer_point  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
 
 #: Label value ignored by ``torch.nn.functional.cross_entropy``.
@@ -93,6 +94,8 @@ class EncodedExample:
             floating ones stored as float16, 0/1 attention masks as bool.
         target_ids: robot: the 8 action token ids; VQA: the answer ids (EOS not included).
         plan: robot: the chain-of-thought plan source (``{"task", "plan"}``), else empty.
+        point: VQA pointing answer ``(x, y)`` in 0..255 (for the grounding loss,
+            :mod:`rt2_policy.training.grounding`), else None.
     """
 
     kind: int
@@ -100,6 +103,7 @@ class EncodedExample:
     images: dict[str, torch.Tensor]
     target_ids: tuple[int, ...]
     plan: dict[str, str] = field(default_factory=dict)
+    point: tuple[int, int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -234,7 +238,8 @@ class ExampleEncoder:
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"answer: expected a non-empty string, got {answer!r}")
         prompt_ids, images = self.encode_prompt(example["image"], vqa_prompt(example["question"]))
-        return EncodedExample(KIND_VQA, prompt_ids, images, self.text_ids(" " + answer.strip()))
+        return EncodedExample(KIND_VQA, prompt_ids, images, self.text_ids(" " + answer.strip()),
+                              point=answer_point(answer))
 
     def target_ids(self, encoded: EncodedExample, plan: str | None = None) -> tuple[int, ...]:
         """The labelled ids of an example: robot ``[plan ids, marker ids,] 8 action ids, EOS``;
@@ -274,7 +279,9 @@ def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
         labels[row, n_prompt:length] = target_t
         attention[row, :length] = 1
     out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-           "kind": torch.as_tensor([ex.kind for ex, _ in rows], dtype=torch.int64)}
+           "kind": torch.as_tensor([ex.kind for ex, _ in rows], dtype=torch.int64),
+           "point": torch.as_tensor([ex.point if ex.point is not None else (-1, -1)
+                                     for ex, _ in rows], dtype=torch.int64)}
     for key in rows[0][0].images:
         try:
             value = torch.cat([ex.images[key] for ex, _ in rows], dim=0)

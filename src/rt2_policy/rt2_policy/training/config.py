@@ -199,6 +199,10 @@ class TrainConfig:
     action_label_sigma: float = _doc(
         "width in bins of the Gaussian that spreads each bin target over its neighbours "
         "(ordinal label smoothing); 0 = plain cross-entropy as in RT-2", default=0.0)
+    grounding_loss_weight: float = _doc(
+        "weight of the pointer loss over the image tokens on pointing questions (the token "
+        "holding the named object; rt2_policy.training.grounding); needs the 'suffix' prompt "
+        "layout; 0 = off", default=0.0)
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
     time_budget_min: float = _doc("stop (and save) after this many minutes; 0 = no limit",
@@ -248,7 +252,8 @@ class TrainConfig:
                "a number > 0", self.vision_lr_scale)
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}",
                self.lr_schedule)
-        for name in ("weight_decay", "grad_clip", "time_budget_min", "action_label_sigma"):
+        for name in ("weight_decay", "grad_clip", "time_budget_min", "action_label_sigma",
+                     "grounding_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         betas = tuple(self.adam_betas)

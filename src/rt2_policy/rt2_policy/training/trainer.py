@@ -11,7 +11,10 @@ model keeps its language and visual knowledge (Table 6: co-fine-tuning beats fin
 * model: a fresh tiny Idefics3 (``model="tiny"``, vocabulary built from the data's words) or any
   ``AutoModelForImageTextToText`` checkpoint; full fine-tuning, or peft LoRA for large ones;
 * loss: next-token cross-entropy on target tokens only; the LM head runs on labelled positions
-  only (cheap with large vocabularies); robot and VQA losses are logged separately;
+  only (cheap with large vocabularies); robot and VQA losses are logged separately; optionally
+  ordinal label smoothing of action bins (``action_label_sigma``) and a pointer loss over the
+  image tokens on pointing questions (``grounding_loss_weight``,
+  :mod:`rt2_policy.training.grounding`; its head is kept in ``training_state.pt``);
 * AdamW, linear warm-up then cosine/linear decay, global-norm gradient clipping, optional bf16
   autocast, a wall-clock budget;
 * output (``output_dir``): ``checkpoint-NNNNNNN/`` directories loadable with
@@ -64,6 +67,7 @@ from rt2_policy.training.collate import (  # noqa: E402
     MixtureBatches,
 )
 from rt2_policy.training.config import TrainConfig  # noqa: E402
+from rt2_policy.training.grounding import GroundingHead, grounding_loss  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
 from rt2_policy.training.sources import (  # noqa: E402
     open_robot_datasets,
@@ -151,25 +155,30 @@ def _backbone_and_head(model: Any):
     return inner, head
 
 
-def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = False):
+def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = False,
+                 return_hidden: bool = False):
     """Per-token next-token cross-entropy on the labelled positions of ``batch``.
 
     Args:
         model: the VLM (train or eval mode).
         batch: :func:`rt2_policy.training.collate.collate` output on the model's device.
         autocast: run the forward under bfloat16 autocast.
+        return_hidden: also return the final hidden states ``(B, L, D)`` (for the grounding
+            loss; None for models without a separate decoder and head).
 
     Returns:
         ``(losses (N,) float32, logits (N, V), targets (N,) int64, kinds (N,) int64,
-        rows (N,) int64)`` over the N labelled tokens, in row-major order.
+        rows (N,) int64)`` over the N labelled tokens, in row-major order, then ``hidden``
+        when ``return_hidden``.
     """
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "kind", "step")}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "kind", "step", "point")}
     mask = labels[:, 1:] != IGNORE_INDEX  # token t+1 is predicted at position t
     device_type = labels.device.type
     ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if autocast
            else contextlib.nullcontext())
     backbone, head = _backbone_and_head(model)
+    hidden = None
     with ctx:
         if backbone is not None:
             hidden = backbone(**inputs, use_cache=False).last_hidden_state
@@ -180,6 +189,8 @@ def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = Fa
     losses = F.cross_entropy(logits.float(), targets, reduction="none")
     rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(mask)[mask]
     kinds = batch["kind"].to(labels.device)[rows]
+    if return_hidden:
+        return losses, logits, targets, kinds, rows, hidden
     return losses, logits, targets, kinds, rows
 
 
@@ -279,6 +290,8 @@ class Trainer:
             fraction = 0.0
         self.robot_fraction = fraction
         self.device = torch.device(config.device)
+        self._grounding_head: GroundingHead | None = None
+        self._image_token_id = -1
         self._corpus_cache: list[str] | None = None
 
     # ------------------------------------------------------------------ model
@@ -448,10 +461,30 @@ class Trainer:
                         "e.g. in: %s", " | ".join(list(unknown)[:10]))
 
     # ------------------------------------------------------------------ optimisation
-    def _optimizer(self, model: Any):
+    def _make_grounding_head(self, model: Any) -> GroundingHead | None:
+        """The grounding head when ``grounding_loss_weight > 0``, else None.
+
+        Raises:
+            ValueError: when the checkpoint's prompt layout is not ``"suffix"`` (image tokens
+                placed before the question cannot know which object it names).
+        """
+        if self.config.grounding_loss_weight <= 0:
+            return None
+        if self.image_position != "suffix":
+            raise ValueError("grounding_loss_weight: expected a checkpoint with "
+                             "image_position 'suffix' (image after the question, "
+                             f"--tiny.image-position suffix), got {self.image_position!r}")
+        _backbone, head = _backbone_and_head(model)
+        if head is None:
+            raise ValueError("grounding_loss_weight: expected a model with a decoder and an "
+                             f"output embedding, got {type(model).__name__}")
+        return GroundingHead(int(head.weight.shape[1])).to(self.device)
+
+    def _optimizer(self, model: Any, extra: torch.nn.Module | None = None):
         """AdamW with decoupled weight decay on matrices only; the vision tower and the
         vision-to-text connector (:data:`VISION_PARAM_MARKERS`) learn at
-        ``learning_rate * vision_lr_scale``."""
+        ``learning_rate * vision_lr_scale``; ``extra`` (the grounding head) at
+        ``learning_rate``, without decay."""
         lr = self.config.learning_rate
         vision_lr = lr * self.config.vision_lr_scale
         buckets: dict[tuple[bool, bool], list] = {}
@@ -462,6 +495,8 @@ class Trainer:
         groups = [{"params": params, "weight_decay": self.config.weight_decay if decay else 0.0,
                    "lr": vision_lr if vision else lr}
                   for (decay, vision), params in sorted(buckets.items())]
+        if extra is not None:
+            groups.append({"params": list(extra.parameters()), "weight_decay": 0.0, "lr": lr})
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.config.adam_betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, self.config))
@@ -494,6 +529,8 @@ class Trainer:
             "elapsed_s": float(elapsed),
             "config": self.config.to_dict(),
         }
+        if self._grounding_head is not None:
+            state["grounding_head"] = self._grounding_head.state_dict()
         torch.save(state, tmp / STATE_NAME)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -549,20 +586,29 @@ class Trainer:
             continuous dims), ``eval_vqa_token_acc`` (argmax over the vocabulary) and, when VQA
             answers hold bin tokens (pointing: ``"x y"``, 0..255), ``eval_point_l1`` (mean
             |predicted − target| over those tokens, argmax over the bin ids): a direct
-            reading of how well the vision tower localises objects and the gripper.
+            reading of how well the vision tower localises objects and the gripper;
+            ``eval_grounding_acc`` (share of pointing questions whose grounding head picks the
+            image token holding the point) when the grounding loss is on.
         """
         was_training = model.training
         model.eval()
         sums = {KIND_ROBOT: [0.0, 0], KIND_VQA: [0.0, 0]}
         correct, total, l1, l1_n, vqa_ok, vqa_n = 0, 0, 0.0, 0, 0, 0
         point_l1, point_n = 0.0, 0
+        grounded, grounded_n = 0, 0
         action_ids = torch.as_tensor(mapping.token_ids, device=self.device)
         bin_of = torch.full((int(action_ids.max()) + 1,), -1, dtype=torch.int64,
                             device=self.device)
         bin_of[action_ids] = torch.arange(action_ids.numel(), device=self.device)
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            losses, logits, targets, kinds, _rows = token_losses(model, batch, self.config.bf16)
+            losses, logits, targets, kinds, _rows, hidden = token_losses(
+                model, batch, self.config.bf16, return_hidden=True)
+            if self._grounding_head is not None and hidden is not None:
+                _loss, ok, n = grounding_loss(self._grounding_head, hidden, batch["input_ids"],
+                                              batch["point"], self._image_token_id)
+                grounded += ok
+                grounded_n += n
             for kind in (KIND_ROBOT, KIND_VQA):
                 sel = kinds == kind
                 sums[kind][0] += float(losses[sel].sum())
@@ -603,6 +649,8 @@ class Trainer:
             out["eval_vqa_token_acc"] = vqa_ok / max(1, vqa_n)
         if point_n:
             out["eval_point_l1"] = point_l1 / point_n
+        if grounded_n:
+            out["eval_grounding_acc"] = grounded / grounded_n
         return {k: round(v, 5) for k, v in out.items()}
 
     # ------------------------------------------------------------------ main loop
@@ -627,7 +675,8 @@ class Trainer:
         state = (torch.load(resume / STATE_NAME, map_location="cpu", weights_only=True)
                  if resume is not None else None)
         model, processor, action_tokenizer, mapping = self._load(resume)
-        optimizer, scheduler, params = self._optimizer(model)
+        self._grounding_head = self._make_grounding_head(model)
+        optimizer, scheduler, params = self._optimizer(model, self._grounding_head)
         start_step = 0
         elapsed_before = 0.0
         if state is not None:
@@ -636,6 +685,8 @@ class Trainer:
                                  f"{STATE_FORMAT_VERSION}, got {state.get('format_version')}")
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if self._grounding_head is not None and "grounding_head" in state:
+                self._grounding_head.load_state_dict(state["grounding_head"])
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
             start_step = int(state["step"])
@@ -652,13 +703,17 @@ class Trainer:
             (self.out / METRICS_NAME).unlink()
         (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n",
                                               encoding="utf-8")
-        n_trainable = sum(p.numel() for p in params)
+        n_head = (sum(p.numel() for p in self._grounding_head.parameters())
+                  if self._grounding_head is not None else 0)
+        n_trainable = sum(p.numel() for p in params) - n_head
         n_total = sum(p.numel() for p in model.parameters())
-        log.info("parameters: %d trainable of %d", n_trainable, n_total)
+        log.info("parameters: %d trainable of %d%s", n_trainable, n_total,
+                 f" (+{n_head} in the grounding head)" if n_head else "")
 
         encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
                                  image_position=self.image_position)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
+        self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
                                  self.robot_fraction, cfg.seed)
         batches = MixtureBatches(self.robot, self.vqa, encoder, sampler, cot=cfg.cot,
@@ -704,10 +759,18 @@ class Trainer:
             for batch in loader:
                 step_index = int(batch.pop("step"))
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                losses, logits, targets, kinds, rows = token_losses(model, batch, cfg.bf16)
+                losses, logits, targets, kinds, rows, hidden = token_losses(
+                    model, batch, cfg.bf16, return_hidden=True)
                 losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
                                                  action_ids, cfg.action_label_sigma)
                 loss = losses.mean()
+                if self._grounding_head is not None and hidden is not None:
+                    g_loss, g_ok, g_n = grounding_loss(self._grounding_head, hidden,
+                                                       batch["input_ids"], batch["point"],
+                                                       self._image_token_id)
+                    if g_loss is not None:
+                        loss = loss + cfg.grounding_loss_weight * g_loss
+                        window.add_grounding(float(g_loss.detach()), g_ok, g_n)
                 optimizer.zero_grad(set_to_none=True)
                 if not torch.isfinite(loss):
                     bad_steps += 1
@@ -808,6 +871,13 @@ class _Window:
         self.grad = 0.0
         self.steps = 0
         self.start = now
+        self.grounding = [0.0, 0, 0, 0]  # loss sum, steps, right, rows
+
+    def add_grounding(self, loss: float, correct: int, rows: int) -> None:
+        self.grounding[0] += loss
+        self.grounding[1] += 1
+        self.grounding[2] += correct
+        self.grounding[3] += rows
 
     def add(self, losses: torch.Tensor, kinds: torch.Tensor, grad_norm: float) -> None:
         for kind in (KIND_ROBOT, KIND_VQA):
@@ -830,6 +900,9 @@ class _Window:
             record["robot_loss"] = round(self.sums[KIND_ROBOT] / self.counts[KIND_ROBOT], 5)
         if self.counts[KIND_VQA]:
             record["vqa_loss"] = round(self.sums[KIND_VQA] / self.counts[KIND_VQA], 5)
+        if self.grounding[1]:
+            record["grounding_loss"] = round(self.grounding[0] / self.grounding[1], 5)
+            record["grounding_acc"] = round(self.grounding[2] / max(1, self.grounding[3]), 5)
         self.reset(now)
         return record
 

@@ -1,0 +1,115 @@
+"""The pointer loss over image tokens: parsing, cells, the head, and the trainer option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rt2_policy.training.config import TinyModelConfig, TrainConfig
+from rt2_policy.training.grounding import (
+    GroundingHead,
+    answer_point,
+    grounding_loss,
+    point_cells,
+)
+from rt2_policy.training.trainer import Trainer, read_metrics
+
+
+def test_answer_point_parses_only_point_answers():
+    assert answer_point("181 170") == (181, 170)
+    assert answer_point(" 0 255 ") == (0, 255)
+    for text in ("red", "181", "181 170 3", "256 10", "-1 5", "", None):
+        assert answer_point(text) is None
+
+
+def test_point_cells_are_row_major():
+    points = torch.tensor([[0, 0], [255, 255], [64, 0], [0, 64], [63, 63], [200, 70], [-1, -1]])
+    assert point_cells(points, 4).tolist() == [0, 15, 1, 4, 0, 4 * 1 + 3, -1]
+    with pytest.raises(ValueError, match="grid"):
+        point_cells(points, 0)
+
+
+def test_idefics3_connector_orders_image_tokens_row_major():
+    # The cell convention above rests on transformers' pixel shuffle: token r*g+c holds the
+    # patches of block row r, block column c.
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector
+
+    side, scale = 8, 2
+    rows, cols = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    # one feature per patch: its block index, so every channel of a token must agree
+    block = torch.tensor((rows // scale) * (side // scale) + cols // scale, dtype=torch.float32)
+    x = block.reshape(1, side * side, 1)
+    shuffled = Idefics3Connector.pixel_shuffle(None, x, scale_factor=scale)
+    assert shuffled.shape == (1, (side // scale) ** 2, scale ** 2)
+    for token in range(shuffled.shape[1]):
+        assert torch.all(shuffled[0, token] == token)
+
+
+def test_head_scores_image_tokens_and_checks_the_grid():
+    head = GroundingHead(8)
+    hidden = torch.randn(2, 7, 8)
+    ids = torch.tensor([[1, 9, 9, 9, 9, 2, 3], [1, 2, 9, 9, 9, 9, 3]])
+    assert head(hidden, ids, 9).shape == (2, 4)
+    with pytest.raises(ValueError, match="same number"):
+        head(hidden, torch.tensor([[9, 9, 9, 9, 0, 0, 0], [9, 9, 9, 0, 0, 0, 0]]), 9)
+    with pytest.raises(ValueError, match="square"):
+        head(hidden, torch.tensor([[9, 9, 9, 0, 0, 0, 0], [9, 9, 9, 0, 0, 0, 0]]), 9)
+    loss, right, rows = grounding_loss(head, hidden, ids, torch.full((2, 2), -1), 9)
+    assert loss is None and (right, rows) == (0, 0)
+    loss, right, rows = grounding_loss(head, hidden, ids, torch.tensor([[-1, -1], [200, 10]]),
+                                       9)
+    assert loss is not None and rows == 1 and right in (0, 1)
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30)}
+
+
+def _pointing_data(n: int, seed: int = 0):
+    """Two 12 px squares in a 48 px image; "point to the <colour> zebra" → its centre."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        image = np.full((48, 48, 3), 40, np.uint8)
+        cells = rng.choice(16, 2, replace=False)
+        centres = {}
+        for colour, cell in zip(COLOURS, cells, strict=True):
+            r, c = divmod(int(cell), 4)
+            image[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = COLOURS[colour]
+            centres[colour] = (c * 64 + 32, r * 64 + 32)
+        colour = list(COLOURS)[i % 2]
+        x, y = centres[colour]
+        rows.append({"image": image, "question": f"point to the {colour} zebra",
+                     "answer": f"{x} {y}"})
+    return rows
+
+
+def _config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(vqa_datasets=("in-memory",), output_dir=str(tmp_path / "run"), max_steps=40,
+                  batch_size=8, learning_rate=3e-3, warmup_steps=0, lr_schedule="constant",
+                  log_interval=10, eval_interval=0, eval_examples=8, save_interval=0,
+                  num_threads=2, num_workers=0, progress=False, grounding_loss_weight=1.0,
+                  tiny=TinyModelConfig(image_size=48, patch_size=6, image_position="suffix"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_trainer_learns_the_pointer_and_keeps_its_head_for_resume(tmp_path):
+    vqa = _pointing_data(8)
+    result = Trainer(_config(tmp_path), robot=[], vqa=vqa).train()
+    metrics = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl")
+               if "grounding_loss" in m]
+    assert len(metrics) >= 3
+    # 8 fixed examples: the pointer must fit them, from ~log(16) = 2.8 nats at the start
+    assert metrics[-1]["grounding_loss"] < 0.5 * metrics[0]["grounding_loss"]
+    assert "eval_grounding_acc" in result.metrics
+    state = torch.load(tmp_path / "run" / "latest" / "training_state.pt", weights_only=True)
+    assert set(state["grounding_head"]) == {"score.weight", "score.bias"}
+
+
+def test_grounding_needs_the_suffix_layout(tmp_path):
+    cfg = _config(tmp_path, tiny=TinyModelConfig(image_size=48, patch_size=6))
+    with pytest.raises(ValueError, match="image_position 'suffix'"):
+        Trainer(cfg, robot=[], vqa=_pointing_data(8)).train()
+    with pytest.raises(ValueError, match="grounding_loss_weight"):
+        TrainConfig(vqa_datasets=("x",), grounding_loss_weight=-1.0)
