@@ -11,6 +11,7 @@ import pytest
 from rt2_policy.contract import ACTION_DIM_NAMES
 from rt2_policy.data.lerobot_dataset import (
     CODEBASE_VERSION,
+    TARGET_POINT_KEY,
     DatasetError,
     LeRobotDataset,
     LeRobotDatasetWriter,
@@ -280,3 +281,31 @@ def test_other_image_feature_names_are_read(tmp_path):
     ds = LeRobotDataset(root)
     assert ds.image_key == "observation.images.top"
     np.testing.assert_array_equal(ds[7]["image"], written[7][0])
+
+
+def test_extra_features_round_trip_with_stats(tmp_path):
+    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=5.0, image_shape=SHAPE,
+                                  extra_features={TARGET_POINT_KEY: 2})
+    rng = np.random.default_rng(0)
+    points = [np.array([10.0, 200.0]), np.array([-1.0, -1.0]), np.array([255.0, 0.0])]
+    for (image, action, _state), point in zip(_frames(rng, 3), points, strict=True):
+        writer.add_frame(image, action, "pick up the red cube", extras={TARGET_POINT_KEY: point})
+    with pytest.raises(ValueError, match="extras"):
+        writer.add_frame(image, action, "pick up the red cube")
+    with pytest.raises(ValueError, match="target_point"):
+        writer.add_frame(image, action, "x", extras={TARGET_POINT_KEY: [1.0, np.nan]})
+    writer.save_episode()
+    writer.finalize()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.extra_keys == (TARGET_POINT_KEY,)
+    assert ds.features[TARGET_POINT_KEY]["shape"] == [2]
+    for i, point in enumerate(points):
+        assert ds[i][TARGET_POINT_KEY].dtype == np.float32
+        np.testing.assert_array_equal(ds[i][TARGET_POINT_KEY], point)
+    np.testing.assert_allclose(ds.stats[TARGET_POINT_KEY]["max"], [255.0, 200.0])
+    # appending needs the same extra features
+    with pytest.raises(ValueError, match="features"):
+        LeRobotDatasetWriter(tmp_path / "ds", fps=5.0, image_shape=SHAPE)
+    with pytest.raises(ValueError, match="extra_features"):
+        LeRobotDatasetWriter(tmp_path / "other", fps=5.0, image_shape=SHAPE,
+                             extra_features={"action": 2})

@@ -113,3 +113,24 @@ def test_grounding_needs_the_suffix_layout(tmp_path):
         Trainer(cfg, robot=[], vqa=_pointing_data(8)).train()
     with pytest.raises(ValueError, match="grounding_loss_weight"):
         TrainConfig(vqa_datasets=("x",), grounding_loss_weight=-1.0)
+
+
+def test_robot_frames_with_a_target_point_are_grounded_too(tmp_path):
+    from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY
+    from rt2_policy.training.collate import _target_point
+
+    assert _target_point([12.7, 200.2]) == (12, 200)
+    assert _target_point([-1.0, -1.0]) is None and _target_point(None) is None
+    assert _target_point([np.nan, 3.0]) is None
+    robot = []
+    for row in _pointing_data(8):
+        x, y = map(float, row["answer"].split())
+        action = np.zeros(8, np.float32)
+        robot.append({"image": row["image"], "action": action,
+                      "task": row["question"].replace("point to", "lift"),
+                      TARGET_POINT_KEY: np.array([x, y], np.float32)})
+    cfg = _config(tmp_path, vqa_datasets=(), robot_datasets=("in-memory",), max_steps=10)
+    Trainer(cfg, robot=robot, vqa=[]).train()
+    metrics = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl")
+               if "grounding_loss" in m]
+    assert metrics and "robot_loss" in metrics[0]

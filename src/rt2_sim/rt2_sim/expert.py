@@ -226,6 +226,9 @@ class Rollout:
         images: RGB frames seen before each action, each (H, W, 3) uint8.
         actions: the expert's actions, each (8,) float64 (see :meth:`ScriptedExpert.act`).
         states: joint positions (arm then fingers) before each action, each (9,) float64.
+        target_points: image position of the instructed target's centre in each frame, each
+            ``(x, y)`` float32 in 0..255 (x right, y down; the units of pointing answers,
+            :func:`rt2_sim.vqa_generation.point_answer`), ``(-1, -1)`` when out of view.
         instruction: the task's instruction.
         success: the success check at the end.
         terminated: the expert emitted terminate.
@@ -234,6 +237,7 @@ class Rollout:
     images: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] = field(default_factory=list)
+    target_points: list[np.ndarray] = field(default_factory=list)
     instruction: str = ""
     success: bool = False
     terminated: bool = False
@@ -242,6 +246,21 @@ class Rollout:
     def steps(self) -> int:
         """Number of recorded steps."""
         return len(self.actions)
+
+
+def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
+    """Where the instructed target's centre is in ``sim``'s camera image now: ``(x, y)``
+    float32 in 0..255 (x right, y down), ``(-1, -1)`` when it is out of view."""
+    from rt2_sim.vqa_generation import POINT_BINS, _rotation_from_quat_xyzw, image_points
+
+    base_pos, base_quat = sim.base_pose()
+    world = sim.object_positions()[spec.task.target]
+    rot = _rotation_from_quat_xyzw(base_quat)
+    local = rot.T @ (np.asarray(world, float) - base_pos)
+    uv = image_points(sim, local[None])
+    if uv is None:
+        return np.full(2, -1.0, np.float32)
+    return np.clip(np.floor(uv[0] * POINT_BINS), 0, POINT_BINS - 1).astype(np.float32)
 
 
 def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
@@ -271,6 +290,7 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
     for _ in range(max_steps):
         if render:
             out.images.append(sim.render())
+            out.target_points.append(target_point(sim, spec))
         out.states.append(sim.joint_positions())
         values = expert.act()
         out.actions.append(values)

@@ -6,7 +6,9 @@ all below :data:`rt2_sim.tasks.EVAL_SEED_START`), keeps the successful episodes 
 with :class:`rt2_policy.data.lerobot_dataset.LeRobotDatasetWriter`: per step the camera frame
 (224x224 RGB, seen before the action), RT-2's 8-dim action (terminate, metres and radians per
 step in ``panda_link0``, gripper 0..1), the joint positions as ``observation.state`` and the
-instruction as the task. The last line printed is a JSON summary.
+instruction as the task, and the image position of the instructed target object as
+``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
+grounding loss). The last line printed is a JSON summary.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _worker(args: tuple[int, str | None, float, float, int]) -> dict:
     return {
         "seed": seed, "family": spec.task.family, "instruction": run.instruction,
         "success": run.success and run.terminated, "images": run.images,
-        "actions": run.actions, "states": run.states,
+        "actions": run.actions, "states": run.states, "target_points": run.target_points,
     }
 
 
@@ -78,14 +80,15 @@ def generate(output: str, episodes: int, seed: int = 0,
     Returns:
         Summary: episodes attempted and written, success rate per family, frames, seconds.
     """
-    from rt2_policy.data.lerobot_dataset import LeRobotDatasetWriter
+    from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY, LeRobotDatasetWriter
 
     for family in families:
         if family not in TASK_FAMILIES:
             raise ValueError(f"families: expected items of {TASK_FAMILIES}, got {family!r}")
     start = time.perf_counter()
     writer = LeRobotDatasetWriter(output, fps=control_rate, robot_type="panda",
-                                  image_shape=(224, 224, 3), state_dim=9)
+                                  image_shape=(224, 224, 3), state_dim=9,
+                                  extra_features={TARGET_POINT_KEY: 2})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,
                       max_steps))
     per_family: dict[str, list[bool]] = {f: [] for f in families}
@@ -101,10 +104,12 @@ def generate(output: str, episodes: int, seed: int = 0,
         for result in pool.imap(_worker, jobs, chunksize=2):
             per_family[result["family"]].append(result["success"])
             if result["success"]:
-                for image, action, state in zip(result["images"], result["actions"],
-                                                result["states"], strict=True):
+                for image, action, state, point in zip(
+                        result["images"], result["actions"], result["states"],
+                        result["target_points"], strict=True):
                     writer.add_frame(image, action.astype(np.float32), result["instruction"],
-                                     state=state.astype(np.float32))
+                                     state=state.astype(np.float32),
+                                     extras={TARGET_POINT_KEY: point})
                 writer.save_episode()
                 written += 1
                 frames += len(result["actions"])

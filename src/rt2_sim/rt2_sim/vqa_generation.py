@@ -714,24 +714,33 @@ class SceneSource:
 
 def generate_dataset(output, scenes: int, per_scene: int, seed: int = 0, split: str = "seen",
                      family: str | None = None, config: QuestionConfig | None = None,
-                     source: SceneSource | None = None, arm_pose_rate: float = 0.0) -> dict:
+                     source: SceneSource | None = None, arm_pose_rate: float = 0.0,
+                     kinds_kept: Sequence[str] | None = None) -> dict:
     """Render ``scenes`` scenes and write ``per_scene`` questions about each to ``output``
     (:mod:`rt2_policy.data.vqa` format; appended to when it exists).
 
     Scene ``i`` uses seed ``seed + i``; its questions use ``np.random.default_rng([seed, i])``.
-    Scenes with an object outside the image are skipped (counted).
+    Scenes with an object outside the image are skipped (counted). ``kinds_kept`` keeps only
+    those question families (e.g. ``("point", "point_gripper")`` for a pointing set); scenes
+    left without a question are not written.
 
     Returns:
         Summary: output, mode (tasks or plain), scenes, skipped_scenes, images, examples,
         kinds (examples per family), seconds.
 
     Raises:
-        ValueError: when ``scenes`` or ``per_scene`` is < 1.
+        ValueError: when ``scenes`` or ``per_scene`` is < 1, or on an unknown kind in
+            ``kinds_kept``.
     """
     from rt2_policy.data.vqa import VQAWriter
 
     if scenes < 1 or per_scene < 1:
         raise ValueError(f"scenes, per_scene: expected >= 1, got {scenes}, {per_scene}")
+    if kinds_kept is not None:
+        unknown = sorted(set(kinds_kept) - set(QUESTION_FAMILIES))
+        if unknown or not kinds_kept:
+            raise ValueError(f"kinds_kept: expected some of {sorted(QUESTION_FAMILIES)}, "
+                             f"got {list(kinds_kept)}")
     started = time.perf_counter()
     own_source = source is None
     source = source or SceneSource(arm_pose_rate)
@@ -747,6 +756,10 @@ def generate_dataset(output, scenes: int, per_scene: int, seed: int = 0, split: 
                 rng = np.random.default_rng([seed, i])
                 pairs = generate_questions(facts, per_scene, rng, config, background,
                                            gripper=gripper)
+                if kinds_kept is not None:
+                    pairs = [qa for qa in pairs if qa.kind in kinds_kept]
+                    if not pairs:
+                        continue
                 ref = writer.add_image(image)
                 for qa in pairs:
                     writer.add(ref, qa.question, qa.answer, kind=qa.kind, scene=seed + i)
@@ -777,12 +790,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="probability that an object reference uses synonyms")
     parser.add_argument("--arm-pose-rate", type=float, default=0.5,
                         help="share of scenes showing the arm in a random pose (else ready)")
+    parser.add_argument("--kinds", nargs="+", default=None,
+                        help="keep only these question families (e.g. point point_gripper)")
     args = parser.parse_args(argv)
     try:
         summary = generate_dataset(args.output, args.scenes, args.per_scene, args.seed,
                                    args.split, args.family,
                                    QuestionConfig(synonym_rate=args.synonym_rate),
-                                   arm_pose_rate=args.arm_pose_rate)
+                                   arm_pose_rate=args.arm_pose_rate, kinds_kept=args.kinds)
     except (OSError, ValueError) as exc:
         print(f"generate_vqa: error: {exc}", file=sys.stderr)
         return 1

@@ -21,3 +21,13 @@ def test_generate_writes_successful_episodes(tmp_path):
     actions = ds.episode_actions(0)
     assert actions.shape[1] == 8 and actions[-1, 0] == 1.0 and np.all(actions[:-1, 0] == 0.0)
     assert set(ds.stats) >= {"action"}
+    # the instructed target's image position, on the target's colour in the frame
+    from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY
+    from rt2_sim.scene import PALETTE
+
+    spec = sample_episode(5, "seen", "pick")
+    x, y = first[TARGET_POINT_KEY]
+    assert 0 <= x <= 255 and 0 <= y <= 255
+    pixel = first["image"][int((y + 0.5) / 256 * 224), int((x + 0.5) / 256 * 224)] / 255.0
+    nearest = min(PALETTE, key=lambda entry: np.abs(np.array(entry[1]) - pixel).sum())[0]
+    assert nearest == spec.object(spec.task.target).colour, (pixel, nearest)

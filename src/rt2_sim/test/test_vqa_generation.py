@@ -221,6 +221,18 @@ def test_generate_dataset_writes_the_vqa_format(tmp_path):
         assert _check(SCENE, type("QA", (), ds[i])), ds[i]
 
 
+def test_generate_dataset_keeps_only_the_asked_kinds(tmp_path):
+    summary = generate_dataset(tmp_path / "vqa", scenes=3, per_scene=8, seed=0,
+                               source=FakeSource(), kinds_kept=("point", "point_gripper"))
+    assert summary["examples"] > 0
+    assert set(summary["kinds"]) <= {"point", "point_gripper"}
+    ds = load_vqa(tmp_path / "vqa")
+    assert {ds[i]["kind"] for i in range(len(ds))} <= {"point", "point_gripper"}
+    with pytest.raises(ValueError, match="kinds_kept"):
+        generate_dataset(tmp_path / "bad", scenes=1, per_scene=1, source=FakeSource(),
+                         kinds_kept=("pointing",))
+
+
 def test_projection_matches_a_pinhole_camera():
     # camera at the origin looking along world +x (optical z), optical x = world -y,
     # optical y = world -z: the rotation columns are the optical axes in world.

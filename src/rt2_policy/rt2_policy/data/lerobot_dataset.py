@@ -66,6 +66,12 @@ STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 DONE_KEY = "next.done"
 _INDEX_KEYS = ("frame_index", "episode_index", "index", "task_index")
+#: Image position of the instructed target object in the camera frame, ``(x, y)`` in 0..255
+#: (x right, y down; PaLI-X point units), ``(-1, -1)`` when not in view: an optional extra
+#: feature of simulated demonstrations, used by the grounding loss.
+TARGET_POINT_KEY = "observation.target_point"
+_CORE_KEYS = ("observation.image", "observation.state", "action", "timestamp", *_INDEX_KEYS,
+              "next.done")
 #: Features whose stats.json entry also carries the 1st and 99th percentiles (OpenVLA-style
 #: q01/q99 normalisation).
 QUANTILE_KEYS = (ACTION_KEY, STATE_KEY)
@@ -80,7 +86,8 @@ class DatasetError(ValueError):
 
 
 def _features(image_shape: tuple[int, int, int], state_dim: int,
-              action_names: Sequence[str]) -> dict[str, dict]:
+              action_names: Sequence[str],
+              extra_features: dict[str, int] | None = None) -> dict[str, dict]:
     feats: dict[str, dict] = {
         IMAGE_KEY: {"dtype": "image", "shape": list(image_shape),
                     "names": ["height", "width", "channels"]},
@@ -90,6 +97,9 @@ def _features(image_shape: tuple[int, int, int], state_dim: int,
                             "names": [f"state_{i}" for i in range(state_dim)]}
     feats[ACTION_KEY] = {"dtype": "float32", "shape": [len(action_names)],
                          "names": list(action_names)}
+    for key, dim in (extra_features or {}).items():
+        feats[key] = {"dtype": "float32", "shape": [int(dim)],
+                      "names": [f"{key.rsplit('.', 1)[-1]}_{i}" for i in range(int(dim))]}
     feats["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
     for key in _INDEX_KEYS:
         feats[key] = {"dtype": "int64", "shape": [1], "names": None}
@@ -262,6 +272,8 @@ class LeRobotDatasetWriter:
         image_shape: ``(H, W, 3)`` of every camera frame.
         state_dim: length of the optional proprioceptive state (0: no state column).
         action_names: names of the action dimensions (default: RT-2's 8).
+        extra_features: more per-frame float32 vectors, feature key → length (e.g.
+            ``{TARGET_POINT_KEY: 2}``); each frame then passes them in ``extras``.
 
     Raises:
         ValueError: on a bad argument, or an existing dataset at ``root`` with other features.
@@ -270,7 +282,8 @@ class LeRobotDatasetWriter:
 
     def __init__(self, root, fps: float, robot_type: str = "panda",
                  image_shape=(224, 224, 3), state_dim: int = 0,
-                 action_names=ACTION_DIM_NAMES) -> None:
+                 action_names=ACTION_DIM_NAMES,
+                 extra_features: dict[str, int] | None = None) -> None:
         if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps: expected a finite number > 0 (Hz), got {fps!r}")
         shape = tuple(int(s) for s in image_shape)
@@ -289,7 +302,14 @@ class LeRobotDatasetWriter:
         self.image_shape = shape
         self.state_dim = state_dim
         self.action_names = tuple(names)
-        self.features = _features(shape, state_dim, names)
+        extras = dict(extra_features or {})
+        for key, dim in extras.items():
+            if (not isinstance(key, str) or not key or key in _CORE_KEYS
+                    or isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+                raise ValueError(f"extra_features: expected new feature keys → lengths >= 1, "
+                                 f"got {key!r}: {dim!r}")
+        self.extra_features = extras
+        self.features = _features(shape, state_dim, names, extras)
         self._schema = _arrow_schema(self.features)
         self._tasks: dict[str, int] = {}
         self._episode_lengths: list[int] = []
@@ -337,7 +357,8 @@ class LeRobotDatasetWriter:
         return len(self._buffer)
 
     def add_frame(self, image: np.ndarray, action: np.ndarray, task: str,
-                  state: np.ndarray | None = None, timestamp: float | None = None) -> None:
+                  state: np.ndarray | None = None, timestamp: float | None = None,
+                  extras: dict[str, np.ndarray] | None = None) -> None:
         """Buffer one control step of the current episode.
 
         Args:
@@ -347,6 +368,7 @@ class LeRobotDatasetWriter:
             state: proprioception, shape ``(state_dim,)``, finite; required iff ``state_dim > 0``.
             timestamp: seconds since the episode start (default ``frame_index / fps``); must
                 not decrease within an episode.
+            extras: one finite vector per ``extra_features`` key (exactly those keys).
 
         Raises:
             ValueError: on a wrong shape, dtype, non-finite value or empty task.
@@ -368,6 +390,11 @@ class LeRobotDatasetWriter:
             raise ValueError("state: expected None (the dataset was created with state_dim=0)")
         else:
             st = None
+        given = dict(extras or {})
+        if set(given) != set(self.extra_features):
+            raise ValueError(f"extras: expected keys {sorted(self.extra_features)}, "
+                             f"got {sorted(given)}")
+        extra_values = {k: _finite_vector(k, v, self.extra_features[k]) for k, v in given.items()}
         frame_index = len(self._buffer)
         if timestamp is None:
             ts = frame_index / self.fps
@@ -380,7 +407,7 @@ class LeRobotDatasetWriter:
                                  f"(previous frame), got {ts}")
         self._buffer.append({"png": encode_png(np.ascontiguousarray(image)),
                              "image": image.copy(), "action": act, "state": st,
-                             "task": task, "timestamp": ts})
+                             "task": task, "timestamp": ts, "extras": extra_values})
 
     def discard_episode(self) -> int:
         """Drop the buffered frames of the current episode; returns how many were dropped."""
@@ -414,6 +441,10 @@ class LeRobotDatasetWriter:
             states = np.stack([fr["state"] for fr in self._buffer])
             columns[STATE_KEY] = _fixed_list(states)
         columns[ACTION_KEY] = _fixed_list(actions)
+        extra_arrays = {k: np.stack([fr["extras"][k] for fr in self._buffer])
+                        for k in self.extra_features}
+        for key, arr in extra_arrays.items():
+            columns[key] = _fixed_list(arr)
         values = {
             "timestamp": np.array([fr["timestamp"] for fr in self._buffer], dtype=np.float32),
             "frame_index": frame_index,
@@ -437,6 +468,8 @@ class LeRobotDatasetWriter:
         if states is not None:
             stats[STATE_KEY] = _feature_stats(states.astype(np.float64), 0, False)
         stats[ACTION_KEY] = _feature_stats(actions.astype(np.float64), 0, False)
+        for key, arr in extra_arrays.items():
+            stats[key] = _feature_stats(arr.astype(np.float64), 0, False)
         for key, arr in values.items():
             stats[key] = _feature_stats(arr.astype(np.float64), 0, True)
         for task in new_tasks:
@@ -604,6 +637,10 @@ class LeRobotDataset:
         if not math.isfinite(self.fps) or self.fps <= 0:
             raise DatasetError(f"{info_path}: fps: expected > 0, got {info['fps']!r}")
         self.has_state = STATE_KEY in feats
+        #: Extra float32 vector features (e.g. :data:`TARGET_POINT_KEY`), returned per frame
+        #: under their feature key.
+        self.extra_keys = tuple(k for k, ft in feats.items()
+                                if k not in _CORE_KEYS and ft.get("dtype") == "float32")
 
         tasks = _read_jsonl(self.root / TASKS_PATH)
         task_by_index = {}
@@ -709,6 +746,10 @@ class LeRobotDataset:
         }
         if self.has_state:
             data["state"] = _fixed_list_to_numpy(table.column(STATE_KEY), f"{path}: {STATE_KEY}")
+        for key in self.extra_keys:
+            if key not in table.column_names:
+                raise DatasetError(f"{path}: missing column {key!r}")
+            data[key] = _fixed_list_to_numpy(table.column(key), f"{path}: {key}")
         self._cache[ep] = data
         if len(self._cache) > self._CACHE_EPISODES:
             self._cache.popitem(last=False)
@@ -755,6 +796,8 @@ class LeRobotDataset:
         }
         if self.has_state:
             item["state"] = data["state"][row].copy()
+        for key in self.extra_keys:
+            item[key] = data[key][row].copy()
         return item
 
     def __iter__(self):

@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.contract import ACTION_DIMS  # noqa: E402
+from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY  # noqa: E402
 from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
@@ -208,7 +209,9 @@ class ExampleEncoder:
 
     # ------------------------------------------------------------------ examples
     def encode_robot(self, example: Mapping[str, Any]) -> EncodedExample:
-        """Encode ``{"image", "task", "action"[, "plan"]}`` (a LeRobot frame).
+        """Encode ``{"image", "task", "action"[, "plan"][, "observation.target_point"]}`` (a
+        LeRobot frame; the target point, ``(x, y)`` in 0..255 or negative when out of view,
+        feeds the grounding loss).
 
         Raises:
             ValueError: on a missing key, empty task, bad image or bad action.
@@ -223,7 +226,8 @@ class ExampleEncoder:
         elif plan["task"] in self.plans:
             plan["plan"] = self.plans[plan["task"]]
         return EncodedExample(KIND_ROBOT, prompt_ids, images,
-                              self.action_ids(example["action"]), plan)
+                              self.action_ids(example["action"]), plan,
+                              point=_target_point(example.get(TARGET_POINT_KEY)))
 
     def encode_vqa(self, example: Mapping[str, Any]) -> EncodedExample:
         """Encode ``{"image", "question", "answer"}``.
@@ -248,6 +252,17 @@ class ExampleEncoder:
             return (*plan_prefix_ids(self.tokenizer, plan), *self.marker_ids,
                     *encoded.target_ids, *self.eos_ids)
         return (*encoded.target_ids, *self.eos_ids)
+
+
+def _target_point(value: Any) -> tuple[int, int] | None:
+    """``(x, y)`` ints in 0..255 of a frame's target point, None when absent or out of view."""
+    if value is None:
+        return None
+    point = np.asarray(value, dtype=np.float64).reshape(-1)
+    if point.shape != (2,) or not np.all(np.isfinite(point)) or np.any(point < 0):
+        return None
+    x, y = np.minimum(np.floor(point), 255).astype(int)
+    return int(x), int(y)
 
 
 def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
