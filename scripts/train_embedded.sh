@@ -5,8 +5,8 @@
 # bar for shipping yet (README, "Train -> Status"), so `make demo` still uses random weights.
 #   scripts/run.sh bash scripts/train_embedded.sh [DATA_DIR] [RUNS_DIR]
 # Stages are skipped when their output exists, so an interrupted run resumes. Sizes can be
-# shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_PATCH_SCENES,
-# RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES.
+# shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_POINT_SCENES,
+# RT2_PATCH_SCENES, RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -15,6 +15,7 @@ SCENES=${RT2_VQA_SCENES:-2000}
 EPISODES=${RT2_DEMO_EPISODES:-1600}
 PATCH_SCENES=${RT2_PATCH_SCENES:-3000}
 PRETRAIN_STEPS=${RT2_VISION_PRETRAIN_STEPS:-1500}
+POINT_SCENES=${RT2_POINT_SCENES:-15000}
 mkdir -p "$DATA" "$RUNS"
 
 # 1. Demonstrations: 1600 expert episodes (4 families in rotation, seen split, seeds 0..1599,
@@ -33,6 +34,11 @@ vqa vqa_seen "$SCENES" 0 seen &
 vqa vqa_unseen_objects $((SCENES / 4)) 200000 unseen_objects
 vqa vqa_unseen_backgrounds $((SCENES / 4)) 300000 unseen_backgrounds
 wait
+# 2a. Pointing at objects named in plain words (no synonyms), for the grounding loss: about
+#     1.5 questions per scene, 15,000 scenes by default (about 4 min).
+[ -f "$DATA/vqa_point/vqa.jsonl" ] || python -m rt2_sim.vqa_generation --output "$DATA/vqa_point" \
+  --scenes "$POINT_SCENES" --per-scene 8 --seed 50000 --synonym-rate 0 --arm-pose-rate 0.5 \
+  --kinds point
 python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.join(v()))" > "$DATA/instruction_words.txt"
 # 2b. What covers each 12 px patch (object colour, arm, background) in 3,000 more scenes, from
 #     MuJoCo's segmentation: the vision tower is pre-trained on it before co-fine-tuning.
@@ -42,16 +48,21 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 # 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only. Each
 #    first pre-trains the vision tower on the patch labels (1,500 steps, ~7 min); then the tower
 #    and connector learn 10x slower than the decoder (at the full rate their output collapses to
-#    one constant massive activation; see README, "Train -> Status").
-common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12
+#    one constant massive activation; see README, "Train -> Status"). The image follows the text
+#    so its tokens can attend to the instruction, and a pointer loss over the image tokens
+#    (--grounding-loss-weight) teaches them which one holds the named object: on pointing
+#    questions and on every demonstration frame (its observation.target_point).
+common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12 --tiny.image-position suffix
         --tiny.words-files "$DATA/instruction_words.txt"
         --robot-datasets "$DATA/demos" --max-steps "$STEPS" --batch-size 16
         --vision-pretrain-data "$DATA/patch_labels.npz" --vision-pretrain-steps "$PRETRAIN_STEPS"
         --learning-rate 5e-4 --warmup-steps 300 --vision-lr-scale 0.1 --action-label-sigma 3
+        --grounding-loss-weight 1
         --num-threads 1 --cache-mb 4200 --seed 0
         --save-interval 1000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-60} --progress false)
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
   --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
+  "$DATA/vqa_point" \
   --robot-fraction 0.5 > "$RUNS/cofinetuned.log" 2>&1 &
 cofinetuned=$!
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_recipe_chains_every_stage(tmp_path):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
+               RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE")
     data, runs = tmp_path / "data", tmp_path / "runs"
@@ -20,7 +21,7 @@ def test_recipe_chains_every_stage(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert json.loads((data / "demos" / "meta" / "info.json").read_text())["total_episodes"] >= 1
-    for name in ("vqa_seen", "vqa_unseen_objects", "vqa_unseen_backgrounds"):
+    for name in ("vqa_seen", "vqa_unseen_objects", "vqa_unseen_backgrounds", "vqa_point"):
         assert (data / name / "vqa.jsonl").stat().st_size > 0
     assert (data / "patch_labels.npz").exists()
     for run in ("cofinetuned", "robot_only"):
@@ -29,6 +30,7 @@ def test_recipe_chains_every_stage(tmp_path):
         assert (runs / run / "vision_pretrained").is_dir()  # the tower was pre-trained first
         assert (Path(summary["checkpoint"]) / "action_tokenizer_config.json").exists()
     cofinetuned = json.loads((runs / "cofinetuned.log").read_text().strip().splitlines()[-1])
-    assert "vqa_loss" in cofinetuned  # the VQA mixture was sampled
     robot_only = json.loads((runs / "robot_only.log").read_text().strip().splitlines()[-1])
+    assert "vqa_loss" in cofinetuned  # the VQA mixture was sampled
+    assert "eval_grounding_acc" in cofinetuned and "eval_grounding_acc" in robot_only
     assert "vqa_loss" not in robot_only
