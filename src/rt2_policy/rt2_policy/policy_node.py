@@ -347,10 +347,13 @@ class PolicyNode(LifecycleNode):
                 self._publish_zero_twist()
                 time.sleep(self._control.control_period)
 
+    def _sim_time_active(self) -> bool:
+        """True while the node's clock runs on ROS (sim) time from ``/clock``."""
+        return bool(getattr(self.get_clock(), "ros_time_is_active", False))
+
     def _pacing_clock(self, steady: Clock) -> Clock:
         """The node's clock when it runs on ROS (sim) time, else ``steady``."""
-        clock = self.get_clock()
-        return clock if getattr(clock, "ros_time_is_active", False) else steady
+        return self.get_clock() if self._sim_time_active() else steady
 
     def _stop_worker(self) -> None:
         worker = getattr(self, "_worker", None)
@@ -414,9 +417,8 @@ class PolicyNode(LifecycleNode):
         """``(now, clock)`` for the twist hold window: the node's clock under sim time (the window
         is one control period of sim time), else the steady clock, so that a step of the system
         clock (NTP, a resumed VM) cannot stretch a motion command."""
-        clock = self.get_clock()
-        if getattr(clock, "ros_time_is_active", False):
-            return clock.now().nanoseconds * 1e-9, "ros"
+        if self._sim_time_active():
+            return self._now(), "ros"
         return time.monotonic(), "steady"
 
     def _on_image(self, msg: Image) -> None:

@@ -382,15 +382,14 @@ def save_action_config(
         ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
             an unknown ``image_position``.
     """
-    from rt2_policy.prompts import IMAGE_POSITIONS
+    from rt2_policy.prompts import check_image_position
 
     if mapping.num_bins != action_tokenizer.num_bins:
         raise ValueError(
             f"mapping.num_bins: expected {action_tokenizer.num_bins}, got {mapping.num_bins}"
         )
-    if image_position is not None and image_position not in IMAGE_POSITIONS:
-        raise ValueError(f"image_position: expected one of {IMAGE_POSITIONS}, got "
-                         f"{image_position!r}")
+    if image_position is not None:
+        check_image_position(image_position)
     path = mapping.save_pretrained(directory, action_tokenizer)
     if image_position is not None:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -405,7 +404,12 @@ def load_image_position(directory: str | Path) -> str:
     path = Path(directory) / ACTION_CONFIG_NAME
     if not path.is_file():
         return "prefix"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    return stored_image_position(json.loads(path.read_text(encoding="utf-8")))
+
+
+def stored_image_position(data: dict) -> str:
+    """The ``image_position`` of a loaded action config, ``"prefix"`` when the ``"prompt"``
+    section is missing."""
     return str((data.get("prompt") or {}).get("image_position", "prefix"))
 
 

@@ -55,7 +55,11 @@ from rt2_policy.prompts import (  # noqa: E402
     vqa_prompt,
     with_image,
 )
-from rt2_policy.token_mapping import SCHEMES, ActionTokenMapping  # noqa: E402
+from rt2_policy.token_mapping import (  # noqa: E402
+    SCHEMES,
+    ActionTokenMapping,
+    stored_image_position,
+)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -257,7 +261,7 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
-        image_position = str((data.get("prompt") or {}).get("image_position", "prefix"))
+        image_position = stored_image_position(data)
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile, chain_of_thought=chain_of_thought,
                    image_position=image_position)

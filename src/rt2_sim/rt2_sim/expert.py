@@ -251,16 +251,12 @@ class Rollout:
 def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
     """Where the instructed target's centre is in ``sim``'s camera image now: ``(x, y)``
     float32 in 0..255 (x right, y down), ``(-1, -1)`` when it is out of view."""
-    from rt2_sim.vqa_generation import POINT_BINS, _rotation_from_quat_xyzw, image_points
+    from rt2_sim.vqa_generation import image_points_world, point_coordinates
 
-    base_pos, base_quat = sim.base_pose()
-    world = sim.object_positions()[spec.task.target]
-    rot = _rotation_from_quat_xyzw(base_quat)
-    local = rot.T @ (np.asarray(world, float) - base_pos)
-    uv = image_points(sim, local[None])
+    uv = image_points_world(sim, sim.object_positions()[spec.task.target])
     if uv is None:
         return np.full(2, -1.0, np.float32)
-    return np.clip(np.floor(uv[0] * POINT_BINS), 0, POINT_BINS - 1).astype(np.float32)
+    return np.array(point_coordinates(*uv[0]), np.float32)
 
 
 def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,

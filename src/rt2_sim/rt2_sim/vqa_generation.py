@@ -331,12 +331,18 @@ def _q_where(s: _Scene) -> QAPair | None:
 POINT_BINS = 256
 
 
-def point_answer(image_x: float, image_y: float) -> str:
-    """``"x y"``: normalised image coordinates (0 = left/top edge, 1 = right/bottom edge) as
-    integers in ``[0, POINT_BINS - 1]``, e.g. ``(0.5, 0.25)`` → ``"128 64"``."""
+def point_coordinates(image_x: float, image_y: float) -> tuple[int, int]:
+    """Normalised image coordinates (0 = left/top edge, 1 = right/bottom edge) as integers in
+    ``[0, POINT_BINS - 1]``, e.g. ``(0.5, 0.25)`` → ``(128, 64)``."""
     def q(v: float) -> int:
         return int(min(POINT_BINS - 1, max(0, math.floor(float(v) * POINT_BINS))))
-    return f"{q(image_x)} {q(image_y)}"
+    return q(image_x), q(image_y)
+
+
+def point_answer(image_x: float, image_y: float) -> str:
+    """``"x y"`` of :func:`point_coordinates`, e.g. ``(0.5, 0.25)`` → ``"128 64"``."""
+    x, y = point_coordinates(image_x, image_y)
+    return f"{x} {y}"
 
 
 def _q_point(s: _Scene) -> QAPair | None:
@@ -571,6 +577,13 @@ def image_points(sim, points_local: np.ndarray) -> np.ndarray | None:
     base_pos, base_quat = sim.base_pose()
     world = np.asarray(points_local, float).reshape(-1, 3) @ _rotation_from_quat_xyzw(
         base_quat).T + base_pos
+    return image_points_world(sim, world)
+
+
+def image_points_world(sim, points_world: np.ndarray) -> np.ndarray | None:
+    """:func:`image_points` of points given in the world frame (``(N, 3)``, metres, e.g.
+    ``sim.object_positions()``)."""
+    world = np.asarray(points_world, float).reshape(-1, 3)
     cam_pos, cam_quat = sim.camera_pose()
     intr = sim.camera_info()
     uv = project_to_image(world, cam_pos, cam_quat, intr.fx, intr.fy, intr.cx, intr.cy)

@@ -70,8 +70,7 @@ _INDEX_KEYS = ("frame_index", "episode_index", "index", "task_index")
 #: (x right, y down; PaLI-X point units), ``(-1, -1)`` when not in view: an optional extra
 #: feature of simulated demonstrations, used by the grounding loss.
 TARGET_POINT_KEY = "observation.target_point"
-_CORE_KEYS = ("observation.image", "observation.state", "action", "timestamp", *_INDEX_KEYS,
-              "next.done")
+_CORE_KEYS = (IMAGE_KEY, STATE_KEY, ACTION_KEY, "timestamp", *_INDEX_KEYS, DONE_KEY)
 #: Features whose stats.json entry also carries the 1st and 99th percentiles (OpenVLA-style
 #: q01/q99 normalisation).
 QUANTILE_KEYS = (ACTION_KEY, STATE_KEY)

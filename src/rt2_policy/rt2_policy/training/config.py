@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rt2_policy.prompts import IMAGE_POSITIONS
+
 #: Token schemes of :mod:`rt2_policy.token_mapping` ("" = the checkpoint's stored mapping).
 TOKEN_SCHEMES = ("", "integer_tokens", "least_used", "last_n")
 
@@ -98,8 +100,8 @@ class TinyModelConfig:
                self.image_size)
         _check(self.token_scheme in TOKEN_SCHEMES[1:], "token_scheme",
                f"one of {TOKEN_SCHEMES[1:]}", self.token_scheme)
-        _check(self.image_position in ("prefix", "suffix"), "image_position",
-               "'prefix' or 'suffix'", self.image_position)
+        _check(self.image_position in IMAGE_POSITIONS, "image_position",
+               " or ".join(map(repr, IMAGE_POSITIONS)), self.image_position)
         object.__setattr__(self, "words_files", _str_tuple("words_files", self.words_files))
 
 

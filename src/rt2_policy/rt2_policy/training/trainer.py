@@ -199,6 +199,13 @@ def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = Fa
 VISION_PARAM_MARKERS = ("vision_model", "connector", "vision_tower", "multi_modal_projector")
 
 
+def _bin_lookup(action_ids: torch.Tensor, size: int) -> torch.Tensor:
+    """``(size,)`` int64: the bin of each vocabulary id below ``size``, ``-1`` for other ids."""
+    bin_of = torch.full((size,), -1, dtype=torch.int64, device=action_ids.device)
+    bin_of[action_ids] = torch.arange(action_ids.numel(), device=action_ids.device)
+    return bin_of
+
+
 def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
                             kinds: torch.Tensor, rows: torch.Tensor, action_ids: torch.Tensor,
                             sigma: float) -> torch.Tensor:
@@ -225,9 +232,7 @@ def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets:
     if sigma <= 0 or targets.numel() == 0:
         return losses
     num_bins = action_ids.numel()
-    bin_of = torch.full((logits.shape[-1],), -1, dtype=torch.int64, device=targets.device)
-    bin_of[action_ids] = torch.arange(num_bins, device=targets.device)
-    target_bins = bin_of[targets]
+    target_bins = _bin_lookup(action_ids.to(targets.device), logits.shape[-1])[targets]
     smooth = target_bins >= 0
     # the first bin token of each robot row is terminate: keep it a hard label
     is_robot_bin = smooth & (kinds == KIND_ROBOT)
@@ -359,7 +364,6 @@ class Trainer:
                                   steps=cfg.vision_pretrain_steps, seed=cfg.seed,
                                   log=log.info)
         log.info("vision pre-training: %s", json.dumps(summary))
-        self.vision_pretrain_summary = summary
         return str(target)
 
     def _action_config(self, source: str, tokenizer: Any) -> tuple[ActionTokenizer,
@@ -597,9 +601,7 @@ class Trainer:
         point_l1, point_n = 0.0, 0
         grounded, grounded_n = 0, 0
         action_ids = torch.as_tensor(mapping.token_ids, device=self.device)
-        bin_of = torch.full((int(action_ids.max()) + 1,), -1, dtype=torch.int64,
-                            device=self.device)
-        bin_of[action_ids] = torch.arange(action_ids.numel(), device=self.device)
+        bin_of = _bin_lookup(action_ids, int(action_ids.max()) + 1)
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             losses, logits, targets, kinds, _rows, hidden = token_losses(
