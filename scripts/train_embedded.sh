@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Train the embedded-model candidate and its robot-data-only ablation from scratch on a 2-core
-# CPU machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, then two
-# co-fine-tuning runs in parallel (1 torch thread each). No run of this recipe has reached the
-# bar for shipping yet (README, "Train -> Status"), so `make demo` still uses random weights.
+# Train the embedded model and its robot-data-only ablation from scratch on a 2-core CPU
+# machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, two runs in
+# parallel (1 torch thread each), then DAgger rounds. The co-fine-tuned result is what
+# src/rt2_policy/models/rt2_tiny_sim ships (scripts/ship_model.sh; its model card).
 #   scripts/run.sh bash scripts/train_embedded.sh [DATA_DIR] [RUNS_DIR]
 # Stages are skipped when their output exists, so an interrupted run resumes. Sizes can be
 # shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_POINT_SCENES,
-# RT2_PATCH_SCENES, RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES.
+# RT2_PATCH_SCENES, RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES,
+# RT2_DAGGER_ROUNDS, RT2_DAGGER_EPISODES, RT2_DAGGER_STEPS, RT2_DAGGER_MINUTES.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
-STEPS=${RT2_TRAIN_STEPS:-7000}
+STEPS=${RT2_TRAIN_STEPS:-10000}
 SCENES=${RT2_VQA_SCENES:-2000}
 EPISODES=${RT2_DEMO_EPISODES:-1600}
 PATCH_SCENES=${RT2_PATCH_SCENES:-3000}
@@ -59,7 +60,7 @@ common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12 --tiny.image-posi
         --learning-rate 5e-4 --warmup-steps 300 --vision-lr-scale 0.1 --action-label-sigma 3
         --grounding-loss-weight 1
         --num-threads 1 --cache-mb 4200 --seed 0
-        --save-interval 1000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-60} --progress false)
+        --save-interval 1000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-52} --progress false)
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
   --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
   "$DATA/vqa_point" \
@@ -70,3 +71,45 @@ python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \
 robot_only=$!
 wait $cofinetuned; wait $robot_only
 tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
+
+# 4. DAgger (Ross et al., 2011), RT2_DAGGER_ROUNDS rounds: the robot-only model of the previous
+#    round drives RT2_DAGGER_EPISODES seen episodes (seeds 80,000 + 20,000 x round; the expert's
+#    action is executed on 30 % of the steps), the expert labels every frame the policy reaches;
+#    then both runs continue from their previous round on the demos plus all DAgger data so
+#    far, RT2_DAGGER_STEPS more steps each, to the same total step count (lr 2e-4, new warm-up
+#    and cosine). Both runs get the same robot data, so the ablation still differs only in the
+#    VQA mixture.
+ROUNDS=${RT2_DAGGER_ROUNDS:-2}
+DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
+DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
+steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint
+  local name; name=$(basename "$(readlink -f "$1/latest")"); echo $((10#${name#checkpoint-}))
+}
+prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"; robot_data=("$DATA/demos")
+for round in $(seq 1 "$ROUNDS"); do
+  [ -f "$DATA/dagger$round/meta/info.json" ] || python -m rt2_sim.generate_demos \
+    --output "$DATA/dagger$round" --episodes "$DAGGER_EPISODES" --seed $((80000 + 20000 * round)) \
+    --workers 2 --policy "$(readlink -f "$prev_rob/latest")" --expert-share 0.3 --max-steps 60
+  robot_data+=("$DATA/dagger$round")
+  s_cof=$(steps_of "$prev_cof"); s_rob=$(steps_of "$prev_rob")
+  total=$(( (s_cof > s_rob ? s_cof : s_rob) + DAGGER_STEPS ))
+  round_args=(--robot-datasets "${robot_data[@]}" --batch-size 16 --learning-rate 2e-4
+              --warmup-steps 100 --vision-lr-scale 0.1 --action-label-sigma 3
+              --grounding-loss-weight 1 --num-threads 1 --cache-mb 6000 --seed "$round"
+              --save-interval 1000 --eval-interval 1000 --progress false
+              --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
+  python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
+    --max-steps $((total - s_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
+    --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
+    "$DATA/vqa_point" --robot-fraction 0.5 > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
+  cofinetuned=$!
+  python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
+    --max-steps $((total - s_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
+    --robot-fraction 1.0 > "$RUNS/robot_only_dagger$round.log" 2>&1 &
+  robot_only=$!
+  wait $cofinetuned; wait $robot_only
+  tail -n 1 "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
+  prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
+done
+echo "final models: $(readlink -f "$prev_cof/latest") (co-fine-tuned)," \
+  "$(readlink -f "$prev_rob/latest") (robot data only)"

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_recipe_chains_every_stage(tmp_path):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
-               RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", HF_HUB_OFFLINE="1",
+               RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
+               RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE")
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
@@ -34,3 +35,14 @@ def test_recipe_chains_every_stage(tmp_path):
     assert "vqa_loss" in cofinetuned  # the VQA mixture was sampled
     assert "eval_grounding_acc" in cofinetuned and "eval_grounding_acc" in robot_only
     assert "vqa_loss" not in robot_only
+    # one DAgger round: the robot-only model drove, every episode was kept, both runs went on
+    # from their checkpoints on demos + DAgger data to the same total steps
+    dagger = json.loads((data / "dagger1" / "meta" / "info.json").read_text())
+    assert dagger["total_episodes"] == 2
+    for run in ("cofinetuned_dagger1", "robot_only_dagger1"):
+        summary = json.loads((runs / f"{run}.log").read_text().strip().splitlines()[-1])
+        assert summary["step"] == 5 and summary["stopped"] == "max_steps"
+        config = json.loads((runs / run / "config.json").read_text())
+        assert config["robot_datasets"] == [str(data / "demos"), str(data / "dagger1")]
+        assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
+    assert "final models:" in done.stdout

@@ -154,12 +154,24 @@ def test_robot_launch_options(launch_standin):
         ls.evaluate("robot.launch.py", backend="scripted", dry_run="maybe")
 
 
-def test_bad_arguments_fail_with_a_clear_message(launch_standin):
+def test_bad_arguments_fail_with_a_clear_message(launch_standin, monkeypatch):
     ls = launch_standin
     with pytest.raises(RuntimeError, match="simulator: expected gazebo or mujoco"):
         ls.evaluate("sim.launch.py", simulator="isaac", backend="scripted")
+    # backend local needs a checkpoint when no trained model is installed
+    monkeypatch.setattr("rt2_bringup.launch_actions.shipped_model", lambda: "")
     with pytest.raises(ValueError, match="model_path"):
-        ls.evaluate("sim.launch.py", simulator="mujoco")  # backend local needs a checkpoint
+        ls.evaluate("sim.launch.py", simulator="mujoco")
+
+
+def test_an_empty_model_path_runs_the_installed_trained_model(launch_standin):
+    from rt2_bringup.launch_actions import shipped_model
+
+    installed = shipped_model()
+    assert installed.endswith("share/rt2_policy/models/rt2_tiny_sim"), installed
+    _, actions = launch_standin.evaluate("sim.launch.py", simulator="mujoco")
+    policy = launch_standin.merged_parameters(launch_standin.nodes_of(actions)["rt2_policy"])
+    assert policy["model_path"] == installed
 
 
 # --------------------------------------------------------------------------- real launch_ros

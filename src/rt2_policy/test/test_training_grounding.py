@@ -134,3 +134,19 @@ def test_robot_frames_with_a_target_point_are_grounded_too(tmp_path):
     metrics = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl")
                if "grounding_loss" in m]
     assert metrics and "robot_loss" in metrics[0]
+
+
+def test_fine_tuning_a_checkpoint_starts_from_its_grounding_head(tmp_path):
+    """A new run with ``model=<checkpoint>`` (e.g. a DAgger round) keeps the trained pointer
+    instead of a random one."""
+    vqa = _pointing_data(8)
+    Trainer(_config(tmp_path, max_steps=20), robot=[], vqa=vqa).train()
+    checkpoint = (tmp_path / "run" / "latest").resolve()
+    saved = torch.load(checkpoint / "training_state.pt", weights_only=True)["grounding_head"]
+    cfg = _config(tmp_path, model=str(checkpoint), output_dir=str(tmp_path / "round2"),
+                  max_steps=1, learning_rate=1e-12)
+    trainer = Trainer(cfg, robot=[], vqa=vqa)
+    trainer.train()
+    head = trainer._grounding_head.state_dict()
+    for name, value in saved.items():
+        torch.testing.assert_close(head[name], value, atol=1e-6, rtol=0)

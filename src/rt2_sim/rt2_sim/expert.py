@@ -12,7 +12,9 @@ Actions run exactly as the ROS loop runs the policy's: quantised to RT-2's 256 b
 :func:`rt2_policy.servo_command.action_to_twist` for one control period, and streamed to the
 simulated MoveIt Servo. Optional DART-style noise (Laskey et al., 2017) perturbs the *executed*
 motion while the *recorded* action stays the expert's correction, so demonstrations visit and
-recover from off-path states.
+recover from off-path states. For DAgger (Ross et al., 2011) a learned policy can drive instead:
+:func:`rollout` then executes the policy's action (or, with probability ``expert_share`` per
+step, the expert's) and records the expert's action at every state the policy visits.
 """
 
 from __future__ import annotations
@@ -59,14 +61,20 @@ class ScriptedExpert:
         spec: the episode.
         control_rate: policy steps per second, Hz (RT-2 ran at 1-5 Hz).
         bounds: action ranges; the expert stays inside them.
+        give_up: move on from a waypoint not reached within its step budget (the expert
+            driving: a blocked approach should not stall the demo). ``False`` when relabelling
+            a learned policy's states (DAgger): a waypoint the policy has not reached stays the
+            target, so a wandering policy is never labelled with the next phase's action
+            (e.g. closing the gripper short of the object).
 
     Raises:
         ValueError: for an unknown task family.
     """
 
     def __init__(self, sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
-                 bounds: ActionBounds | None = None) -> None:
+                 bounds: ActionBounds | None = None, give_up: bool = True) -> None:
         self.sim = sim
+        self.give_up = give_up
         self.spec = spec
         self.period = 1.0 / control_rate
         self.tokenizer = ActionTokenizer(bounds or ActionBounds())
@@ -167,7 +175,7 @@ class ScriptedExpert:
                 self._index += 1
                 continue
             if (np.linalg.norm(wp.goal() - tcp) < wp.tolerance
-                    or self._steps_on_waypoint >= wp.max_steps):
+                    or (self.give_up and self._steps_on_waypoint >= wp.max_steps)):
                 self._index += 1
                 self._steps_on_waypoint = 0
                 continue
@@ -259,10 +267,17 @@ def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
     return np.array(point_coordinates(*uv[0]), np.float32)
 
 
+#: A driver for :func:`rollout`: (RGB frame (H, W, 3) uint8, instruction) → an action in the
+#: layout of :meth:`ScriptedExpert.act`, shape (8,).
+Driver = Callable[[np.ndarray, str], np.ndarray]
+
+
 def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
             max_steps: int = 80, noise: float = 0.0, seed: int = 0,
-            render: bool = True) -> Rollout:
-    """Reset to ``spec`` and run the expert until it terminates or ``max_steps`` pass.
+            render: bool = True, driver: Driver | None = None,
+            expert_share: float = 0.0) -> Rollout:
+    """Reset to ``spec`` and run the expert (or ``driver``, labelled by the expert) until the
+    expert terminates or ``max_steps`` pass.
 
     Args:
         sim: a simulation built with :func:`rt2_sim.tasks.task_scene_config`.
@@ -273,13 +288,26 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
             (0 = none); the recorded action is the noise-free expert action.
         seed: seed of the noise.
         render: record camera frames (False for fast checks).
+        driver: a learned policy that chooses the executed action (DAgger data collection);
+            ``None``: the expert drives. A driver's terminate is not executed (the episode goes
+            on, its label says whether to stop); the episode ends when the expert terminates.
+        expert_share: with a driver, the probability per step that the expert's action is
+            executed instead (DAgger's β, Ross et al., 2011, §3), 0..1.
 
     Returns:
         The rollout; ``success`` is :func:`check_success` at the end.
+
+    Raises:
+        ValueError: ``expert_share`` outside 0..1, a driver without ``render``, or a driver's
+            action not of shape (8,).
     """
+    if not 0.0 <= expert_share <= 1.0:
+        raise ValueError(f"expert_share: expected 0..1, got {expert_share}")
+    if driver is not None and not render:
+        raise ValueError("render: expected True when a driver (which needs frames) is given")
     sim.reset_episode(spec)
     sim.step(0.2)  # let objects settle
-    expert = ScriptedExpert(sim, spec, control_rate)
+    expert = ScriptedExpert(sim, spec, control_rate, give_up=driver is None)
     rng = np.random.default_rng(seed)
     out = Rollout(instruction=spec.task.instruction)
     period = 1.0 / control_rate
@@ -295,6 +323,12 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
             sim.command_twist(np.zeros(3), np.zeros(3), BASE_FRAME, sim.time)
             break
         executed = values.copy()
+        if driver is not None and rng.random() >= expert_share:
+            executed = np.asarray(driver(out.images[-1], spec.task.instruction), np.float64)
+            if executed.shape != (8,):
+                raise ValueError(f"driver: expected an action of shape (8,), got "
+                                 f"{executed.shape}")
+            executed[0] = 0.0  # not executed: the expert's label decides when to stop
         if noise > 0:
             executed[1:4] += rng.normal(0.0, noise, 3)
         execute(sim, expert.tokenizer, executed, period)

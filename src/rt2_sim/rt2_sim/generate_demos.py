@@ -9,6 +9,12 @@ step in ``panda_link0``, gripper 0..1), the joint positions as ``observation.sta
 instruction as the task, and the image position of the instructed target object as
 ``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
 grounding loss). The last line printed is a JSON summary.
+
+DAgger (Ross et al., 2011): ``--policy MODEL`` lets a trained checkpoint drive (the expert's
+action is executed with probability ``--expert-share`` per step) while every frame is labelled
+with the expert's action at the state the policy reached. All such episodes are written,
+failed ones too, since their off-path states are what the data is for; training on
+``--robot-datasets DEMOS DAGGER`` then teaches recovery from the policy's own mistakes.
 """
 
 from __future__ import annotations
@@ -26,18 +32,39 @@ import numpy as np
 from rt2_sim.tasks import EVAL_SEED_START, TASK_FAMILIES, sample_episode
 
 
-def _worker(args: tuple[int, str | None, float, float, int]) -> dict:
-    seed, family, noise, control_rate, max_steps = args
+def _policy_driver(model: str):
+    """A :data:`rt2_sim.expert.Driver` running the checkpoint at ``model`` on 1 torch thread."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from rt2_policy.contract import Observation
+    from rt2_policy.vla_policy import VLAPolicy
+
+    torch.set_num_threads(1)
+    policy = VLAPolicy.from_pretrained(model)
+
+    def drive(image: np.ndarray, instruction: str) -> np.ndarray:
+        a = policy.infer(Observation(image, instruction))
+        return np.array([float(a.terminate), *a.delta_position, *a.delta_rotation, a.gripper])
+
+    return drive
+
+
+def _worker(args: tuple) -> dict:
+    seed, family, noise, control_rate, max_steps, model, expert_share = args
     from rt2_sim.expert import rollout
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import task_scene_config
 
-    global _SIM
-    if "_SIM" not in globals() or _SIM is None:
+    global _SIM, _DRIVER
+    if _SIM is None:
         _SIM = ArmSimulation(task_scene_config())
+    if model is not None and _DRIVER is None:
+        _DRIVER = _policy_driver(model)
     spec = sample_episode(seed, "seen", family)
     run = rollout(_SIM, spec, control_rate=control_rate, max_steps=max_steps, noise=noise,
-                  seed=seed)
+                  seed=seed, driver=_DRIVER if model is not None else None,
+                  expert_share=expert_share)
     return {
         "seed": seed, "family": spec.task.family, "instruction": run.instruction,
         "success": run.success and run.terminated, "images": run.images,
@@ -46,10 +73,12 @@ def _worker(args: tuple[int, str | None, float, float, int]) -> dict:
 
 
 _SIM = None
+_DRIVER = None
 
 
 def _jobs(seed: int, episodes: int, families: Sequence[str], noise: float, noisy_fraction: float,
-          control_rate: float, max_steps: int) -> Iterator[tuple]:
+          control_rate: float, max_steps: int, policy: str | None = None,
+          expert_share: float = 0.0) -> Iterator[tuple]:
     rng = np.random.default_rng(seed)
     for i in range(episodes):
         episode_seed = seed + i
@@ -57,14 +86,17 @@ def _jobs(seed: int, episodes: int, families: Sequence[str], noise: float, noisy
             raise ValueError(f"seed: training seeds must stay below {EVAL_SEED_START}")
         family = families[i % len(families)]
         episode_noise = noise if rng.random() < noisy_fraction else 0.0
-        yield (episode_seed, family, episode_noise, control_rate, max_steps)
+        yield (episode_seed, family, episode_noise, control_rate, max_steps, policy,
+               expert_share)
 
 
 def generate(output: str, episodes: int, seed: int = 0,
              families: Sequence[str] = TASK_FAMILIES, workers: int = 2, noise: float = 0.006,
              noisy_fraction: float = 0.5, control_rate: float = 5.0,
-             max_steps: int = 80, progress: bool = True) -> dict:
-    """Roll out ``episodes`` expert episodes and write the successful ones to ``output``.
+             max_steps: int = 80, progress: bool = True, policy: str | None = None,
+             expert_share: float = 0.3) -> dict:
+    """Roll out ``episodes`` expert episodes and write the successful ones to ``output``
+    (with ``policy``: DAgger episodes, all written).
 
     Args:
         output: dataset root (created; appended to when it already holds a dataset).
@@ -76,10 +108,21 @@ def generate(output: str, episodes: int, seed: int = 0,
         noisy_fraction: share of episodes that get noise.
         control_rate: Hz.
         max_steps: step budget per episode.
+        policy: checkpoint directory (``VLAPolicy.from_pretrained``) that drives the episodes
+            for DAgger; ``None``: the expert drives.
+        expert_share: with ``policy``, the probability per step that the expert's action is
+            executed instead of the policy's (DAgger's β), 0..1.
 
     Returns:
-        Summary: episodes attempted and written, success rate per family, frames, seconds.
+        Summary: episodes attempted and written, success rate per family (with ``policy``: of
+        the mixed policy/expert control), frames, seconds.
+
+    Raises:
+        ValueError: an unknown family, a seed reaching the evaluation seeds, or
+            ``expert_share`` outside 0..1.
     """
+    if not 0.0 <= expert_share <= 1.0:
+        raise ValueError(f"expert_share: expected 0..1, got {expert_share}")
     from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY, LeRobotDatasetWriter
 
     for family in families:
@@ -90,7 +133,7 @@ def generate(output: str, episodes: int, seed: int = 0,
                                   image_shape=(224, 224, 3), state_dim=9,
                                   extra_features={TARGET_POINT_KEY: 2})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,
-                      max_steps))
+                      max_steps, policy, expert_share))
     per_family: dict[str, list[bool]] = {f: [] for f in families}
     frames = 0
     written = 0
@@ -103,7 +146,7 @@ def generate(output: str, episodes: int, seed: int = 0,
     with ctx.Pool(max(1, workers)) as pool:
         for result in pool.imap(_worker, jobs, chunksize=2):
             per_family[result["family"]].append(result["success"])
-            if result["success"]:
+            if result["success"] or policy is not None:
                 for image, action, state, point in zip(
                         result["images"], result["actions"], result["states"],
                         result["target_points"], strict=True):
@@ -123,7 +166,7 @@ def generate(output: str, episodes: int, seed: int = 0,
         "frames": frames,
         "success_rate": {f: round(float(np.mean(v)), 3) if v else None
                          for f, v in per_family.items()},
-        "seed": seed, "seconds": round(time.perf_counter() - start, 1),
+        "seed": seed, "policy": policy, "seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -140,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noisy-fraction", type=float, default=0.5)
     parser.add_argument("--control-rate", type=float, default=5.0)
     parser.add_argument("--max-steps", type=int, default=80)
+    parser.add_argument("--policy", default=None, metavar="MODEL",
+                        help="DAgger: checkpoint that drives; the expert labels every frame")
+    parser.add_argument("--expert-share", type=float, default=0.3,
+                        help="DAgger: probability per step of executing the expert's action")
     args = parser.parse_args(argv)
     summary = generate(args.output, args.episodes, args.seed, args.families, args.workers,
-                       args.noise, args.noisy_fraction, args.control_rate, args.max_steps)
+                       args.noise, args.noisy_fraction, args.control_rate, args.max_steps,
+                       policy=args.policy, expert_share=args.expert_share)
     print(json.dumps(summary), flush=True)
     return 0
 

@@ -58,3 +58,37 @@ def test_expert_terminates_only_when_successful(sim):
     sim.reset_episode(spec)
     expert = ScriptedExpert(sim, spec)
     assert expert.act()[0] == 0.0  # nothing done yet: never terminate at the start
+
+
+def test_a_driver_moves_the_arm_while_the_expert_labels_every_state(sim):
+    """DAgger: the driver's action is executed, the expert's is recorded; a driver that never
+    reaches the object keeps the label on the approach (gripper open), never the grasp."""
+    spec = sample_episode(11, "seen", "pick")
+    up_and_closed = np.array([1.0, 0.0, 0.0, 0.02, 0.0, 0.0, 0.0, 1.0])  # also says terminate
+    sim.reset_episode(spec)
+    start_z = sim.ee_pose()[0][2]
+    run = rollout(sim, spec, max_steps=40, driver=lambda image, text: up_and_closed)
+    actions = np.array(run.actions)
+    assert run.steps == 40 and not run.terminated and not run.success
+    assert len(run.images) == 40 and run.images[0].shape[2] == 3
+    assert np.all(actions[:, 0] == 0.0)  # the driver's terminate is neither executed nor kept
+    assert np.all(actions[:, 7] == actions[0, 7]) and actions[0, 7] < 0.5  # never "close"
+    assert np.mean(actions[5:, 3]) < 0.0  # labels point back down, towards the object
+    # the driver's action ran: the hand rose and the fingers closed
+    assert sim.ee_pose()[0][2] > start_z + 0.1 and sim.gripper_command > 0.99
+
+
+def test_an_expert_share_of_one_is_the_expert_rollout(sim):
+    spec = sample_episode(4, "seen", "push")
+    ref = rollout(sim, spec, render=True)
+    mixed = rollout(sim, spec, driver=lambda image, text: np.zeros(8), expert_share=1.0)
+    assert mixed.success and mixed.steps == ref.steps
+    np.testing.assert_allclose(np.array(mixed.actions), np.array(ref.actions))
+
+
+def test_rollout_rejects_a_bad_driver_or_share(sim):
+    spec = sample_episode(2, "seen", "pick")
+    with pytest.raises(ValueError, match="expert_share"):
+        rollout(sim, spec, driver=lambda image, text: np.zeros(8), expert_share=1.5)
+    with pytest.raises(ValueError, match="shape"):
+        rollout(sim, spec, max_steps=2, driver=lambda image, text: np.zeros(3))

@@ -31,3 +31,21 @@ def test_generate_writes_successful_episodes(tmp_path):
     pixel = first["image"][int((y + 0.5) / 256 * 224), int((x + 0.5) / 256 * 224)] / 255.0
     nearest = min(PALETTE, key=lambda entry: np.abs(np.array(entry[1]) - pixel).sum())[0]
     assert nearest == spec.object(spec.task.target).colour, (pixel, nearest)
+
+
+def test_generate_with_a_policy_writes_every_dagger_episode(tmp_path):
+    """DAgger collection: a (random-weight) VLA drives, failed episodes are kept, every frame
+    carries the expert's label."""
+    from rt2_policy.tiny_model import build_tiny_vla
+
+    model = build_tiny_vla(tmp_path / "vla", seed=0)
+    summary = generate(str(tmp_path / "dagger"), episodes=2, seed=5, families=("pick", "push"),
+                       workers=1, noise=0.0, progress=False, policy=str(model),
+                       expert_share=0.0, max_steps=4)
+    assert summary["written"] == 2 and summary["frames"] == 8
+    assert summary["success_rate"] == {"pick": 0.0, "push": 0.0}
+    ds = LeRobotDataset(tmp_path / "dagger")
+    assert ds.num_episodes == 2 and len(ds) == 8
+    actions = ds.episode_actions(0)
+    assert actions.shape == (4, 8) and np.all(actions[:, 0] == 0.0)
+    assert np.all(actions[:, 7] < 0.5)  # the expert's label: open while approaching

@@ -482,7 +482,15 @@ class Trainer:
         if head is None:
             raise ValueError("grounding_loss_weight: expected a model with a decoder and an "
                              f"output embedding, got {type(model).__name__}")
-        return GroundingHead(int(head.weight.shape[1])).to(self.device)
+        grounding = GroundingHead(int(head.weight.shape[1])).to(self.device)
+        # Fine-tuning one of our checkpoints (e.g. a DAgger round): start from its head.
+        saved = Path(self.config.model) / STATE_NAME
+        if self.config.model != "tiny" and saved.is_file():
+            state = torch.load(saved, map_location="cpu", weights_only=True)
+            if "grounding_head" in state:
+                grounding.load_state_dict(state["grounding_head"])
+                log.info("grounding head from %s", saved)
+        return grounding
 
     def _optimizer(self, model: Any, extra: torch.nn.Module | None = None):
         """AdamW with decoupled weight decay on matrices only; the vision tower and the
