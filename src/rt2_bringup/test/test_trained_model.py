@@ -17,7 +17,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from rt2_bringup.demo import TRAINED_MODEL, default_model, trained_model_dir  # noqa: E402
@@ -79,7 +78,5 @@ def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
             action = policy.infer(Observation(sim.render(), spec.task.instruction))
             if action.terminate:
                 break
-            values = np.array([0.0, *action.delta_position, *action.delta_rotation,
-                               action.gripper])
-            execute(sim, policy.action_tokenizer, values, 0.2)
+            execute(sim, policy.action_tokenizer, action.values(), 0.2)
         assert check_success(sim, spec), spec.task.instruction

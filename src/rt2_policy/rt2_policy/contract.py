@@ -94,6 +94,14 @@ class RobotAction:
     plan: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
+    def values(self) -> np.ndarray:
+        """The 8 continuous values in RT-2's order (Brohan et al., 2023, §3.2): terminate (0/1),
+        Δx, Δy, Δz (metres), Δroll, Δpitch, Δyaw (radians), gripper (0..1); shape ``(8,)``,
+        float64. The layout of :func:`rt2_sim.expert.ScriptedExpert.act` and of LeRobot
+        ``action`` rows."""
+        return np.array([float(self.terminate), *np.asarray(self.delta_position, float),
+                         *np.asarray(self.delta_rotation, float), float(self.gripper)])
+
     def is_finite(self) -> bool:
         """True when every continuous field is a finite number."""
         values = [*np.asarray(self.delta_position, dtype=float).ravel(),

@@ -184,3 +184,12 @@ def test_other_bin_counts():
     tok = ActionTokenizer(ActionBounds(), num_bins=4)
     bins = tok.quantize(np.array([[-0.05, -0.026, -0.024, 0.0, 0.124, 0.126, 0.99]]))
     np.testing.assert_array_equal(bins, [[0, 0, 1, 2, 2, 3, 3]])
+
+
+def test_action_values_round_trip_through_the_tokenizer(tok):
+    """RobotAction.values() is RT-2's 8-value layout: encoding it again gives the same bins."""
+    bins = np.array([1, 3, 128, 250, 7, 128, 200, 255])
+    values = tok.decode(bins).values()
+    assert values.shape == (8,) and values.dtype == np.float64 and values[0] == 1.0
+    again = tok.encode(bool(values[0]), values[1:4], values[4:7], float(values[7]))
+    np.testing.assert_array_equal(again, bins)

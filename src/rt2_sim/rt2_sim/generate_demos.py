@@ -44,8 +44,7 @@ def _policy_driver(model: str):
     policy = VLAPolicy.from_pretrained(model)
 
     def drive(image: np.ndarray, instruction: str) -> np.ndarray:
-        a = policy.infer(Observation(image, instruction))
-        return np.array([float(a.terminate), *a.delta_position, *a.delta_rotation, a.gripper])
+        return policy.infer(Observation(image, instruction)).values()
 
     return drive
 
