@@ -12,16 +12,14 @@ FILES=(config.json generation_config.json model.safetensors processor_config.jso
        tokenizer.json tokenizer_config.json action_tokenizer_config.json)
 mkdir -p "$DEST"
 for f in "${FILES[@]}"; do cp "$SRC/$f" "$DEST/$f"; done
-if [ -n "${2:-}" ]; then
-  python - "$2/report.json" "$DEST/eval_summary.json" <<'PY'
+if [ -n "${2:-}" ]; then  # the summary line `make eval` printed, from its report
+  "$(dirname "$0")/run.sh" python - "$2/report.json" "$DEST/eval_summary.json" <<'PY'
 import json, sys
+from rt2_bringup.evaluation import summary_line
 report = json.load(open(sys.argv[1]))
-splits = report["aggregates"]["splits"]
-summary = {"success_rate": {s: v["overall"]["rate"] for s, v in splits.items()},
-           "episodes": sum(v["overall"]["episodes"] for v in splits.values()),
-           "seed": report["config"]["seed"], "complete": report["complete"],
-           "unseen_average": report["aggregates"]["unseen_average"],
-           "git_commit": report["config"].get("git_commit")}
+summary = json.loads(summary_line(report, sys.argv[1]))
+del summary["report"]  # a path on the machine that ran it
+summary["git_commit"] = report["config"].get("git_commit")
 json.dump(summary, open(sys.argv[2], "w"), indent=1)
 PY
 fi

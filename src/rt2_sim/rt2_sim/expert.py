@@ -204,10 +204,9 @@ class ScriptedExpert:
 
 
 def action_values(tokenizer: ActionTokenizer, bins: np.ndarray) -> np.ndarray:
-    """Bins → the 8 continuous values (bin centres), shape (8,), float64."""
-    action = tokenizer.decode(bins)
-    return np.array([float(action.terminate), *action.delta_position, *action.delta_rotation,
-                     action.gripper], dtype=np.float64)
+    """Bins → the 8 continuous values (bin centres), shape (8,), float64
+    (:meth:`rt2_policy.contract.RobotAction.values`)."""
+    return tokenizer.decode(bins).values()
 
 
 def execute(sim: ArmSimulation, tokenizer: ActionTokenizer, values: np.ndarray,

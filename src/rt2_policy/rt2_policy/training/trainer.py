@@ -465,8 +465,12 @@ class Trainer:
                         "e.g. in: %s", " | ".join(list(unknown)[:10]))
 
     # ------------------------------------------------------------------ optimisation
-    def _make_grounding_head(self, model: Any) -> GroundingHead | None:
-        """The grounding head when ``grounding_loss_weight > 0``, else None.
+    def _make_grounding_head(self, model: Any, resumed: dict | None = None
+                             ) -> GroundingHead | None:
+        """The grounding head when ``grounding_loss_weight > 0``, else None. Its weights come
+        from ``resumed`` (the ``training_state.pt`` of the checkpoint a run resumes from), else
+        from the fine-tuned checkpoint's own ``training_state.pt`` (e.g. a DAgger round starting
+        from the previous round), else a fresh initialisation.
 
         Raises:
             ValueError: when the checkpoint's prompt layout is not ``"suffix"`` (image tokens
@@ -483,14 +487,22 @@ class Trainer:
             raise ValueError("grounding_loss_weight: expected a model with a decoder and an "
                              f"output embedding, got {type(model).__name__}")
         grounding = GroundingHead(int(head.weight.shape[1])).to(self.device)
-        # Fine-tuning one of our checkpoints (e.g. a DAgger round): start from its head.
         saved = Path(self.config.model) / STATE_NAME
-        if self.config.model != "tiny" and saved.is_file():
-            state = torch.load(saved, map_location="cpu", weights_only=True)
-            if "grounding_head" in state:
-                grounding.load_state_dict(state["grounding_head"])
-                log.info("grounding head from %s", saved)
+        if resumed is None and self.config.model != "tiny" and saved.is_file():
+            resumed = torch.load(saved, map_location="cpu", weights_only=True)
+            log.info("grounding head from %s", saved)
+        if resumed is not None and "grounding_head" in resumed:
+            grounding.load_state_dict(resumed["grounding_head"])
         return grounding
+
+    def _grounding(self, hidden: torch.Tensor | None, batch: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor | None, int, int]:
+        """:func:`grounding_loss` of a batch: ``(loss or None, right, rows)``; ``(None, 0, 0)``
+        when the grounding loss is off or the model gives no hidden states."""
+        if self._grounding_head is None or hidden is None:
+            return None, 0, 0
+        return grounding_loss(self._grounding_head, hidden, batch["input_ids"], batch["point"],
+                              self._image_token_id)
 
     def _optimizer(self, model: Any, extra: torch.nn.Module | None = None):
         """AdamW with decoupled weight decay on matrices only; the vision tower and the
@@ -614,11 +626,9 @@ class Trainer:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             losses, logits, targets, kinds, _rows, hidden = token_losses(
                 model, batch, self.config.bf16, return_hidden=True)
-            if self._grounding_head is not None and hidden is not None:
-                _loss, ok, n = grounding_loss(self._grounding_head, hidden, batch["input_ids"],
-                                              batch["point"], self._image_token_id)
-                grounded += ok
-                grounded_n += n
+            _loss, ok, n = self._grounding(hidden, batch)
+            grounded += ok
+            grounded_n += n
             for kind in (KIND_ROBOT, KIND_VQA):
                 sel = kinds == kind
                 sums[kind][0] += float(losses[sel].sum())
@@ -685,18 +695,16 @@ class Trainer:
         state = (torch.load(resume / STATE_NAME, map_location="cpu", weights_only=True)
                  if resume is not None else None)
         model, processor, action_tokenizer, mapping = self._load(resume)
-        self._grounding_head = self._make_grounding_head(model)
+        if state is not None and int(state.get("format_version", 0)) != STATE_FORMAT_VERSION:
+            raise ValueError(f"{resume / STATE_NAME}: expected format_version "
+                             f"{STATE_FORMAT_VERSION}, got {state.get('format_version')}")
+        self._grounding_head = self._make_grounding_head(model, state)
         optimizer, scheduler, params = self._optimizer(model, self._grounding_head)
         start_step = 0
         elapsed_before = 0.0
         if state is not None:
-            if int(state.get("format_version", 0)) != STATE_FORMAT_VERSION:
-                raise ValueError(f"{resume / STATE_NAME}: expected format_version "
-                                 f"{STATE_FORMAT_VERSION}, got {state.get('format_version')}")
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            if self._grounding_head is not None and "grounding_head" in state:
-                self._grounding_head.load_state_dict(state["grounding_head"])
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
             start_step = int(state["step"])
@@ -774,13 +782,10 @@ class Trainer:
                 losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
                                                  action_ids, cfg.action_label_sigma)
                 loss = losses.mean()
-                if self._grounding_head is not None and hidden is not None:
-                    g_loss, g_ok, g_n = grounding_loss(self._grounding_head, hidden,
-                                                       batch["input_ids"], batch["point"],
-                                                       self._image_token_id)
-                    if g_loss is not None:
-                        loss = loss + cfg.grounding_loss_weight * g_loss
-                        window.add_grounding(float(g_loss.detach()), g_ok, g_n)
+                g_loss, g_ok, g_n = self._grounding(hidden, batch)
+                if g_loss is not None:
+                    loss = loss + cfg.grounding_loss_weight * g_loss
+                    window.add_grounding(float(g_loss.detach()), g_ok, g_n)
                 optimizer.zero_grad(set_to_none=True)
                 if not torch.isfinite(loss):
                     bad_steps += 1
