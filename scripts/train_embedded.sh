@@ -53,18 +53,19 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    so its tokens can attend to the instruction, and a pointer loss over the image tokens
 #    (--grounding-loss-weight) teaches them which one holds the named object: on pointing
 #    questions and on every demonstration frame (its observation.target_point).
-common=(--model tiny --tiny.image-size 96 --tiny.patch-size 12 --tiny.image-position suffix
-        --tiny.words-files "$DATA/instruction_words.txt"
-        --robot-datasets "$DATA/demos" --max-steps "$STEPS" --batch-size 16
+# Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
+shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
+        --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
+vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
+          "$DATA/vqa_point")
+common=("${shared[@]}" --model tiny --tiny.image-size 96 --tiny.patch-size 12
+        --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
+        --robot-datasets "$DATA/demos" --max-steps "$STEPS"
         --vision-pretrain-data "$DATA/patch_labels.npz" --vision-pretrain-steps "$PRETRAIN_STEPS"
-        --learning-rate 5e-4 --warmup-steps 300 --vision-lr-scale 0.1 --action-label-sigma 3
-        --grounding-loss-weight 1
-        --num-threads 1 --cache-mb 4200 --seed 0
-        --save-interval 1000 --eval-interval 1000 --time-budget-min ${RT2_TRAIN_MINUTES:-52} --progress false)
+        --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
+        --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
-  --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
-  "$DATA/vqa_point" \
-  --robot-fraction 0.5 > "$RUNS/cofinetuned.log" 2>&1 &
+  --vqa-datasets "${vqa_data[@]}" --robot-fraction 0.5 > "$RUNS/cofinetuned.log" 2>&1 &
 cofinetuned=$!
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \
   --robot-fraction 1.0 > "$RUNS/robot_only.log" 2>&1 &
@@ -93,15 +94,12 @@ for round in $(seq 1 "$ROUNDS"); do
   robot_data+=("$DATA/dagger$round")
   s_cof=$(steps_of "$prev_cof"); s_rob=$(steps_of "$prev_rob")
   total=$(( (s_cof > s_rob ? s_cof : s_rob) + DAGGER_STEPS ))
-  round_args=(--robot-datasets "${robot_data[@]}" --batch-size 16 --learning-rate 2e-4
-              --warmup-steps 100 --vision-lr-scale 0.1 --action-label-sigma 3
-              --grounding-loss-weight 1 --num-threads 1 --cache-mb 6000 --seed "$round"
-              --save-interval 1000 --eval-interval 1000 --progress false
+  round_args=("${shared[@]}" --robot-datasets "${robot_data[@]}" --learning-rate 2e-4
+              --warmup-steps 100 --cache-mb 6000 --seed "$round"
               --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
     --max-steps $((total - s_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
-    --vqa-datasets "$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds" \
-    "$DATA/vqa_point" --robot-fraction 0.5 > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
+    --vqa-datasets "${vqa_data[@]}" --robot-fraction 0.5 > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
   cofinetuned=$!
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
     --max-steps $((total - s_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
