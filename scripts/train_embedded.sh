@@ -83,31 +83,34 @@ tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
 ROUNDS=${RT2_DAGGER_ROUNDS:-2}
 DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
 DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
-steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint
+steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint (counted from that run's start)
   local name; name=$(basename "$(readlink -f "$1/latest")"); echo $((10#${name#checkpoint-}))
 }
 prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"; robot_data=("$DATA/demos")
+# Steps each model has been trained so far: every round's run counts from 0 again.
+done_cof=$(steps_of "$prev_cof"); done_rob=$(steps_of "$prev_rob")
 for round in $(seq 1 "$ROUNDS"); do
   [ -f "$DATA/dagger$round/meta/info.json" ] || python -m rt2_sim.generate_demos \
     --output "$DATA/dagger$round" --episodes "$DAGGER_EPISODES" --seed $((80000 + 20000 * round)) \
     --workers 2 --policy "$(readlink -f "$prev_rob/latest")" --expert-share 0.3 --max-steps 60
   robot_data+=("$DATA/dagger$round")
-  s_cof=$(steps_of "$prev_cof"); s_rob=$(steps_of "$prev_rob")
-  total=$(( (s_cof > s_rob ? s_cof : s_rob) + DAGGER_STEPS ))
+  total=$(( (done_cof > done_rob ? done_cof : done_rob) + DAGGER_STEPS ))
   round_args=("${shared[@]}" --robot-datasets "${robot_data[@]}" --learning-rate 2e-4
               --warmup-steps 100 --cache-mb 6000 --seed "$round"
               --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
-    --max-steps $((total - s_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
+    --max-steps $((total - done_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
     --vqa-datasets "${vqa_data[@]}" --robot-fraction 0.5 > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
   cofinetuned=$!
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
-    --max-steps $((total - s_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
+    --max-steps $((total - done_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
     --robot-fraction 1.0 > "$RUNS/robot_only_dagger$round.log" 2>&1 &
   robot_only=$!
   wait $cofinetuned; wait $robot_only
   tail -n 1 "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
   prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
+  done_cof=$((done_cof + $(steps_of "$prev_cof"))); done_rob=$((done_rob + $(steps_of "$prev_rob")))
+  echo "round $round: $done_cof steps (co-fine-tuned), $done_rob steps (robot data only)"
 done
 echo "final models: $(readlink -f "$prev_cof/latest") (co-fine-tuned)," \
   "$(readlink -f "$prev_rob/latest") (robot data only)"

@@ -44,6 +44,7 @@ from rt2_bringup.graph import (  # noqa: E402
     parameters_yaml,
     ros_args,
 )
+from rt2_policy.stamps import stamp_seconds  # noqa: E402
 
 DEFAULT_INSTRUCTION = "pick up the red cube"
 #: Scene/task seed of the demo: the first evaluation seed (training scenes use seeds below it).
@@ -191,7 +192,7 @@ class GraphClient:
         self.frames = 0  # camera frames received so far
 
         def on_action(msg: RT2Action) -> None:
-            self.action_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            self.action_stamps.append(stamp_seconds(msg.header.stamp))
 
         def on_image(_msg: Image) -> None:
             self.frames += 1

@@ -47,11 +47,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (2-cor
 
 import rclpy  # noqa: E402
 from geometry_msgs.msg import TwistStamped  # noqa: E402
-from rcl_interfaces.msg import (  # noqa: E402
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-)
+from rcl_interfaces.msg import ParameterDescriptor  # noqa: E402
 from rclpy.action import ActionServer, CancelResponse, GoalResponse  # noqa: E402
 from rclpy.callback_groups import (  # noqa: E402
     MutuallyExclusiveCallbackGroup,
@@ -75,23 +71,15 @@ from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # 
 from rt2_policy.high_rate_executor import HighRateExecutor  # noqa: E402
 from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
 from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
+from rt2_policy.ros_parameters import float_range, int_range  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
 from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
+from rt2_policy.stamps import stamp_seconds  # noqa: E402
 
 try:  # MoveIt 2 (apt): switch the servo to TWIST commands on activation (Jazzy's servo_node).
     from moveit_msgs.srv import ServoCommandType  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the machine
     ServoCommandType = None
-
-
-def _float_param(lo: float, hi: float, text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, floating_point_range=[
-        FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
-
-
-def _int_param(lo: int, hi: int, text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, integer_range=[
-        IntegerRange(from_value=lo, to_value=hi, step=1)])
 
 
 PARAMETERS = {
@@ -102,16 +90,16 @@ PARAMETERS = {
         description="checkpoint directory or Hugging Face hub id (backend local)", read_only=True)),
     "device": ("cpu", ParameterDescriptor(
         description="torch device, e.g. cpu or cuda:0 (backend local)", read_only=True)),
-    "num_threads": (0, _int_param(0, 256,
+    "num_threads": (0, int_range(0, 256,
                     "torch CPU threads for backend local; 0 = torch's default")),
     "scripted_actions": (["0 128 128 128 128 128 128 0"], ParameterDescriptor(
         description="RT-2 action strings replayed by backend scripted; the last one repeats",
         read_only=True)),
-    "scripted_delay": (0.0, _float_param(0.0, 10.0, "seconds per scripted infer call")),
+    "scripted_delay": (0.0, float_range(0.0, 10.0, "seconds per scripted infer call")),
     "chain_of_thought": (False, ParameterDescriptor(
         description="backend local: write a plan before each action (RT-2 Sec. 4.4; needs a "
                     "checkpoint trained with plans); RT2Action.plan carries it", read_only=True)),
-    "answer_max_new_tokens": (32, _int_param(1, 1024,
+    "answer_max_new_tokens": (32, int_range(1, 1024,
                               "~/answer_question token budget when the request's "
                               "max_new_tokens is 0")),
     # backend remote (rt2_policy.serving): a client of rt2-serve
@@ -120,26 +108,26 @@ PARAMETERS = {
     "api_key_env": ("RT2_API_KEY", ParameterDescriptor(
         description="environment variable holding the rt2-serve API key (backend remote); "
                     "never a parameter, which anyone on the ROS graph can read", read_only=True)),
-    "request_timeout": (0.0, _float_param(0.0, 60.0,
+    "request_timeout": (0.0, float_range(0.0, 60.0,
                         "deadline of one remote inference, s; a late reply is discarded and "
                         "the arm holds still; 0 = one control period (backend remote)")),
-    "connect_timeout": (2.0, _float_param(0.01, 60.0,
+    "connect_timeout": (2.0, float_range(0.01, 60.0,
                         "deadline of one connection attempt to rt2-serve, s (backend remote)")),
-    "remote_fault_timeout": (10.0, _float_param(0.0, 3600.0,
+    "remote_fault_timeout": (10.0, float_range(0.0, 3600.0,
                              "s an episode holds still while rt2-serve is unreachable or late "
                              "before aborting; it resumes when the server answers again; "
                              "0 = count as ordinary faults (backend remote)")),
-    "control_rate": (5.0, _float_param(0.1, 100.0, "policy steps per second, Hz")),
-    "keepalive_rate": (50.0, _float_param(1.0, 1000.0,
+    "control_rate": (5.0, float_range(0.1, 100.0, "policy steps per second, Hz")),
+    "keepalive_rate": (50.0, float_range(1.0, 1000.0,
                        "twist stream rate, Hz; keep above 1 / servo incoming_command_timeout")),
-    "max_image_age": (0.5, _float_param(0.01, 60.0,
+    "max_image_age": (0.5, float_range(0.01, 60.0,
                       "seconds after which a camera frame is stale; the arm then holds still")),
-    "max_linear_speed": (0.25, _float_param(0.001, 2.0, "clamp on the twist's linear norm, m/s")),
-    "max_angular_speed": (1.0, _float_param(0.001, 6.3,
+    "max_linear_speed": (0.25, float_range(0.001, 2.0, "clamp on the twist's linear norm, m/s")),
+    "max_angular_speed": (1.0, float_range(0.001, 6.3,
                           "clamp on the twist's angular norm, rad/s")),
-    "max_steps": (100, _int_param(1, 1_000_000, "default step limit of an episode")),
-    "time_limit": (60.0, _float_param(0.1, 86400.0, "default time limit of an episode, s")),
-    "max_consecutive_faults": (25, _int_param(1, 1_000_000,
+    "max_steps": (100, int_range(1, 1_000_000, "default step limit of an episode")),
+    "time_limit": (60.0, float_range(0.1, 86400.0, "default time limit of an episode, s")),
+    "max_consecutive_faults": (25, int_range(1, 1_000_000,
                                "consecutive faulty steps before an episode aborts")),
     "command_frame": ("panda_link0", ParameterDescriptor(
         description="frame_id of the twist (MoveIt Servo reads the command frame from it); "
@@ -176,7 +164,7 @@ PARAMETERS = {
         description="std_srvs/Trigger called before each episode (e.g. "
                     "/rt2_ready_pose/move_to_ready); the episode is refused if it fails; "
                     "'' = none", read_only=True)),
-    "ready_timeout": (60.0, _float_param(0.1, 600.0, "seconds to wait for ready_service")),
+    "ready_timeout": (60.0, float_range(0.1, 600.0, "seconds to wait for ready_service")),
 }
 
 
@@ -307,8 +295,8 @@ class PolicyNode(LifecycleNode):
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._end_episode(Outcome.ABORTED, "policy node deactivated")
-        self._publish_zero_twist()
+        if not self._end_episode(Outcome.ABORTED, "policy node deactivated"):
+            self._publish_zero_twist()  # no episode ran: still leave the servo a stop
         self._active = False
         for timer in self._timers:
             self.destroy_timer(timer)
@@ -422,9 +410,7 @@ class PolicyNode(LifecycleNode):
         return time.monotonic(), "steady"
 
     def _on_image(self, msg: Image) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        if stamp == 0.0:
-            stamp = self._now()
+        stamp = stamp_seconds(msg.header.stamp) or self._now()
         self._frame = Frame(stamp=stamp, to_rgb=lambda m=msg: image_msg_to_rgb(m))
 
     def _on_instruction(self, msg: String) -> None:

@@ -26,9 +26,10 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
@@ -45,21 +46,16 @@ from rt2_policy.data.recorder import (
     RecordedEpisode,
     RecorderConfig,
     action_sample_from_msg,
-    stamp_seconds,
     status_sample_from_msg,
     write_episode,
 )
 from rt2_policy.image_conversion import image_msg_to_rgb
+from rt2_policy.ros_parameters import float_range, int_range
+from rt2_policy.stamps import stamp_seconds
 
-
-def _float_param(lo: float, hi: float, text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=True, floating_point_range=[
-        FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
-
-
-def _int_param(lo: int, hi: int, text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=True, integer_range=[
-        IntegerRange(from_value=lo, to_value=hi, step=1)])
+#: The recorder's parameters are all read-only (set at launch).
+_float_param = partial(float_range, read_only=True)
+_int_param = partial(int_range, read_only=True)
 
 
 def _ro_param(text: str) -> ParameterDescriptor:

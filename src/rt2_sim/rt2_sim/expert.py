@@ -5,7 +5,9 @@ short list of waypoints per task family (approach, descend, grasp, lift, transpo
 or line up and push), and emits one RT-2 action per control step: ``[terminate, Δx, Δy, Δz,
 Δroll, Δpitch, Δyaw, gripper]`` (Brohan et al., 2023, §3.2), deltas in ``panda_link0`` (metres,
 radians per step), gripper 0 open … 1 closed. It emits ``terminate = 1`` as soon as the task's
-success check (:func:`rt2_sim.tasks.check_success`) holds.
+success check (:func:`rt2_sim.tasks.check_success`) holds. A grasp (release) is held only until
+the fingers grip (let go), so the next frame already shows the next phase and is labelled with
+it: two identical frames never carry different labels.
 
 Actions run exactly as the ROS loop runs the policy's: quantised to RT-2's 256 bins with
 :class:`rt2_policy.action_tokenizer.ActionTokenizer`, turned into a twist with
@@ -39,6 +41,8 @@ KEEPALIVE_PERIOD = 0.02
 APPROACH_HEIGHT = 0.10
 #: Tcp height above the table while carrying an object, metres.
 CARRY_HEIGHT = 0.13
+#: Finger joint speed below which a closed grasp has settled, m/s.
+FINGER_SETTLED_SPEED = 0.01
 #: Tcp height above the table while pushing (finger tips about 1 cm above it), metres.
 PUSH_HEIGHT = 0.03
 
@@ -49,7 +53,11 @@ class _Waypoint:
     gripper: float
     tolerance: float = 0.012
     max_step: float = MAX_STEP
-    hold_steps: int = 0  # > 0: stay for this many steps (grasp/release), ignore the tolerance
+    hold_steps: int = 0  # > 0: stay up to this many steps (grasp/release), ignore the tolerance
+    # With hold_steps: the hold ends early, after at least one step, once this holds (the
+    # fingers have closed on / let go of the object), so no two identical frames get
+    # different labels ("stay" then "lift"): a policy cannot count steps it cannot see.
+    settled: Callable[[], bool] | None = None
     max_steps: int = 15  # give up on reaching this waypoint after this many steps
 
 
@@ -65,7 +73,9 @@ class ScriptedExpert:
             driving: a blocked approach should not stall the demo). ``False`` when relabelling
             a learned policy's states (DAgger): a waypoint the policy has not reached stays the
             target, so a wandering policy is never labelled with the next phase's action
-            (e.g. closing the gripper short of the object).
+            (e.g. closing the gripper short of the object); and the phase follows the grasp
+            (:meth:`_follow_grasp_state`): holding the target means carry on, losing it means
+            re-grasp.
 
     Raises:
         ValueError: for an unknown task family.
@@ -108,8 +118,12 @@ class ScriptedExpert:
         grasp = [
             _Waypoint(above(task.target, APPROACH_HEIGHT), 0.0, tolerance=0.015),
             _Waypoint(above(task.target, 0.005), 0.0, tolerance=0.007, max_step=0.025),
-            _Waypoint(above(task.target, 0.005), 1.0, hold_steps=3),
+            _Waypoint(above(task.target, 0.005), 1.0, hold_steps=3,
+                      settled=lambda: self._gripping(task.target)),
         ]
+        # Waypoints [_grasp_end, _carry_end) are walked with the target in the gripper.
+        self._grasp_end = len(grasp)
+        self._carry_end = self._grasp_end + (1 if task.family == "pick" else 3)
         if task.family == "pick":
             return [*grasp, _Waypoint(lambda: np.array([start[0], start[1], start[2] + 0.16]),
                                       1.0, tolerance=0.015)]
@@ -130,12 +144,14 @@ class ScriptedExpert:
                 _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 1.0, tolerance=0.015),
                 _Waypoint(lambda: np.array([*dest_xy, release_z]), 1.0, tolerance=0.008,
                           max_step=0.025),
-                _Waypoint(lambda: np.array([*dest_xy, release_z]), 0.0, hold_steps=3),
+                _Waypoint(lambda: np.array([*dest_xy, release_z]), 0.0, hold_steps=3,
+                          settled=lambda: self.sim.finger_contacts(task.target) == 0),
                 _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 0.0, tolerance=0.02),
             ]
         if task.family == "push":
             d = np.array([*DIRECTIONS[task.direction], 0.0])
             pre = start - 0.065 * d
+            self._grasp_end = self._carry_end = 0
             return [
                 _Waypoint(lambda: np.array([pre[0], pre[1], APPROACH_HEIGHT]), 1.0,
                           tolerance=0.015),
@@ -163,12 +179,15 @@ class ScriptedExpert:
         """
         if check_success(self.sim, self.spec):
             return self._quantise(1.0, np.zeros(3), np.zeros(3), self.sim.gripper_command)
+        if not self.give_up:
+            self._follow_grasp_state()
         tcp = self.sim.ee_pose()[0]
         # Advance past reached waypoints (one per step at most, so grasps get their hold).
         while not self.done:
             wp = self._waypoints[self._index]
             if wp.hold_steps:
-                if self._held < wp.hold_steps:
+                settled = self._held >= 1 and wp.settled is not None and wp.settled()
+                if self._held < wp.hold_steps and not settled:
                     self._held += 1
                     break
                 self._held = 0
@@ -190,6 +209,34 @@ class ScriptedExpert:
         if norm > wp.max_step:
             delta *= wp.max_step / norm
         return self._quantise(0.0, delta, self._rotation_correction(), wp.gripper)
+
+    def _gripping(self, name: str) -> bool:
+        """Both finger pads touch ``name`` and the fingers have stopped closing."""
+        finger_speed = np.abs(self.sim.joint_velocities()[7:]).max()
+        return self.sim.finger_contacts(name) == 2 and finger_speed < FINGER_SETTLED_SPEED
+
+    def _follow_grasp_state(self) -> None:
+        """Relabelling a learned policy's states: take the phase from the grasp, not from the
+        waypoint history. A policy that closed the gripper on the target short of the descent
+        waypoint (within a grasp's reach, but not within its 7 mm) is holding it: the label is
+        to carry on (lift), not to open and descend. One that lost or never got the target
+        while the plan says it is carrying it goes back to the approach (open, re-grasp).
+        Without this, a policy gripping the object 1-2 cm above the descent waypoint was
+        labelled "open and descend" (measured: its grasps there lift the object in 5 of 12
+        pick seeds)."""
+        if self._grasp_end == self._carry_end:
+            return
+        closed = self.sim.gripper_command > 0.5
+        contacts = self.sim.finger_contacts(self.spec.task.target)
+        if self._index < self._grasp_end and closed and contacts == 2:
+            self._jump(self._grasp_end)
+        elif self._grasp_end <= self._index < self._carry_end and (not closed or contacts == 0):
+            self._jump(0)
+
+    def _jump(self, index: int) -> None:
+        self._index = index
+        self._held = 0
+        self._steps_on_waypoint = 0
 
     def _rotation_correction(self) -> np.ndarray:
         """Small roll/pitch/yaw step back to the starting orientation (stops slow drift)."""

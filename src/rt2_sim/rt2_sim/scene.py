@@ -33,6 +33,8 @@ import numpy as np
 ARM_JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
 #: MoveIt names of the two finger joints (prismatic, metres, 0 = closed, 0.04 = open).
 FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
+#: franka_description names of the two finger links (bodies carrying the pads).
+FINGER_BODY_NAMES = ("panda_leftfinger", "panda_rightfinger")
 #: Base body / frame of the arm (REP 105 style robot base frame).
 BASE_FRAME = "panda_link0"
 #: Hand body / frame (franka_description ``panda_hand``).
@@ -426,7 +428,7 @@ def _edit_panda(spec: mujoco.MjSpec, config: SceneConfig) -> None:
         if body.name.startswith("panda_") and body.name != BASE_FRAME:
             body.gravcomp = 1.0
     # Finger pads: more friction for a firm grasp (the finger class already sets condim 6).
-    for body_name in ("panda_leftfinger", "panda_rightfinger"):
+    for body_name in FINGER_BODY_NAMES:
         for geom in spec.body(body_name).geoms:
             if geom.type != mujoco.mjtGeom.mjGEOM_MESH:
                 geom.friction = [1.5, 0.01, 0.0001]

@@ -54,7 +54,7 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -64,6 +64,7 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from rt2_msgs.srv import ResetScene
+from rt2_policy.ros_parameters import float_range, int_range
 from rt2_sim.cartesian_servo import ServoConfig
 from rt2_sim.scene import BASE_FRAME, SceneConfig
 from rt2_sim.simulation import ArmSimulation
@@ -81,22 +82,6 @@ TASK_STATUS_SERVICE = "~/task_status"
 #: Longest simulated step per physics tick, seconds: after a stall the simulation slows down
 #: rather than jumping ahead.
 MAX_STEP = 0.1
-
-
-def _float_param(description: str, low: float, high: float, read_only: bool = False):
-    return ParameterDescriptor(
-        description=description,
-        floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)],
-        read_only=read_only,
-    )
-
-
-def _int_param(description: str, low: int, high: int, read_only: bool = True):
-    return ParameterDescriptor(
-        description=description,
-        integer_range=[IntegerRange(from_value=low, to_value=high, step=1)],
-        read_only=read_only,
-    )
 
 
 class SimNode(Node):
@@ -177,43 +162,35 @@ class SimNode(Node):
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict:
         specs = {
-            "publish_rate": (15.0, _float_param("camera image rate, Hz", 0.5, 60.0, True)),
-            "image_width": (224, _int_param("camera image width, pixels", 16, 1920)),
-            "image_height": (224, _int_param("camera image height, pixels", 16, 1080)),
+            "publish_rate": (15.0, float_range(0.5, 60.0, "camera image rate, Hz", read_only=True)),
+            "image_width": (224, int_range(16, 1920, "camera image width, pixels", read_only=True)),
+            "image_height": (224, int_range(16, 1080, "camera image height, pixels",
+                                            read_only=True)),
             "seed": (
                 0,
-                _int_param("initial object-placement seed; -1 draws a fresh one", -1, 2**31 - 2),
+                int_range(-1, 2**31 - 2, "initial object-placement seed; -1 draws a fresh one",
+                          read_only=True),
             ),
             "incoming_command_timeout": (
                 0.1,
-                _float_param(
-                    "twist commands older than this halt the arm, s (MoveIt Servo)",
-                    0.01,
-                    10.0,
-                    True,
-                ),
+                float_range(0.01, 10.0,
+                            "twist commands older than this halt the arm, s (MoveIt Servo)",
+                            read_only=True),
             ),
             "physics_rate": (
                 500.0,
-                _float_param(
-                    "MuJoCo physics rate, Hz (1 / timestep; a multiple of the 100 Hz servo)",
-                    100.0,
-                    2000.0,
-                    True,
-                ),
+                float_range(100.0, 2000.0, "MuJoCo physics rate, Hz (1 / timestep; a "
+                            "multiple of the 100 Hz servo)", read_only=True),
             ),
             "step_rate": (
                 100.0,
-                _float_param(
-                    "wall-clock timer rate that advances the physics in real time, Hz",
-                    10.0,
-                    500.0,
-                    True,
-                ),
+                float_range(10.0, 500.0,
+                            "wall-clock timer rate that advances the physics in real time, Hz",
+                            read_only=True),
             ),
             "joint_state_rate": (
                 50.0,
-                _float_param("joint_states and tcp_pose rate, Hz", 1.0, 500.0, True),
+                float_range(1.0, 500.0, "joint_states and tcp_pose rate, Hz", read_only=True),
             ),
             "task_scene": (
                 False,

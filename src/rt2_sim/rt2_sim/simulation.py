@@ -25,6 +25,7 @@ from rt2_sim.scene import (
     BASE_FRAME,
     CAMERA_OPTICAL_FRAME,
     CONTAINER_SHAPES,
+    FINGER_BODY_NAMES,
     FINGER_JOINT_NAMES,
     FINGER_OPEN_POSITION,
     READY_POSE,
@@ -148,6 +149,7 @@ class ArmSimulation:
         self._object_body = [model.body(o.body).id for o in self._objects]
         self._base_id = model.body(BASE_FRAME).id
         self._tcp_id = model.site(TCP_SITE).id
+        self._finger_bodies = tuple(model.body(name).id for name in FINGER_BODY_NAMES)
         self._camera_id = model.camera(self._scene_config.camera_name).id
         self._renderer: mujoco.Renderer | None = None
         self._gripper = 0.0
@@ -536,6 +538,27 @@ class ArmSimulation:
             obj.name: self._data.xpos[body].copy()
             for obj, body in zip(self._objects, self._object_body, strict=True)
         }
+
+    def finger_contacts(self, name: str) -> int:
+        """How many finger pads (0, 1 or 2) touch the object ``name`` now, from MuJoCo's
+        contact list (2 with the gripper closed: the object is held).
+
+        Raises:
+            KeyError: for an object not in the scene.
+        """
+        names = [obj.name for obj in self._objects]
+        if name not in names:
+            raise KeyError(f"object: expected one of {names}, got {name!r}")
+        body = self._object_body[names.index(name)]
+        touching = set()
+        for contact in self._data.contact[: self._data.ncon]:
+            pair = (int(self._model.geom_bodyid[contact.geom1]),
+                    int(self._model.geom_bodyid[contact.geom2]))
+            if body in pair:
+                other = pair[1] if pair[0] == body else pair[0]
+                if other in self._finger_bodies:
+                    touching.add(other)
+        return len(touching)
 
     def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Pose of ``panda_link0`` in ``world``: ``(position (3,), quaternion (x, y, z, w))``."""

@@ -92,3 +92,59 @@ def test_rollout_rejects_a_bad_driver_or_share(sim):
         rollout(sim, spec, driver=lambda image, text: np.zeros(8), expert_share=1.5)
     with pytest.raises(ValueError, match="shape"):
         rollout(sim, spec, max_steps=2, driver=lambda image, text: np.zeros(3))
+
+
+def _close_on_target(sim, spec, height):
+    """Put the tcp ``height`` metres above the target's centre and close the gripper there."""
+    sim.reset_episode(spec)
+    sim.step(0.2)
+    target = sim.object_positions()[spec.task.target] - sim.base_pose()[0]
+    assert sim.pose_tcp(target + np.array([0.0, 0.0, height]))
+    sim.servo.reset(sim.joint_positions()[:7])  # hold the new pose
+    sim.command_gripper(1.0)
+    sim.step(0.6)
+
+
+@pytest.mark.parametrize("family", ["pick", "place"])
+def test_relabelling_a_grasp_short_of_the_descent_says_lift(sim, family):
+    # A policy closed the gripper 1.5 cm above the descent waypoint (outside its 7 mm
+    # tolerance) but around the target: the label must be to carry on upwards, closed, not
+    # to open and descend again (which taught the models to close and then freeze).
+    spec = sample_episode(11, "seen", family)
+    _close_on_target(sim, spec, 0.02)
+    assert sim.finger_contacts(spec.task.target) == 2
+    label = ScriptedExpert(sim, spec, give_up=False).act()
+    assert label[7] == pytest.approx(1.0, abs=0.01)
+    assert label[3] > 0.005
+    # The expert driving its own plan keeps its waypoint order (demonstrations unchanged).
+    assert ScriptedExpert(sim, spec).act()[7] < 0.01
+
+
+def test_relabelling_an_empty_grasp_says_open(sim):
+    # Closed far from the target: nothing is held, so the label opens the gripper.
+    spec = sample_episode(11, "seen", "pick")
+    _close_on_target(sim, spec, 0.12)
+    assert sim.finger_contacts(spec.task.target) == 0
+    assert ScriptedExpert(sim, spec, give_up=False).act()[7] < 0.01
+
+
+def test_finger_contacts_rejects_an_unknown_object(sim):
+    with pytest.raises(KeyError, match="object"):
+        sim.finger_contacts("no such object")
+
+
+@pytest.mark.parametrize("family", ["pick", "move_near"])
+def test_a_grasp_is_held_until_the_fingers_close_then_lifted(sim, family):
+    # The close action is repeated only while the fingers are still closing: once they grip,
+    # the next label lifts. A fixed 3-step hold gave two frames showing the same closed grasp
+    # with "stay" labels and then one with "lift": a policy that cannot count the steps it
+    # has held learns to stay (measured: it closed on the object, then froze).
+    run = rollout(sim, sample_episode(5, "seen", family), render=False)
+    assert run.success
+    gripper = np.array([a[7] for a in run.actions])
+    first_closed = int(np.argmax(gripper > 0.5))
+    assert run.actions[first_closed + 1][3] > 0.02  # the step after closing already lifts
+    closed_fingers = np.array([s[7:].sum() for s in run.states]) < 0.06
+    for k in range(first_closed + 1, len(run.actions)):  # every gripping frame moves on
+        if closed_fingers[k] and gripper[k] > 0.5 and not run.actions[k][0]:
+            assert np.abs(run.actions[k][1:4]).max() > 0.005, k

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rt2_policy.contract import ACTION_DIMS
+from rt2_policy.stamps import stamp_seconds
 
 #: Two stamps closer than this are the same frame time, seconds (ROS stamps are nanoseconds).
 STAMP_TOLERANCE = 1e-6
@@ -387,11 +388,6 @@ def action_from_rt2_msg(msg) -> np.ndarray:
         msg.delta_rotation.x, msg.delta_rotation.y, msg.delta_rotation.z,
         msg.gripper,
     ], dtype=np.float64)
-
-
-def stamp_seconds(stamp) -> float:
-    """Seconds of a ``builtin_interfaces/Time`` (``sec`` + ``nanosec``)."""
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
 def action_sample_from_msg(msg) -> ActionSample:

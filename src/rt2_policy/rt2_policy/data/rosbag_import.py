@@ -35,11 +35,11 @@ from rt2_policy.data.recorder import (
     EpisodePairer,
     RecorderConfig,
     action_sample_from_msg,
-    stamp_seconds,
     status_sample_from_msg,
     write_episode,
 )
 from rt2_policy.image_conversion import image_msg_to_rgb
+from rt2_policy.stamps import stamp_seconds
 
 DEFAULT_TOPICS = {
     "image": "/camera/image_raw",
