@@ -150,6 +150,10 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     # nothing left to do: no step, no new checkpoint
     again = Trainer(full.replace(max_steps=6), robot=robot, vqa=vqa).train()
     assert (again.start_step, again.step) == (6, 6)
+    # the time budget covers the whole run: one already spent stops a resumed run at once
+    spent = Trainer(full.replace(max_steps=8, time_budget_min=1e-6), robot=robot,
+                    vqa=vqa).train()
+    assert (spent.start_step, spent.step, spent.stopped) == (6, 6, "time_budget")
 
 
 def test_time_budget_stops_and_saves(tmp_path, data):

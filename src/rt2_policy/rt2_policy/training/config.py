@@ -207,7 +207,8 @@ class TrainConfig:
         "layout; 0 = off", default=0.0)
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
-    time_budget_min: float = _doc("stop (and save) after this many minutes; 0 = no limit",
+    time_budget_min: float = _doc("stop (and save) after this many minutes of training, "
+                                  "counted over resumes too; 0 = no limit",
                                   default=0.0)
     log_interval: int = _doc("steps between metrics.jsonl lines", default=10)
     eval_interval: int = _doc("steps between evaluations; 0 = only at the end", default=250)

@@ -773,6 +773,12 @@ class Trainer:
         bad_steps = 0
         stopped = "max_steps"
         saved_at = -1
+        # The budget covers the whole run: a resumed run gets what its earlier parts left.
+        budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else float("inf")
+        if elapsed_before >= budget_s:
+            log.info("time budget of %.1f min already spent at step %d", cfg.time_budget_min,
+                     step)
+            loader, stopped = (), "time_budget"
         try:
             for batch in loader:
                 step_index = int(batch.pop("step"))
@@ -825,8 +831,7 @@ class Trainer:
                                                                eos_len)}
                     self._write_metrics(last_eval)
                     log.info("eval %s", last_eval)
-                budget_hit = (cfg.time_budget_min
-                              and time.perf_counter() - t0 >= cfg.time_budget_min * 60)
+                budget_hit = elapsed_before + time.perf_counter() - t0 >= budget_s
                 if (cfg.save_interval and step % cfg.save_interval == 0) or budget_hit:
                     checkpoint = str(self._save(step, model, processor, action_tokenizer,
                                                 mapping, optimizer, scheduler,
