@@ -17,8 +17,7 @@ def float_range(low: float, high: float, description: str,
     Raises:
         ValueError: when ``low > high``.
     """
-    if low > high:
-        raise ValueError(f"range: expected low <= high, got {low} > {high}")
+    _check_order(low, high)
     return ParameterDescriptor(description=description, read_only=read_only,
                                floating_point_range=[FloatingPointRange(
                                    from_value=float(low), to_value=float(high), step=0.0)])
@@ -31,8 +30,12 @@ def int_range(low: int, high: int, description: str,
     Raises:
         ValueError: when ``low > high``.
     """
-    if low > high:
-        raise ValueError(f"range: expected low <= high, got {low} > {high}")
+    _check_order(low, high)
     return ParameterDescriptor(description=description, read_only=read_only,
                                integer_range=[IntegerRange(
                                    from_value=int(low), to_value=int(high), step=1)])
+
+
+def _check_order(low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"range: expected low <= high, got {low} > {high}")

@@ -90,6 +90,13 @@ class ScriptedExpert:
         self.tokenizer = ActionTokenizer(bounds or ActionBounds())
         self._reference_rotation = self._tcp_rotation()
         self._waypoints = self._plan()
+        # Waypoints [_grasp_end, _carry_end) are walked with the target in the gripper: from
+        # the one after the closing hold up to the first that opens again (none for push).
+        closing = [i for i, wp in enumerate(self._waypoints) if wp.hold_steps and wp.gripper]
+        self._grasp_end = closing[0] + 1 if closing else 0
+        self._carry_end = next((i for i, wp in enumerate(self._waypoints)
+                                if i >= self._grasp_end and not wp.gripper),
+                               len(self._waypoints)) if closing else 0
         self._index = 0
         self._held = 0
         self._steps_on_waypoint = 0
@@ -121,9 +128,6 @@ class ScriptedExpert:
             _Waypoint(above(task.target, 0.005), 1.0, hold_steps=3,
                       settled=lambda: self._gripping(task.target)),
         ]
-        # Waypoints [_grasp_end, _carry_end) are walked with the target in the gripper.
-        self._grasp_end = len(grasp)
-        self._carry_end = self._grasp_end + (1 if task.family == "pick" else 3)
         if task.family == "pick":
             return [*grasp, _Waypoint(lambda: np.array([start[0], start[1], start[2] + 0.16]),
                                       1.0, tolerance=0.015)]
@@ -151,7 +155,6 @@ class ScriptedExpert:
         if task.family == "push":
             d = np.array([*DIRECTIONS[task.direction], 0.0])
             pre = start - 0.065 * d
-            self._grasp_end = self._carry_end = 0
             return [
                 _Waypoint(lambda: np.array([pre[0], pre[1], APPROACH_HEIGHT]), 1.0,
                           tolerance=0.015),

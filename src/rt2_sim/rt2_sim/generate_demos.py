@@ -34,14 +34,11 @@ from rt2_sim.tasks import EVAL_SEED_START, TASK_FAMILIES, sample_episode
 
 def _policy_driver(model: str):
     """A :data:`rt2_sim.expert.Driver` running the checkpoint at ``model`` on 1 torch thread."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
     from rt2_policy.contract import Observation
-    from rt2_policy.vla_policy import VLAPolicy
+    from rt2_policy.policy_factory import make_policy
 
-    torch.set_num_threads(1)
-    policy = VLAPolicy.from_pretrained(model)
+    policy = make_policy("local", model_path=model, num_threads=1)
 
     def drive(image: np.ndarray, instruction: str) -> np.ndarray:
         return policy.infer(Observation(image, instruction)).values()
@@ -62,8 +59,7 @@ def _worker(args: tuple) -> dict:
         _DRIVER = _policy_driver(model)
     spec = sample_episode(seed, "seen", family)
     run = rollout(_SIM, spec, control_rate=control_rate, max_steps=max_steps, noise=noise,
-                  seed=seed, driver=_DRIVER if model is not None else None,
-                  expert_share=expert_share)
+                  seed=seed, driver=_DRIVER, expert_share=expert_share)
     return {
         "seed": seed, "family": spec.task.family, "instruction": run.instruction,
         "success": run.success and run.terminated, "images": run.images,
