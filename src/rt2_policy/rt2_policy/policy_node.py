@@ -623,10 +623,11 @@ class PolicyNode(LifecycleNode):
             feedback_queue.put(msg)
 
     def _stream_twist(self) -> None:
+        # Read, stamp and publish under the lock that ``self._hold.stop()`` takes: a twist read
+        # before a stop can then never be stamped after it (and reach the servo after the zero).
         with self._lock:
             hold_now, hold_clock = self._hold_time()
-            twist = self._hold.current(hold_now, hold_clock)
-        self._publish_twist(twist)
+            self._publish_twist(self._hold.current(hold_now, hold_clock))
 
     def _publish_twist(self, twist: Twist) -> None:
         if not self._active:

@@ -110,13 +110,18 @@ def test_killed_server_holds_the_arm_then_the_episode_resumes(harness):
             "no HOLDING status after the server died"
         time.sleep(max(0.0, killed_at + 1.2 - probe.now()))  # >= 12 control periods down:
         # would abort with max_consecutive_faults=3
+        # From the node's report of the outage on (+ one control period for the report and the
+        # stop racing each other), every twist is zero and no action is published. Publish
+        # stamps, not arrival times; not the kill time either: a reply received just before the
+        # kill may still be turned into a step, late, on a loaded machine.
         period = 1.0 / RATE
-        late = [m for m in probe.twists if stamp_of(m) > killed_at + period + 2 / KEEPALIVE]
+        holding = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING]
+        assert "backend unavailable" in holding[0].message, holding[0].message
+        settle = stamp_of(holding[0]) + period
+        late = [m for m in probe.twists if stamp_of(m) > settle]
         assert late, "the twist stream stopped instead of commanding zero"
         assert all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for m in late)
-        assert not [a for a in probe.actions if stamp_of(a) > killed_at + period]
-        holding = [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING]
-        assert holding and "backend unavailable" in holding[-1].message
+        assert not [a for a in probe.actions if stamp_of(a) > settle]
         assert not [s for s in probe.statuses if s.state == EpisodeStatus.STATE_FINISHED]
 
         restarted = ServerThread(policy, ServerConfig(port=port)).start()
