@@ -28,7 +28,7 @@ def raw_rate(model_path: str, seconds: float, threads: int) -> tuple[float, int]
     torch.set_num_threads(threads)
     policy = VLAPolicy.from_pretrained(model_path)
     size = policy.image_size or 224
-    obs = Observation(image(0, size), "pick up the red cube")
+    obs = Observation(image(0, size), "pick up the red cube", gripper_state=0.0)
     rate, _ = rate_for(lambda: policy.infer(obs), seconds)
     return rate, size
 

@@ -53,8 +53,12 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    so its tokens can attend to the instruction, and a pointer loss over the image tokens
 #    (--grounding-loss-weight) teaches them which one holds the named object: on pointing
 #    questions and on every demonstration frame (its observation.target_point).
+#    Every action prompt carries the gripper state, from the finger joints (positions 7 and 8
+#    of observation.state; the policy node reads them from /joint_states): at 96 px the camera
+#    cannot show whether the fingers hold the object (README, "Train -> Status").
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
+        --gripper-state-indices 7 8
         --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")

@@ -45,6 +45,10 @@ def test_recipe_chains_every_stage(tmp_path):
         config = json.loads((runs / run / "config.json").read_text())
         assert config["robot_datasets"] == [str(data / "demos"), str(data / "dagger1")]
         assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
+        # every model reads the gripper state (finger joints 7, 8 of observation.state)
+        assert config["gripper_state_indices"] == [7, 8]
+        action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
+        assert json.loads(action_config.read_text())["prompt"]["gripper_state"] is True
     # the rounds count steps from each run's start: the recipe keeps the cumulative totals
     assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout

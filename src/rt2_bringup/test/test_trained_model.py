@@ -66,6 +66,7 @@ def test_the_model_card_states_data_steps_mixture_and_results():
 @pytest.mark.parametrize(("seed", "family"), SOLVED)
 def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
     from rt2_policy.contract import Observation
+    from rt2_policy.proprioception import gripper_state
     from rt2_sim.expert import execute
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import check_success, sample_episode, task_scene_config
@@ -75,7 +76,10 @@ def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
         sim.reset_episode(spec)
         sim.step(0.2)  # let objects settle, as the expert rollouts do
         for _ in range(60):
-            action = policy.infer(Observation(sim.render(), spec.task.instruction))
+            # the finger joints' closure, as the policy node reads it from /joint_states
+            state = gripper_state(sim.joint_positions()[7:])
+            action = policy.infer(Observation(sim.render(), spec.task.instruction,
+                                              gripper_state=state))
             if action.terminate:
                 break
             execute(sim, policy.action_tokenizer, action.values(), 0.2)

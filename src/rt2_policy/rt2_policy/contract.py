@@ -10,6 +10,7 @@ Nothing in this module imports torch, transformers or rclpy.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -42,15 +43,21 @@ class Observation:
         instruction: natural-language task, e.g. ``"pick up the red cube"``; never empty.
         stamp: acquisition time of ``image`` in seconds (ROS time of the image header).
         joint_positions: optional proprioception, shape ``(N,)``, float64, radians/metres.
+        gripper_state: optional gripper closure, 0.0 fully open … 1.0 fully closed (in between
+            when closed on an object), the scale of :attr:`RobotAction.gripper`; from the finger
+            joints (:mod:`rt2_policy.proprioception`). Models trained with it need it
+            (:func:`rt2_policy.prompts.action_prompt`); others ignore it.
 
     Raises:
-        ValueError: on a wrong image shape or dtype, or an empty instruction.
+        ValueError: on a wrong image shape or dtype, an empty instruction, or a gripper state
+            that is not a number in [0, 1].
     """
 
     image: np.ndarray
     instruction: str
     stamp: float = 0.0
     joint_positions: np.ndarray | None = None
+    gripper_state: float | None = None
 
     def __post_init__(self) -> None:
         img = self.image
@@ -64,6 +71,10 @@ class Observation:
             raise ValueError(f"image: expected a non-empty frame, got {tuple(img.shape)}")
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             raise ValueError(f"instruction: expected a non-empty string, got {self.instruction!r}")
+        state = self.gripper_state
+        if state is not None and (isinstance(state, bool) or not isinstance(state, numbers.Real)
+                                  or not 0.0 <= state <= 1.0):
+            raise ValueError(f"gripper_state: expected None or a number in [0, 1], got {state!r}")
 
 
 @dataclass(frozen=True)

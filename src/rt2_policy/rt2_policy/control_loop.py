@@ -73,6 +73,19 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class GripperReading:
+    """The latest gripper state as the node stored it (from ``sensor_msgs/JointState``).
+
+    Attributes:
+        stamp: the joint-state header stamp, seconds on the node's clock.
+        state: closure 0.0 open … 1.0 closed (:func:`rt2_policy.proprioception.gripper_state`).
+    """
+
+    stamp: float
+    state: float
+
+
+@dataclass(frozen=True)
 class StepResult:
     """What one control step produced.
 
@@ -100,8 +113,13 @@ class ControlLoop:
         self.policy = policy
         self.config = config
 
-    def step(self, episode: Episode, frame: Frame | None, now: float) -> StepResult:
-        """Run one control step at time ``now`` (seconds, same clock as ``frame.stamp``)."""
+    def step(self, episode: Episode, frame: Frame | None, now: float,
+             gripper: GripperReading | None = None) -> StepResult:
+        """Run one control step at time ``now`` (seconds, same clock as ``frame.stamp``).
+
+        ``gripper`` goes into the observation when it is at most ``max_image_age`` old; a model
+        that needs the gripper state and gets none fails its step, which holds the arm.
+        """
         if episode.check_limits(now):
             return StepResult(Twist.zero(), finished=True)
         if frame is None:
@@ -112,8 +130,10 @@ class ControlLoop:
                 episode, f"stale camera: last frame is {age:.2f} s old "
                 f"(max_image_age {self.config.max_image_age:.2f} s)", now)
         try:
+            fresh = gripper is not None and now - gripper.stamp <= self.config.max_image_age
             observation = Observation(image=frame.to_rgb(), instruction=episode.instruction,
-                                      stamp=frame.stamp)
+                                      stamp=frame.stamp,
+                                      gripper_state=gripper.state if fresh else None)
         except ValueError as exc:
             return self._fault(episode, f"bad camera frame: {exc}", now)
         start = time.perf_counter()

@@ -59,18 +59,29 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from rt2_msgs.action import ExecuteInstruction  # noqa: E402
 from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
 from rt2_msgs.srv import AnswerQuestion  # noqa: E402
-from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, StepResult  # noqa: E402
+from rt2_policy.control_loop import (  # noqa: E402
+    ControlConfig,
+    ControlLoop,
+    Frame,
+    GripperReading,
+    StepResult,
+)
 from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # noqa: E402
 from rt2_policy.high_rate_executor import HighRateExecutor  # noqa: E402
 from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
 from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
+from rt2_policy.proprioception import (  # noqa: E402
+    PANDA_FINGER_JOINTS,
+    PANDA_FINGER_OPEN_POSITION,
+    gripper_state_from_joint_state,
+)
 from rt2_policy.ros_parameters import float_range, int_range  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
 from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
@@ -134,6 +145,15 @@ PARAMETERS = {
                     "RT-2 deltas are in the robot base frame (REP 105)")),
     "image_topic": ("/camera/image_raw", ParameterDescriptor(
         description="sensor_msgs/Image input", read_only=True)),
+    "joint_states_topic": ("/joint_states", ParameterDescriptor(
+        description="sensor_msgs/JointState input: the finger joints give the gripper state "
+                    "that gripper-state models read in their prompt", read_only=True)),
+    "gripper_joints": (list(PANDA_FINGER_JOINTS), ParameterDescriptor(
+        description="finger joint names in joint_states_topic (prismatic, metres, 0 = closed)",
+        read_only=True)),
+    "gripper_open_position": (PANDA_FINGER_OPEN_POSITION, float_range(
+        0.001, 1.0, "one finger's joint position when the gripper is fully open, m",
+        read_only=True)),
     "instruction_topic": ("/rt2/instruction", ParameterDescriptor(
         description="std_msgs/String instructions", read_only=True)),
     "twist_topic": ("/servo_node/delta_twist_cmds", ParameterDescriptor(
@@ -183,6 +203,8 @@ class PolicyNode(LifecycleNode):
         self._episode: Episode | None = None
         self._episode_feedback: queue.Queue | None = None
         self._frame: Frame | None = None
+        self._gripper: GripperReading | None = None
+        self._last_joint_log = -float("inf")
         self._active = False
         self._timers = []
         self._entities = []
@@ -195,6 +217,7 @@ class PolicyNode(LifecycleNode):
         # (see rt2_policy.high_rate_executor).
         self._high_rate: HighRateExecutor | None = None
         self._image_sub = None
+        self._joint_sub = None
         self._keepalive = None
         self._infer_group = MutuallyExclusiveCallbackGroup()
         self._io_group = ReentrantCallbackGroup()
@@ -230,6 +253,10 @@ class PolicyNode(LifecycleNode):
             self.get_logger().info(f"loaded policy backend={self._p('backend')} "
                                    f"model={self._p('model_path') or '-'} in "
                                    f"{time.perf_counter() - started:.2f} s")
+            if getattr(self._policy, "metadata", {}).get("gripper_state"):
+                self.get_logger().info(
+                    f"the model reads the gripper state: finger joints "
+                    f"{list(self._p('gripper_joints'))} on {self._p('joint_states_topic')}")
         except (ValueError, OSError, RuntimeError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -243,6 +270,10 @@ class PolicyNode(LifecycleNode):
             self._high_rate = HighRateExecutor(self)
         self._image_sub = self._high_rate.subscribe(Image, self._p("image_topic"),
                                                     self._on_image, qos_profile_sensor_data)
+        self._gripper_joints = tuple(self._p("gripper_joints"))
+        self._gripper_open_position = float(self._p("gripper_open_position"))
+        self._joint_sub = self._high_rate.subscribe(JointState, self._p("joint_states_topic"),
+                                                    self._on_joint_state, qos_profile_sensor_data)
         self._entities = [
             self.create_subscription(String, self._p("instruction_topic"), self._on_instruction,
                                      10, callback_group=self._io_group),
@@ -367,9 +398,10 @@ class PolicyNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        if self._image_sub is not None and self._high_rate is not None:
-            self._high_rate.destroy(self._image_sub)
-        self._image_sub = None
+        for sub in (self._image_sub, self._joint_sub):
+            if sub is not None and self._high_rate is not None:
+                self._high_rate.destroy(sub)
+        self._image_sub = self._joint_sub = None
         for entity in self._entities:
             if hasattr(entity, "destroy"):
                 entity.destroy()
@@ -412,6 +444,20 @@ class PolicyNode(LifecycleNode):
     def _on_image(self, msg: Image) -> None:
         stamp = stamp_seconds(msg.header.stamp) or self._now()
         self._frame = Frame(stamp=stamp, to_rgb=lambda m=msg: image_msg_to_rgb(m))
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            state = gripper_state_from_joint_state(
+                msg.name, msg.position, self._gripper_joints, self._gripper_open_position)
+        except ValueError as exc:  # NaN positions, mismatched lengths: keep the last good one
+            now = time.monotonic()
+            if now - self._last_joint_log > 5.0:
+                self._last_joint_log = now
+                self.get_logger().warning(f"joint state ignored: {exc}")
+            return
+        if state is not None:  # a message without the finger joints (e.g. the arm's own)
+            stamp = stamp_seconds(msg.header.stamp) or self._now()
+            self._gripper = GripperReading(stamp=stamp, state=state)
 
     def _on_instruction(self, msg: String) -> None:
         if not self._active:
@@ -573,7 +619,7 @@ class PolicyNode(LifecycleNode):
         if episode is None or not episode.is_active() or self._loop is None:
             return
         now = self._now()
-        result: StepResult = self._loop.step(episode, self._frame, now)
+        result: StepResult = self._loop.step(episode, self._frame, now, self._gripper)
         with self._lock:
             if result.twist.is_zero() or result.finished:
                 self._hold.stop()

@@ -10,6 +10,7 @@ Nothing in this module imports torch, transformers or rclpy.
 
 from __future__ import annotations
 
+import numbers
 import re
 
 #: RT-2 §3.2 action prompt; ``{instruction}`` is the normalised task.
@@ -40,12 +41,54 @@ def normalize_instruction(instruction: str) -> str:
     return text
 
 
-def action_prompt(instruction: str) -> str:
-    """RT-2's action prompt (§3.2): ``"Q: what action should the robot take to {instruction}? A:"``.
+#: Bins of the gripper state in the prompt: RT-2's 256 (§3.2), the action's own gripper scale.
+GRIPPER_STATE_BINS = 256
+
+
+def gripper_state_bin(gripper_state: float) -> int:
+    """The gripper state as the integer written into the prompt: ``round(state * 255)``.
+
+    Args:
+        gripper_state: how far the gripper is closed, in [0, 1]: 0 fully open, 1 fully closed
+            (the convention of :attr:`rt2_policy.contract.RobotAction.gripper`); a gripper
+            closed on an object reads in between.
 
     Raises:
-        ValueError: on an empty or non-string instruction (see :func:`normalize_instruction`).
+        ValueError: "expected a finite number in [0, 1], got …".
     """
+    if isinstance(gripper_state, bool) or not isinstance(gripper_state, numbers.Real):
+        raise ValueError(f"gripper_state: expected a finite number in [0, 1], "
+                         f"got {gripper_state!r}")
+    value = float(gripper_state)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"gripper_state: expected a finite number in [0, 1], got {value!r}")
+    return int(round(value * (GRIPPER_STATE_BINS - 1)))
+
+
+def instruction_with_gripper_state(instruction: str, gripper_state: float) -> str:
+    """``"{instruction}, gripper {bin}"``: the task with the gripper state appended, as integer
+    tokens like the action's (PaLI-X style, RT-2 §3.2); see :func:`action_prompt`.
+
+    Raises:
+        ValueError: on an empty instruction or a state outside [0, 1].
+    """
+    return f"{normalize_instruction(instruction)}, gripper {gripper_state_bin(gripper_state)}"
+
+
+def action_prompt(instruction: str, gripper_state: float | None = None) -> str:
+    """RT-2's action prompt (§3.2): ``"Q: what action should the robot take to {instruction}? A:"``.
+
+    With ``gripper_state`` (for models trained with it, ``"prompt": {"gripper_state": true}`` in
+    ``action_tokenizer_config.json``) the question carries the proprioception RT-2's single
+    camera frame cannot show at low resolution, whether the fingers are closed (on the object):
+    ``"Q: what action should the robot take to pick up the red cube, gripper 96? A:"``.
+
+    Raises:
+        ValueError: on an empty or non-string instruction (see :func:`normalize_instruction`),
+            or a gripper state outside [0, 1].
+    """
+    if gripper_state is not None:
+        instruction = instruction_with_gripper_state(instruction, gripper_state)
     return ACTION_PROMPT_TEMPLATE.format(instruction=normalize_instruction(instruction))
 
 

@@ -371,12 +371,14 @@ def token_counts(
 
 def save_action_config(
     directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping,
-    image_position: str | None = None,
+    image_position: str | None = None, gripper_state: bool | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
     ``image_position`` (``"prefix"``/``"suffix"``, see :func:`rt2_policy.prompts.with_image`)
-    is stored as ``{"prompt": {"image_position": ...}}``; None leaves that section as it is.
+    is stored as ``{"prompt": {"image_position": ...}}``, ``gripper_state`` (the action prompt
+    carries the gripper state, :func:`rt2_policy.prompts.action_prompt`) as
+    ``{"prompt": {"gripper_state": ...}}``; None leaves that entry as it is.
 
     Raises:
         ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
@@ -390,10 +392,17 @@ def save_action_config(
         )
     if image_position is not None:
         check_image_position(image_position)
+    previous = Path(directory) / ACTION_CONFIG_NAME
+    prompt = ((json.loads(previous.read_text(encoding="utf-8")).get("prompt") or {})
+              if previous.is_file() else {})
     path = mapping.save_pretrained(directory, action_tokenizer)
     if image_position is not None:
+        prompt["image_position"] = image_position
+    if gripper_state is not None:
+        prompt["gripper_state"] = bool(gripper_state)
+    if prompt:
         data = json.loads(path.read_text(encoding="utf-8"))
-        data["prompt"] = {"image_position": image_position}
+        data["prompt"] = prompt
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -411,6 +420,20 @@ def stored_image_position(data: dict) -> str:
     """The ``image_position`` of a loaded action config, ``"prefix"`` when the ``"prompt"``
     section is missing."""
     return str((data.get("prompt") or {}).get("image_position", "prefix"))
+
+
+def stored_gripper_state(data: dict) -> bool:
+    """Whether a loaded action config's model reads the gripper state in its action prompt
+    (False when the ``"prompt"`` section or the entry is missing)."""
+    return bool((data.get("prompt") or {}).get("gripper_state", False))
+
+
+def load_gripper_state(directory: str | Path) -> bool:
+    """:func:`stored_gripper_state` of ``directory``'s action config (False without the file)."""
+    path = Path(directory) / ACTION_CONFIG_NAME
+    if not path.is_file():
+        return False
+    return stored_gripper_state(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_action_config(directory: str | Path) -> tuple[ActionTokenizer, ActionTokenMapping]:

@@ -49,6 +49,7 @@ from rt2_policy.constrained_decoding import (  # noqa: E402
 )
 from rt2_policy.contract import ACTION_DIM_NAMES, Observation, RobotAction  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
+    ACTION_PROMPT_TEMPLATE,
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
     check_image_position,
@@ -58,6 +59,7 @@ from rt2_policy.prompts import (  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     SCHEMES,
     ActionTokenMapping,
+    stored_gripper_state,
     stored_image_position,
 )
 
@@ -132,6 +134,11 @@ class VLAPolicy:
             8 action tokens on prompt + plan; ``RobotAction.plan`` carries the plan
             (:mod:`rt2_policy.plans`). Needs a checkpoint trained with plans (``cot`` > 0).
         max_plan_tokens: token budget of the plan, >= 1.
+        image_position: ``"prefix"``/``"suffix"``, where the prompt puts the image
+            (:func:`rt2_policy.prompts.with_image`; stored with the checkpoint).
+        gripper_state: the model was trained with the gripper state in its action prompt
+            (:func:`rt2_policy.prompts.action_prompt`; stored with the checkpoint): ``infer``
+            then needs ``Observation.gripper_state``.
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -151,6 +158,7 @@ class VLAPolicy:
         chain_of_thought: bool = False,
         max_plan_tokens: int = 24,
         image_position: str = "prefix",
+        gripper_state: bool = False,
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -172,6 +180,7 @@ class VLAPolicy:
         self.image_token = getattr(processor, "image_token", None) or DEFAULT_IMAGE_TOKEN
         check_image_position(image_position)
         self.image_position = image_position
+        self.gripper_state = bool(gripper_state)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -261,10 +270,10 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
-        image_position = stored_image_position(data)
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile, chain_of_thought=chain_of_thought,
-                   image_position=image_position)
+                   image_position=stored_image_position(data),
+                   gripper_state=stored_gripper_state(data))
 
     # ------------------------------------------------------------------ helpers
     def _with_image(self, prompt: str) -> str:
@@ -301,14 +310,24 @@ class VLAPolicy:
         except Exception as exc:  # noqa: BLE001 - any backend failure stops the arm
             raise RuntimeError(f"VLA decoding failed: {exc}") from exc
 
-    @staticmethod
-    def _check_observation(observation: Any) -> Observation:
+    def _check_observation(self, observation: Any) -> Observation:
         if not isinstance(observation, Observation):
             raise ValueError(
                 f"observation: expected rt2_policy.contract.Observation, "
                 f"got {type(observation).__name__}"
             )
+        if self.gripper_state and observation.gripper_state is None:
+            raise ValueError(
+                "observation.gripper_state: expected a number in [0, 1] (this model reads the "
+                "gripper state in its prompt; the node takes it from the finger joints on "
+                "/joint_states), got None"
+            )
         return observation
+
+    def _action_prompt(self, observation: Observation) -> str:
+        """The action prompt for ``observation``, with the gripper state if the model reads it."""
+        state = observation.gripper_state if self.gripper_state else None
+        return self._with_image(action_prompt(observation.instruction, state))
 
     def _actions(self, token_ids: torch.Tensor, latency: float) -> list[RobotAction]:
         """``(B, 8)`` action token ids → B actions (``extra`` holds ids and raw decoded text)."""
@@ -339,7 +358,8 @@ class VLAPolicy:
             included), ``extra`` = ``{"prompt", "step_times", "token_ids", "raw_text"}``.
 
         Raises:
-            ValueError: when ``observation`` is not an :class:`Observation` or cannot be encoded.
+            ValueError: when ``observation`` is not an :class:`Observation`, cannot be encoded,
+                or lacks the gripper state this model reads (``self.gripper_state``).
             RuntimeError: on non-finite logits or any model failure.
         """
         return self.infer_batch([observation])[0]
@@ -360,7 +380,7 @@ class VLAPolicy:
             return []
         if self.chain_of_thought:
             return [self._plan_and_act(o) for o in obs]
-        prompts = [self._with_image(action_prompt(o.instruction)) for o in obs]
+        prompts = [self._action_prompt(o) for o in obs]
         images = [to_pil_rgb(o.image) for o in obs]
         inputs = self._prepare(images, prompts)
         result = self._decode(inputs)
@@ -381,7 +401,7 @@ class VLAPolicy:
         from rt2_policy.plans import ACTION_MARKER, action_marker_ids, parse_plan_and_action
 
         start = time.perf_counter()
-        prompt = self._with_image(action_prompt(observation.instruction))
+        prompt = self._action_prompt(observation)
         inputs = self._prepare([to_pil_rgb(observation.image)], [prompt])
         tokenizer = self.processor.tokenizer
         marker = action_marker_ids(tokenizer)
@@ -467,7 +487,10 @@ class VLAPolicy:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "image_size": self.image_size,
-            "prompt_template": action_prompt("{instruction}"),
+            "prompt_template": ACTION_PROMPT_TEMPLATE.format(
+                instruction="{instruction}, gripper {gripper_state_bin}" if self.gripper_state
+                else "{instruction}"),
+            "gripper_state": self.gripper_state,
             "action_space": {
                 "dims": list(ACTION_DIM_NAMES),
                 "num_bins": self.action_tokenizer.num_bins,

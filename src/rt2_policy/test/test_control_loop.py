@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rt2_policy.contract import RobotAction
-from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame
-from rt2_policy.episode import Episode, EpisodeLimits, Outcome
+from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, GripperReading
+from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome
 from rt2_policy.scripted_policy import ScriptedPolicy
 
 IMAGE = np.zeros((8, 8, 3), np.uint8)
@@ -88,3 +88,57 @@ def test_config_validation():
         ControlConfig(control_rate=0.0)
     with pytest.raises(ValueError, match="at least one action"):
         ScriptedPolicy([])
+
+
+# ---------------------------------------------------------------------------- gripper state
+MOVE = "0 255 128 128 128 128 128 200"
+
+
+class _NeedsGripperState(ScriptedPolicy):
+    """Like a VLAPolicy trained with the gripper state: refuses an observation without it."""
+
+    def infer(self, observation):
+        if observation.gripper_state is None:
+            raise ValueError("observation.gripper_state: expected a number in [0, 1], got None")
+        return super().infer(observation)
+
+
+def test_fresh_gripper_reading_reaches_the_policy():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    result = loop.step(ep, _frame(1.0), now=1.1, gripper=GripperReading(stamp=1.05, state=0.75))
+    assert result.fault is None
+    # exactly max_image_age old is still fresh
+    loop.step(ep, _frame(1.2), now=1.5, gripper=GripperReading(stamp=1.0, state=0.25))
+    assert [o.gripper_state for o in loop.policy.observations] == [0.75, 0.25]
+
+
+def test_stale_or_missing_gripper_reading_gives_none():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    stale = loop.step(ep, _frame(2.0), now=2.1, gripper=GripperReading(stamp=1.0, state=0.75))
+    assert stale.fault is None  # a policy without the state runs on: only the state is dropped
+    loop.step(ep, _frame(2.2), now=2.3)  # no reading at all
+    loop.step(ep, _frame(2.4), now=2.5, gripper=None)
+    assert [o.gripper_state for o in loop.policy.observations] == [None, None, None]
+
+
+def test_policy_that_needs_the_gripper_state_holds_without_it():
+    loop = ControlLoop(_NeedsGripperState([MOVE]), ControlConfig(control_rate=5.0))
+    ep = Episode("pick up the red cube", EpisodeLimits(max_consecutive_faults=3), now=0.0)
+    for now, reading in ((0.1, None), (0.3, GripperReading(stamp=0.3 - 0.6, state=0.75))):
+        held = loop.step(ep, _frame(now), now=now, gripper=reading)
+        assert held.twist.is_zero() and held.action is None and held.gripper is None
+        assert held.fault.startswith("policy failed: ") and "gripper_state" in held.fault
+        assert not held.finished and ep.snapshot().state == EpisodeState.HOLDING
+    # a fresh reading lets it act again
+    moved = loop.step(ep, _frame(0.5), now=0.5, gripper=GripperReading(stamp=0.45, state=0.75))
+    assert moved.fault is None and not moved.twist.is_zero()
+    assert ep.snapshot().state == EpisodeState.RUNNING
+    assert [o.gripper_state for o in loop.policy.observations] == [0.75]
+    # ... and faults without it count towards the abort like any other
+    for now in (0.7, 0.9):
+        assert not loop.step(ep, _frame(now), now=now).finished
+    last = loop.step(ep, _frame(1.1), now=1.1)
+    assert last.finished and last.twist.is_zero()
+    assert ep.snapshot().outcome == Outcome.ABORTED

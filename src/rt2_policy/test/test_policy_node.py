@@ -17,14 +17,16 @@ from rclpy.action import ActionClient  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64, String  # noqa: E402
 
 from rt2_msgs.action import ExecuteInstruction  # noqa: E402
 from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
+from rt2_policy import policy_node  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.policy_node import PolicyNode  # noqa: E402
 from rt2_policy.ros_testing import RosHarness  # noqa: E402
+from rt2_policy.scripted_policy import ScriptedPolicy  # noqa: E402
 
 MOVE = "0 255 128 128 128 128 128 255"  # +x at the upper bound, gripper closed
 STOP = "1 128 128 128 128 128 128 255"
@@ -229,3 +231,112 @@ def test_bad_encoding_and_empty_instruction_keep_arm_still(harness):
     assert harness.wait_for(lambda: any(s.outcome == EpisodeStatus.OUTCOME_CANCELED
                                         for s in probe.statuses), 5.0)
     assert node._active  # still alive and serving
+
+
+# ---------------------------------------------------------------------------- gripper state
+ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+FINGER_JOINTS = ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+class _NeedsGripperState(ScriptedPolicy):
+    """Like a VLAPolicy trained with the gripper state: refuses an observation without it."""
+
+    def infer(self, observation):
+        if observation.gripper_state is None:
+            raise ValueError("observation.gripper_state: expected a number in [0, 1], got None")
+        return super().infer(observation)
+
+
+def _use_policy(monkeypatch, policy) -> None:
+    """Make the node's ``make_policy`` (imported into rt2_policy.policy_node) return ``policy``."""
+    monkeypatch.setattr(policy_node, "make_policy", lambda *args, **kwargs: policy)
+
+
+def _joint_state(probe: Probe, names, positions) -> JointState:
+    msg = JointState()
+    msg.header.stamp = probe.node.get_clock().now().to_msg()
+    msg.name = list(names)
+    msg.position = [float(p) for p in positions]
+    return msg
+
+
+def _publish_joint_states(probe: Probe, extra_bad: bool = False) -> None:
+    """Publish the arm and hand at 20 Hz with both fingers at 0.01 m (closure 0.75); with
+    ``extra_bad``, each tick also sends messages the node must ignore, after the good one."""
+    pub = probe.node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+
+    def tick() -> None:
+        pub.publish(_joint_state(probe, [*ARM_JOINTS, *FINGER_JOINTS], [0.3] * 7 + [0.01, 0.01]))
+        if extra_bad:
+            pub.publish(_joint_state(probe, ARM_JOINTS, [0.3] * 7))  # no finger joints
+            pub.publish(_joint_state(probe, FINGER_JOINTS, [float("nan"), 0.01]))
+            pub.publish(_joint_state(probe, FINGER_JOINTS, [0.04]))  # length mismatch
+
+    probe.node.create_timer(0.05, tick)
+
+
+def test_joint_states_give_the_policy_the_gripper_state(harness, monkeypatch):
+    policy = ScriptedPolicy([MOVE])
+    _use_policy(monkeypatch, policy)
+    probe = Probe(harness)
+    node = start_policy(harness, [MOVE])
+    assert node._policy is policy
+    _publish_joint_states(probe)
+    assert harness.wait_for(lambda: probe.node.count_subscribers("/joint_states"), 5.0)
+    assert harness.wait_for(lambda: node._gripper is not None, 10.0)
+    probe.instruction_pub.publish(String(data="pick up the red cube"))
+    assert harness.wait_for(
+        lambda: sum(o.gripper_state is not None for o in list(policy.observations)) >= 3, 15.0)
+    states = [o.gripper_state for o in list(policy.observations)]
+    assert all(s == pytest.approx(0.75) for s in states if s is not None), states
+
+
+def test_bad_joint_states_are_ignored_and_the_last_good_reading_kept(harness, monkeypatch):
+    policy = ScriptedPolicy([MOVE])
+    _use_policy(monkeypatch, policy)
+    probe = Probe(harness)
+    # A generous freshness window: the last good reading stays usable between good messages
+    # however late a loaded machine delivers them.
+    node = start_policy(harness, [MOVE], max_image_age=10.0)
+    _publish_joint_states(probe, extra_bad=True)
+    assert harness.wait_for(lambda: node._gripper is not None, 10.0)
+    probe.instruction_pub.publish(String(data="pick up the red cube"))
+    assert harness.wait_for(lambda: len(policy.observations) >= 8, 15.0)
+    states = [o.gripper_state for o in list(policy.observations)]
+    # every step saw the good reading: neither the arm-only, the NaN nor the mismatched
+    # messages replaced it (or stopped the node's subscriptions)
+    assert all(s == pytest.approx(0.75) for s in states), states
+    # ... and the node still takes new readings and frames after the bad messages
+    gripper_stamp, frame_stamp = node._gripper.stamp, node._frame.stamp
+    assert harness.wait_for(lambda: node._gripper.stamp > gripper_stamp + 0.2
+                            and node._frame.stamp > frame_stamp + 0.2, 10.0)
+    assert node._gripper.state == pytest.approx(0.75)
+
+
+def test_policy_needing_the_gripper_state_holds_without_joint_states(harness, monkeypatch):
+    policy = _NeedsGripperState([MOVE])
+    _use_policy(monkeypatch, policy)
+    probe = Probe(harness)
+    start_policy(harness, [MOVE], max_linear_speed=1.0, max_consecutive_faults=100_000)
+    assert harness.wait_for(lambda: probe.node.count_subscribers("/rt2/instruction"), 5.0)
+    probe.instruction_pub.publish(String(data="pick up the red cube"))
+
+    def holding_on_gripper_state():
+        return [s for s in list(probe.statuses) if s.state == EpisodeStatus.STATE_HOLDING
+                and "gripper_state" in s.message]
+
+    assert harness.wait_for(lambda: len(holding_on_gripper_state()) >= 3, 15.0), \
+        [s.message for s in probe.statuses]
+    assert "policy failed" in holding_on_gripper_state()[0].message
+    assert harness.wait_for(lambda: len(probe.twists) >= 10, 5.0)
+    # No joint states yet: no action, no motion, and the episode is held, not aborted.
+    assert probe.actions == [] and policy.observations == []
+    assert all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for _, m in probe.twists)
+    assert not [s for s in probe.statuses if s.state == EpisodeStatus.STATE_FINISHED]
+
+    # Once the finger joints are published the same episode acts, with the state.
+    _publish_joint_states(probe)
+    assert harness.wait_for(lambda: len(probe.actions) >= 2, 15.0)
+    assert harness.wait_for(lambda: any(m.twist.linear.x > 0.0 for _, m in probe.twists), 5.0)
+    assert policy.observations
+    assert all(o.gripper_state == pytest.approx(0.75) for o in list(policy.observations))

@@ -100,3 +100,31 @@ def test_malformed_messages_and_observations():
                                "delta_position": np.zeros(3), "delta_rotation": np.zeros(3),
                                "gripper": 0.0})
     assert wire.error_reply(1, "nonsense", "x")["code"] == "internal"
+
+
+@pytest.mark.parametrize("state", [0.75, 0.0, 1.0, None])
+def test_infer_request_round_trip_keeps_gripper_state(state):
+    obs = Observation(_image(), "pick up the red cube", stamp=3.0, gripper_state=state)
+    message = wire.unpackb(wire.packb(wire.infer_request(1, obs)))
+    assert message["observation"]["gripper_state"] == state
+    back = wire.observation_from_wire(message["observation"])
+    assert back.gripper_state == state
+    if state is not None:
+        assert isinstance(back.gripper_state, float)
+
+
+def test_observation_without_gripper_state_key_has_none():
+    """A client from before the gripper state (no key) still parses, with no state."""
+    back = wire.observation_from_wire({"image": _image(), "instruction": "go", "stamp": 1.0})
+    assert back.gripper_state is None
+
+
+@pytest.mark.parametrize("state", [1.5, -0.1, float("nan"), True, "0.5"])
+def test_out_of_range_gripper_state_is_refused(state):
+    payload = {"image": _image(), "instruction": "pick up the red cube", "stamp": 1.0,
+               "gripper_state": state}
+    data = wire.packb({"type": "infer", "id": 1, "protocol": wire.PROTOCOL_VERSION,
+                       "observation": payload})
+    message = wire.unpackb(data)
+    with pytest.raises(wire.WireError, match="gripper_state"):
+        wire.observation_from_wire(message["observation"])

@@ -175,3 +175,28 @@ def test_plans_mapping_supplies_the_plan(tiny_vla_parts, tiny_vla_dir):
     own = enc.encode_robot({"image": _image(), "task": "lift the red block", "action": ACTION,
                             "plan": "grasp it"})
     assert own.plan["plan"] == "grasp it"  # the example's own plan wins
+
+
+def test_gripper_state_prompt_from_the_finger_joints(tiny_vla_parts, tiny_vla_dir, encoder):
+    """With ``gripper_state_indices`` the prompt is ``action_prompt(task, state)``: the same ids
+    as a frame whose task already reads ``"{task}, gripper {bin}"`` (a dataset written so)."""
+    _model, processor = tiny_vla_parts
+    with_state = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                                gripper_state_indices=(7, 8))
+    state = np.array([0.0] * 7 + [0.025, 0.025], np.float32)  # 3/8 closed → bin 96
+    frame = {"image": _image(), "task": "pick up the red cube", "action": ACTION,
+             "observation.state": state}
+    enc = with_state.encode_robot(frame)
+    written = encoder.encode_robot({**frame, "task": "pick up the red cube, gripper 96"})
+    assert torch.equal(enc.prompt_ids, written.prompt_ids)
+    plain = encoder.encode_robot(frame)  # the default encoder ignores the state
+    assert not torch.equal(enc.prompt_ids, plain.prompt_ids)
+    reference = processor(text=[with_image(action_prompt("pick up the red cube", 0.375))],
+                          images=[[_image()]], return_tensors="pt")
+    assert torch.equal(enc.prompt_ids, reference["input_ids"][0])
+    with pytest.raises(ValueError, match="observation.state"):
+        with_state.encode_robot({k: v for k, v in frame.items() if k != "observation.state"})
+    short = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                           gripper_state_indices=(9,))
+    with pytest.raises(ValueError, match="gripper_state_indices: expected positions < 9"):
+        short.encode_robot(frame)

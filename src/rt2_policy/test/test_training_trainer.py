@@ -274,6 +274,8 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
     ({"action_label_sigma": -1}, "action_label_sigma: expected a number >= 0"),
     ({"vision_lr_scale": 0}, "vision_lr_scale: expected a number > 0"),
     ({"tiny": {"image_position": "middle"}}, "image_position: expected 'prefix' or 'suffix'"),
+    ({"gripper_state_indices": (7, -1)}, "gripper_state_indices: expected a sequence of ints >= 0"),
+    ({"gripper_open_position": 0.0}, "gripper_open_position: expected metres > 0"),
 ])
 def test_config_validation(overrides, message):
     values = {"robot_datasets": ("x",), **overrides}
@@ -289,10 +291,12 @@ def test_cli_flags_and_config_files(tmp_path):
     args = parser.parse_args(["--config", str(tmp_path / "run.yaml"), "--max-steps", "70",
                               "--vqa-datasets", "v1", "v2", "--lora.alpha", "8",
                               "--tiny.image-size", "64", "--bf16", "true",
-                              "--adam-betas", "0.9", "0.99"])
+                              "--adam-betas", "0.9", "0.99",
+                              "--gripper-state-indices", "7", "8"])
     cfg = config_from_args(args)
     assert cfg.robot_datasets == ("a",) and cfg.vqa_datasets == ("v1", "v2")
     assert cfg.max_steps == 70 and cfg.bf16 is True and cfg.adam_betas == (0.9, 0.99)
+    assert cfg.gripper_state_indices == (7, 8)
     assert cfg.lora == LoraSettings(enabled=True, r=4, alpha=8.0)
     assert cfg.tiny.image_size == 64
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
@@ -327,3 +331,39 @@ def test_cli_trains_on_lerobot_and_vqa_directories(tmp_path, capsys, data):
     assert (tmp_path / "cli" / "checkpoint-0000002" / "model.safetensors").is_file()
     with pytest.raises(SystemExit):
         main(["--output-dir", str(tmp_path / "x")])  # no dataset: a usage error
+
+
+def test_gripper_state_runs_put_it_in_the_prompt_and_record_it(tmp_path, data):
+    """``gripper_state_indices``: each robot frame's prompt carries its gripper state (from the
+    finger joints in ``observation.state``), the checkpoint says so, the policy then needs the
+    state, and a later run from that checkpoint must keep reading it."""
+    from rt2_policy.token_mapping import load_gripper_state
+    from rt2_policy.vla_policy import VLAPolicy
+
+    robot, vqa = data
+    fingers = (0.04, 0.0, 0.025)  # open, closed, closed on an object (metres per finger)
+    robot = [{**frame, "observation.state": np.array([0.0] * 7 + [fingers[i % 3]] * 2,
+                                                     np.float32)}
+             for i, frame in enumerate(robot)]
+    config = _config(tmp_path, max_steps=2, gripper_state_indices=(7, 8))
+    result = Trainer(config, robot=robot, vqa=vqa).train()
+    assert load_gripper_state(result.checkpoint)
+    assert not load_gripper_state(tmp_path / "run" / "tiny_init")
+
+    policy = VLAPolicy.from_pretrained(result.checkpoint)
+    assert policy.gripper_state and policy.metadata["gripper_state"]
+    with pytest.raises(ValueError, match="gripper_state"):
+        policy.infer(Observation(robot[0]["image"], "lift the red zebra"))
+    action = policy.infer(Observation(robot[0]["image"], "lift the red zebra",
+                                      gripper_state=0.375))
+    assert "Q: what action should the robot take to lift the red zebra, gripper 96? A:" in \
+        action.extra["prompt"]
+
+    # Fine-tuning it without the finger joints would train a prompt it never sees at run time.
+    later = _config(tmp_path, model=result.checkpoint, output_dir=str(tmp_path / "later"))
+    with pytest.raises(ValueError, match="gripper_state_indices: expected the finger joints"):
+        Trainer(later, robot=robot, vqa=vqa).train()
+    # Frames without observation.state cannot give the state.
+    with pytest.raises(ValueError, match="observation.state"):
+        Trainer(_config(tmp_path, max_steps=1, output_dir=str(tmp_path / "nostate"),
+                        gripper_state_indices=(7, 8)), robot=data[0], vqa=vqa).train()

@@ -196,3 +196,35 @@ def test_bfloat16_load(tiny_vla_dir):
     assert policy.dtype == torch.bfloat16
     action = policy.infer(_obs())
     assert action.is_finite() and action.bins.shape == (8,)
+
+
+def test_gripper_state_models_read_it_in_the_prompt(tmp_path):
+    """A checkpoint stored with ``"gripper_state": true`` puts the observation's gripper state
+    into the action prompt and refuses observations without it; other models ignore it."""
+    from rt2_policy.tiny_model import build_tiny_vla
+    from rt2_policy.token_mapping import (
+        load_action_config,
+        load_gripper_state,
+        load_image_position,
+        save_action_config,
+    )
+
+    path = build_tiny_vla(tmp_path / "m", seed=0, image_position="suffix")
+    plain = VLAPolicy.from_pretrained(path)
+    assert not plain.gripper_state and not plain.metadata["gripper_state"]
+    prompt = plain.infer(_obs(0)).extra["prompt"]
+    with_state = Observation(_obs(0).image, "pick up the red cube", gripper_state=0.375)
+    assert plain.infer(with_state).extra["prompt"] == prompt  # ignored
+
+    save_action_config(path, *load_action_config(path), gripper_state=True)
+    assert load_gripper_state(path) and load_image_position(path) == "suffix"  # both kept
+    policy = VLAPolicy.from_pretrained(path)
+    assert policy.gripper_state
+    assert policy.metadata["prompt_template"] == (
+        "Q: what action should the robot take to {instruction}, gripper {gripper_state_bin}? A:")
+    action = policy.infer(with_state)
+    assert action.extra["prompt"].startswith(
+        "Q: what action should the robot take to pick up the red cube, gripper 96? A:")
+    assert policy.infer_batch([with_state])[0].extra["prompt"] == action.extra["prompt"]
+    with pytest.raises(ValueError, match="gripper_state: expected a number in"):
+        policy.infer(_obs(0))

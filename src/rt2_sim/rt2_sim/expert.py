@@ -316,9 +316,10 @@ def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
     return np.array(point_coordinates(*uv[0]), np.float32)
 
 
-#: A driver for :func:`rollout`: (RGB frame (H, W, 3) uint8, instruction) → an action in the
-#: layout of :meth:`ScriptedExpert.act`, shape (8,).
-Driver = Callable[[np.ndarray, str], np.ndarray]
+#: A driver for :func:`rollout`: (RGB frame (H, W, 3) uint8, instruction, joint positions (9,)
+#: float64, arm radians then finger metres, :meth:`ArmSimulation.joint_positions`) → an action
+#: in the layout of :meth:`ScriptedExpert.act`, shape (8,).
+Driver = Callable[[np.ndarray, str, np.ndarray], np.ndarray]
 
 
 def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
@@ -373,7 +374,8 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
             break
         executed = values.copy()
         if driver is not None and rng.random() >= expert_share:
-            executed = np.asarray(driver(out.images[-1], spec.task.instruction), np.float64)
+            executed = np.asarray(driver(out.images[-1], spec.task.instruction, out.states[-1]),
+                                  np.float64)
             if executed.shape != (8,):
                 raise ValueError(f"driver: expected an action of shape (8,), got "
                                  f"{executed.shape}")

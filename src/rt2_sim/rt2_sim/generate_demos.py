@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from rt2_sim.scene import FINGER_OPEN_POSITION
 from rt2_sim.tasks import EVAL_SEED_START, TASK_FAMILIES, sample_episode
 
 
@@ -37,11 +38,14 @@ def _policy_driver(model: str):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
     from rt2_policy.contract import Observation
     from rt2_policy.policy_factory import make_policy
+    from rt2_policy.proprioception import gripper_state
 
     policy = make_policy("local", model_path=model, num_threads=1)
 
-    def drive(image: np.ndarray, instruction: str) -> np.ndarray:
-        return policy.infer(Observation(image, instruction)).values()
+    def drive(image: np.ndarray, instruction: str, joints: np.ndarray) -> np.ndarray:
+        # The finger joints, as the policy node reads them from /joint_states.
+        state = gripper_state(joints[7:], FINGER_OPEN_POSITION)
+        return policy.infer(Observation(image, instruction, gripper_state=state)).values()
 
     return drive
 

@@ -67,7 +67,7 @@ def test_a_driver_moves_the_arm_while_the_expert_labels_every_state(sim):
     up_and_closed = np.array([1.0, 0.0, 0.0, 0.02, 0.0, 0.0, 0.0, 1.0])  # also says terminate
     sim.reset_episode(spec)
     start_z = sim.ee_pose()[0][2]
-    run = rollout(sim, spec, max_steps=40, driver=lambda image, text: up_and_closed)
+    run = rollout(sim, spec, max_steps=40, driver=lambda image, text, joints: up_and_closed)
     actions = np.array(run.actions)
     assert run.steps == 40 and not run.terminated and not run.success
     assert len(run.images) == 40 and run.images[0].shape[2] == 3
@@ -81,7 +81,7 @@ def test_a_driver_moves_the_arm_while_the_expert_labels_every_state(sim):
 def test_an_expert_share_of_one_is_the_expert_rollout(sim):
     spec = sample_episode(4, "seen", "push")
     ref = rollout(sim, spec, render=True)
-    mixed = rollout(sim, spec, driver=lambda image, text: np.zeros(8), expert_share=1.0)
+    mixed = rollout(sim, spec, driver=lambda image, text, joints: np.zeros(8), expert_share=1.0)
     assert mixed.success and mixed.steps == ref.steps
     np.testing.assert_allclose(np.array(mixed.actions), np.array(ref.actions))
 
@@ -89,9 +89,9 @@ def test_an_expert_share_of_one_is_the_expert_rollout(sim):
 def test_rollout_rejects_a_bad_driver_or_share(sim):
     spec = sample_episode(2, "seen", "pick")
     with pytest.raises(ValueError, match="expert_share"):
-        rollout(sim, spec, driver=lambda image, text: np.zeros(8), expert_share=1.5)
+        rollout(sim, spec, driver=lambda image, text, joints: np.zeros(8), expert_share=1.5)
     with pytest.raises(ValueError, match="shape"):
-        rollout(sim, spec, max_steps=2, driver=lambda image, text: np.zeros(3))
+        rollout(sim, spec, max_steps=2, driver=lambda image, text, joints: np.zeros(3))
 
 
 def _close_on_target(sim, spec, height):

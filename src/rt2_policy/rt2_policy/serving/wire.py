@@ -16,7 +16,7 @@ direction     message
 server→client ``{"type": "metadata", "protocol": 1, "metadata": {...}}`` right after connect:
               model id, action space, bounds, image size, token scheme, batching
 client→server ``{"type": "infer", "id": n, "observation": {"image": uint8 (H, W, 3),
-              "instruction": str, "stamp": float s}}``
+              "instruction": str, "stamp": float s, "gripper_state": float 0..1 or nil}}``
 server→client ``{"type": "action", "id": n, "action": {"bins": int64 (8,), "terminate": bool,
               "delta_position": float64 (3,) m, "delta_rotation": float64 (3,) rad,
               "gripper": float 0..1, "text": str, "plan": str, "latency": float s},
@@ -152,7 +152,9 @@ def infer_request(request_id: int, observation: Observation) -> dict:
     return {"type": "infer", "id": int(request_id), "protocol": PROTOCOL_VERSION,
             "observation": {"image": np.ascontiguousarray(observation.image),
                             "instruction": observation.instruction,
-                            "stamp": float(observation.stamp)}}
+                            "stamp": float(observation.stamp),
+                            "gripper_state": (None if observation.gripper_state is None
+                                              else float(observation.gripper_state))}}
 
 
 def answer_request(request_id: int, image: np.ndarray, question: str,
@@ -239,6 +241,7 @@ def observation_from_wire(payload: Any) -> Observation:
                         f"got {type(image).__name__}")
     try:
         return Observation(image=image, instruction=payload.get("instruction"),
-                           stamp=float(payload.get("stamp", 0.0)))
+                           stamp=float(payload.get("stamp", 0.0)),
+                           gripper_state=payload.get("gripper_state"))
     except (TypeError, ValueError) as exc:
         raise WireError(f"observation.{exc}") from exc

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.contract import ACTION_DIMS  # noqa: E402
-from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY  # noqa: E402
+from rt2_policy.data.lerobot_dataset import STATE_KEY, TARGET_POINT_KEY  # noqa: E402
 from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
@@ -45,6 +45,7 @@ from rt2_policy.prompts import (  # noqa: E402
     vqa_prompt,
     with_image,
 )
+from rt2_policy.proprioception import PANDA_FINGER_OPEN_POSITION, gripper_state  # noqa: E402
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
 from rt2_policy.training.cot import choose_plan  # noqa: E402
 from rt2_policy.training.grounding import answer_point  # noqa: E402
@@ -124,6 +125,9 @@ class ExampleEncoder:
             field (e.g. a paraphrased instruction → its canonical task).
         image_position: ``"prefix"`` or ``"suffix"``, the checkpoint's prompt layout
             (:func:`rt2_policy.prompts.with_image`).
+        gripper_state_indices: positions of the finger joints (metres) in a robot frame's
+            ``observation.state``; when non-empty the action prompt carries the gripper state
+            (:func:`rt2_policy.proprioception.gripper_state` with ``gripper_open_position``).
 
     Raises:
         ValueError: when the processor has no tokenizer or the mapping and tokenizer disagree on
@@ -132,7 +136,9 @@ class ExampleEncoder:
 
     def __init__(self, processor: Any, action_tokenizer: ActionTokenizer,
                  token_mapping: ActionTokenMapping,
-                 plans: Mapping[str, str] | None = None, image_position: str = "prefix") -> None:
+                 plans: Mapping[str, str] | None = None, image_position: str = "prefix",
+                 gripper_state_indices: Sequence[int] = (),
+                 gripper_open_position: float = PANDA_FINGER_OPEN_POSITION) -> None:
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("processor: expected a .tokenizer attribute, got none")
@@ -153,6 +159,8 @@ class ExampleEncoder:
         self.marker_ids: tuple[int, ...] = tuple(action_marker_ids(tokenizer))
         self._text_cache: dict[str, tuple[int, ...]] = {}
         self.plans = dict(plans or {})
+        self.gripper_state_indices = tuple(int(i) for i in gripper_state_indices)
+        self.gripper_open_position = float(gripper_open_position)
 
     # ------------------------------------------------------------------ pieces
     def text_ids(self, text: str) -> tuple[int, ...]:
@@ -219,7 +227,8 @@ class ExampleEncoder:
         for key in ("image", "task", "action"):
             if key not in example:
                 raise ValueError(f"robot example: expected key {key!r}, got {sorted(example)}")
-        prompt_ids, images = self.encode_prompt(example["image"], action_prompt(example["task"]))
+        prompt_ids, images = self.encode_prompt(
+            example["image"], action_prompt(example["task"], self.gripper_state_of(example)))
         plan = {"task": str(example["task"])}
         if isinstance(example.get("plan"), str) and example["plan"].strip():
             plan["plan"] = example["plan"]
@@ -228,6 +237,26 @@ class ExampleEncoder:
         return EncodedExample(KIND_ROBOT, prompt_ids, images,
                               self.action_ids(example["action"]), plan,
                               point=_target_point(example.get(TARGET_POINT_KEY)))
+
+    def gripper_state_of(self, example: Mapping[str, Any]) -> float | None:
+        """The frame's gripper state for its prompt, or None when this encoder adds none.
+
+        Raises:
+            ValueError: when the frame has no ``state`` (``observation.state``) or it is too
+                short.
+        """
+        if not self.gripper_state_indices:
+            return None
+        # LeRobotDataset frames name it "state"; raw LeRobot rows "observation.state".
+        state = example.get("state", example.get(STATE_KEY))
+        if state is None:
+            raise ValueError(f"robot example: expected key 'state' or {STATE_KEY!r} for the "
+                             f"gripper state, got {sorted(example)}")
+        state = np.asarray(state, dtype=float).ravel()
+        if max(self.gripper_state_indices) >= state.size:
+            raise ValueError(f"gripper_state_indices: expected positions < {state.size} (the "
+                             f"length of {STATE_KEY}), got {self.gripper_state_indices}")
+        return gripper_state(state[list(self.gripper_state_indices)], self.gripper_open_position)
 
     def encode_vqa(self, example: Mapping[str, Any]) -> EncodedExample:
         """Encode ``{"image", "question", "answer"}``.

@@ -198,6 +198,14 @@ class TrainConfig:
     plans_file: str = _doc("JSON object instruction -> plan for chain-of-thought targets (e.g. "
                            "a paraphrase -> its canonical task); '' = plan from the data or the "
                            "instruction", default="")
+    gripper_state_indices: tuple[int, ...] = _doc(
+        "positions of the finger joints (prismatic, metres) in each robot frame's "
+        "observation.state, e.g. 7 8 for the Franka Hand in rt2_sim's demos; when given, the "
+        "action prompt carries the gripper state (rt2_policy.prompts.action_prompt) and the "
+        "checkpoint records it; () = RT-2's prompt without it", default=())
+    gripper_open_position: float = _doc(
+        "one finger's joint position when the gripper is fully open, metres (Franka Hand: "
+        "0.04); used with gripper_state_indices", default=0.04)
     action_label_sigma: float = _doc(
         "width in bins of the Gaussian that spreads each bin target over its neighbours "
         "(ordinal label smoothing); 0 = plain cross-entropy as in RT-2", default=0.0)
@@ -259,6 +267,13 @@ class TrainConfig:
                      "grounding_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
+        indices = self.gripper_state_indices
+        _check(isinstance(indices, Sequence) and not isinstance(indices, str)
+               and all(_is_int(i) and i >= 0 for i in indices), "gripper_state_indices",
+               "a sequence of ints >= 0", indices)
+        object.__setattr__(self, "gripper_state_indices", tuple(int(i) for i in indices))
+        _check(_is_number(self.gripper_open_position) and self.gripper_open_position > 0,
+               "gripper_open_position", "metres > 0", self.gripper_open_position)
         betas = tuple(self.adam_betas)
         _check(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
                "adam_betas", "two numbers in [0, 1)", self.adam_betas)
@@ -367,7 +382,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None
         metavar = f.name.upper()
         if origin is tuple:
             args = typing.get_args(hint)
-            item = float if args and args[0] is float else str
+            item = args[0] if args and args[0] in (float, int) else str
             parser.add_argument(flag, dest=dest, type=item, nargs="*", metavar=metavar,
                                 default=argparse.SUPPRESS, help=help_text)
         else:

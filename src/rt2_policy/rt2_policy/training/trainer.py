@@ -56,6 +56,7 @@ from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
     load_action_config,
+    load_gripper_state,
     load_image_position,
     save_action_config,
 )
@@ -310,7 +311,8 @@ class Trainer:
         vqa_sets = [self.vqa] + ([self.eval_vqa] if self.eval_vqa is not self.vqa else [])
         for data in robot_sets:
             for task in robot_texts(data) if len(data) else ():
-                texts.append(action_prompt(task))
+                texts.append(action_prompt(task, 0.0 if self.config.gripper_state_indices
+                                           else None))
                 texts.append(plan_target_text(task, "0"))
         for data in vqa_sets:
             if len(data):
@@ -417,6 +419,10 @@ class Trainer:
         processor = AutoProcessor.from_pretrained(source)
         action_tokenizer, mapping = self._action_config(source, processor.tokenizer)
         self.image_position = load_image_position(source)
+        if load_gripper_state(source) and not cfg.gripper_state_indices:
+            raise ValueError(f"gripper_state_indices: expected the finger joints' positions in "
+                             f"observation.state ({source} reads the gripper state in its "
+                             f"prompt), got ()")
         vocab = int(model.get_output_embeddings().weight.shape[0])
         if max(mapping.token_ids) >= vocab:
             raise ValueError(f"token_mapping: expected ids < model vocabulary {vocab}, got "
@@ -542,7 +548,8 @@ class Trainer:
         else:
             model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        save_action_config(tmp, action_tokenizer, mapping, self.image_position)
+        save_action_config(tmp, action_tokenizer, mapping, self.image_position,
+                           gripper_state=bool(self.config.gripper_state_indices))
         state = {
             "format_version": STATE_FORMAT_VERSION,
             "step": int(step),
@@ -729,7 +736,9 @@ class Trainer:
                  f" (+{n_head} in the grounding head)" if n_head else "")
 
         encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
-                                 image_position=self.image_position)
+                                 image_position=self.image_position,
+                                 gripper_state_indices=cfg.gripper_state_indices,
+                                 gripper_open_position=cfg.gripper_open_position)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
