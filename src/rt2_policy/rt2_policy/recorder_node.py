@@ -10,8 +10,19 @@ Interfaces (defaults; names are parameters):
                 ``/rt2/action``         rt2_msgs/RT2Action (one per executed step)
                 ``/rt2/instruction``    std_msgs/String (task fallback)
                 ``/rt2/episode_status`` rt2_msgs/EpisodeStatus (episode id → instruction, end)
+                ``/joint_states``       sensor_msgs/JointState (sensor-data QoS; any number of
+                                        publishers, each with any subset of the joints)
     service     ``~/flush``             std_srvs/Trigger: close the open episode, write
                                         everything pending and the dataset's stats
+
+Robot state: each recorded step stores the positions of the ``state_joints`` parameter's joints
+(default :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`: ``panda_joint1..7`` in rad, then
+``panda_finger_joint1..2`` in m, the ``rt2_sim`` layout) as ``observation.state``, shape
+``(len(state_joints),)`` float32: per joint, the newest ``/joint_states`` position stamped at or
+before the paired camera frame (a message with an unset stamp counts as received now). A step
+for which some joint has no position yet is not recorded (``dropped_no_state``, with a warning
+naming the joints) rather than stored with a made-up state. ``state_joints:=[]`` (or ``['']``)
+records no state column, for setups without joint states.
 
 Thread model: the subscriptions share one mutually exclusive callback group (the pairer is
 single-threaded); episodes are written by a worker thread so that PNG encoding never delays
@@ -35,13 +46,14 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rt2_msgs.msg import EpisodeStatus, RT2Action
 from rt2_policy.data.lerobot_dataset import LeRobotDatasetWriter
 from rt2_policy.data.recorder import (
+    PANDA_STATE_JOINTS,
     EpisodePairer,
     RecordedEpisode,
     RecorderConfig,
@@ -72,6 +84,14 @@ PARAMETERS = {
     "action_topic": ("/rt2/action", _ro_param("rt2_msgs/RT2Action input")),
     "instruction_topic": ("/rt2/instruction", _ro_param("std_msgs/String instruction input")),
     "status_topic": ("/rt2/episode_status", _ro_param("rt2_msgs/EpisodeStatus input")),
+    "joint_states_topic": ("/joint_states", _ro_param(
+        "sensor_msgs/JointState input of the state_joints positions (messages may carry any "
+        "subset of the joints, e.g. arm and hand published separately)")),
+    "state_joints": (list(PANDA_STATE_JOINTS), ParameterDescriptor(
+        description="joints recorded as observation.state, in this order: rad for revolute, "
+                    "m for prismatic (finger) joints; steps before every joint has a position "
+                    "are not recorded; [] or [''] = no state column",
+        read_only=True, dynamic_typing=True)),  # dynamic: an empty list is not a string array
     "max_frame_age": (0.5, _float_param(0.001, 60.0, "actions whose newest preceding frame "
                                         "is older than this are dropped, s")),
     "subtract_inference_latency": (True, _ro_param(
@@ -107,13 +127,15 @@ class RecorderNode(Node):
         if (h == 0) != (w == 0):
             raise ValueError(f"image_height, image_width: expected both 0 or both > 0, "
                              f"got {h}, {w}")
+        self._state_joints = _state_joints(p("state_joints"))
         self._config = RecorderConfig(
             max_frame_age=float(p("max_frame_age")),
             frame_buffer=max(2.0, float(p("max_frame_age"))),
             subtract_inference_latency=bool(p("subtract_inference_latency")),
             success_only=bool(p("success_only")),
             min_episode_length=int(p("min_episode_length")),
-            image_size=(h, w) if h else None)
+            image_size=(h, w) if h else None,
+            state_joints=self._state_joints)
         self._fps = float(p("fps"))
         self._idle_timeout = float(p("idle_timeout"))
         self._pairer = EpisodePairer(self._config)
@@ -136,11 +158,16 @@ class RecorderNode(Node):
                                  callback_group=group)
         self.create_subscription(EpisodeStatus, p("status_topic"), self._on_status, 10,
                                  callback_group=group)
+        if self._state_joints:
+            self.create_subscription(JointState, p("joint_states_topic"), self._on_joint_state,
+                                     qos_profile_sensor_data, callback_group=group)
         self.create_service(Trigger, "~/flush", self._on_flush)
         if self._idle_timeout > 0:
             self.create_timer(min(1.0, self._idle_timeout / 2), self._check_idle,
                               callback_group=group)
-        self.get_logger().info(f"recording {p('action_topic')} + {p('image_topic')} into "
+        state = (f" + {p('joint_states_topic')} (state: {', '.join(self._state_joints)})"
+                 if self._state_joints else " (no state)")
+        self.get_logger().info(f"recording {p('action_topic')} + {p('image_topic')}{state} into "
                                f"{self._output} at {self._fps} Hz")
 
     def _p(self, name: str):
@@ -155,17 +182,27 @@ class RecorderNode(Node):
         with self._lock:
             self._emit(self._pairer.add_image(stamp, lambda m=msg: image_msg_to_rgb(m)))
 
+    def _on_joint_state(self, msg: JointState) -> None:
+        stamp = stamp_seconds(msg.header.stamp) or self._now()
+        with self._lock:
+            self._emit(self._pairer.add_joint_state(stamp, msg.name, msg.position))
+
     def _on_action(self, msg: RT2Action) -> None:
         self._last_action = time.monotonic()
         with self._lock:
             before = self._pairer.counters.as_dict()
             self._emit(self._pairer.add_action(action_sample_from_msg(msg)))
             after = self._pairer.counters.as_dict()
-        dropped = {k: after[k] - before[k] for k in after
-                   if k.startswith("dropped") and after[k] != before[k]}
+            missing = self._pairer.last_missing_joints
+        dropped = [k for k in after if k.startswith("dropped") and after[k] != before[k]]
         if dropped:
-            self.get_logger().warning(f"action {msg.episode_id}/{msg.step} not recorded: "
-                                      f"{', '.join(dropped)}", throttle_duration_sec=2.0)
+            why = ", ".join(dropped)
+            if "dropped_no_state" in dropped:
+                why += (f" (no {self._p('joint_states_topic')} position at or before the frame "
+                        f"for {', '.join(missing)}; set state_joints:=[] to record without "
+                        f"state)")
+            self.get_logger().warning(f"action {msg.episode_id}/{msg.step} not recorded: {why}",
+                                      throttle_duration_sec=2.0)
 
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
@@ -209,7 +246,8 @@ class RecorderNode(Node):
             if self._writer is None:
                 self._writer = LeRobotDatasetWriter(
                     self._output, fps=self._fps, robot_type=str(self._p("robot_type")),
-                    image_shape=episode.steps[0].image.shape)
+                    image_shape=episode.steps[0].image.shape,
+                    state_dim=len(self._state_joints))
             index = write_episode(self._writer, episode)
         except (OSError, ValueError) as exc:
             self._write_errors += 1
@@ -256,6 +294,26 @@ class RecorderNode(Node):
             self._queue.put(None)
             worker.join(timeout=30.0)
         super().destroy_node()
+
+
+def _state_joints(value) -> tuple[str, ...]:
+    """The ``state_joints`` parameter as a tuple of names; unset, ``[]`` and ``['']`` → ().
+
+    Raises:
+        ValueError: on anything but a list of non-empty, distinct names.
+    """
+    if value is None or (isinstance(value, (list, tuple, bytes)) and len(value) == 0):
+        return ()
+    if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple))
+            or not all(isinstance(v, str) for v in value)):
+        raise ValueError(f"state_joints: expected a list of joint names, got {value!r}")
+    names = tuple(value)
+    if names == ("",):
+        return ()
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"state_joints: expected distinct non-empty joint names, got "
+                         f"{list(names)}")
+    return names
 
 
 def _raise_keyboard_interrupt(*_args) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from rt2_policy.data.lerobot_dataset import LeRobotDataset, LeRobotDatasetWriter
 from rt2_policy.data.recorder import (
+    PANDA_STATE_JOINTS,
     ActionSample,
     EpisodePairer,
     RecorderConfig,
@@ -146,3 +147,97 @@ def test_frames_are_resized_to_one_size_and_written_to_a_dataset(tmp_path):
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RecorderConfig(**kwargs)
+
+
+# -- observation.state from joint states -----------------------------------------------------
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+def _state_pairer(**kwargs):
+    p = EpisodePairer(RecorderConfig(state_joints=PANDA_STATE_JOINTS, **kwargs))
+    p.add_instruction(0.0, "t")
+    return p
+
+
+def test_state_merges_split_joint_states_at_the_frame_stamp_and_is_written(tmp_path):
+    assert PANDA_STATE_JOINTS == (*ARM, *FINGERS)  # rt2_sim's layout: fingers at 7 8
+    p = _state_pairer()
+    q1 = [0.1 * (i + 1) for i in range(7)]
+    q2 = [-0.2 * (i + 1) for i in range(7)]
+    # the arm's publisher, names in another order plus a joint that is not recorded
+    p.add_joint_state(0.9, ["other_joint", *reversed(ARM)], [9.0, *reversed(q1)])
+    p.add_joint_state(0.95, FINGERS, [0.04, 0.039])      # the hand's publisher
+    p.add_image(1.0, _img(1))
+    p.add_joint_state(1.15, ARM, q2)
+    p.add_joint_state(1.3, FINGERS, [0.01, 0.011])       # after frame 1.2: not for it
+    p.add_image(1.2, _img(2))
+    p.add_joint_state(1.25, ARM, [5.0] * 7)              # arrives late, still after frame 1.2
+    p.add_action(_act(1.0, step=0))
+    (ep,) = p.add_action(_act(1.2, step=1, terminate=True))
+    expected = [[*q1, 0.04, 0.039], [*q2, 0.04, 0.039]]
+    np.testing.assert_allclose([s.state for s in ep.steps], expected, rtol=1e-6)
+    assert all(s.state.dtype == np.float32 for s in ep.steps)
+    assert p.counters.joint_states == 5 and p.counters.dropped_no_state == 0
+
+    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=5, image_shape=(8, 10, 3), state_dim=9)
+    write_episode(writer, ep)
+    writer.finalize()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.has_state and len(ds) == 2
+    np.testing.assert_allclose([ds[0]["state"], ds[1]["state"]], expected, rtol=1e-6)
+
+
+def test_state_follows_the_configured_joint_order():
+    p = EpisodePairer(RecorderConfig(state_joints=("panda_finger_joint2", "panda_joint3")))
+    p.add_instruction(0.0, "t")
+    p.add_joint_state(0.5, ["panda_joint3", "panda_finger_joint2", "panda_joint1"],
+                      [0.3, 0.02, 0.1])
+    p.add_image(1.0, _img(1))
+    (ep,) = p.add_action(_act(1.0, terminate=True))
+    np.testing.assert_allclose(ep.steps[0].state, [0.02, 0.3], rtol=1e-6)
+
+
+def test_step_without_every_joint_is_not_recorded():
+    p = _state_pairer()
+    p.add_joint_state(0.5, ARM, [0.0] * 7)
+    p.add_joint_state(0.6, FINGERS, [0.04, np.nan])       # NaN: not a position
+    p.add_joint_state(0.6, FINGERS, [0.04])               # lengths differ: ignored
+    p.add_image(1.0, _img(1))
+    p.add_action(_act(1.0, step=0))                       # panda_finger_joint2 never seen
+    assert p.counters.dropped_no_state == 1 and p.counters.joint_states_ignored == 1
+    assert p.last_missing_joints == ("panda_finger_joint2",)
+    p.add_joint_state(1.05, FINGERS, [0.03, 0.03])        # only after frame 1.0
+    p.add_action(_act(1.02, step=1))
+    assert p.counters.dropped_no_state == 2 and p.counters.paired == 0
+    p.add_image(1.1, _img(2))
+    p.add_action(_act(1.1, step=2))
+    (ep,) = p.flush()
+    assert [s.step for s in ep.steps] == [2]
+    np.testing.assert_allclose(ep.steps[0].state, [0.0] * 7 + [0.03, 0.03])
+
+
+def test_old_joint_history_is_trimmed_without_returning_a_later_state():
+    p = _state_pairer(frame_buffer=2.0)
+    for k in range(101):  # 10 s at 10 Hz, every joint = the time
+        p.add_joint_state(k / 10, PANDA_STATE_JOINTS, [k / 10] * 9)
+    assert len(p._joint_stamps["panda_joint1"]) <= 22
+    state, missing = p.state_at(9.05)
+    np.testing.assert_allclose(state, [9.0] * 9, rtol=1e-6)
+    assert p.state_at(8.0)[0] is not None                 # the horizon sample is kept
+    assert p.state_at(1.0) == (None, tuple(PANDA_STATE_JOINTS))
+
+
+def test_without_state_joints_no_state_is_recorded():
+    p = EpisodePairer()
+    p.add_instruction(0.0, "t")
+    p.add_joint_state(0.5, PANDA_STATE_JOINTS, [0.0] * 9)
+    p.add_image(1.0, _img(1))
+    (ep,) = p.add_action(_act(1.0, terminate=True))
+    assert ep.steps[0].state is None and p.state_at(1.0) == (None, ())
+
+
+@pytest.mark.parametrize("joints", ["panda_joint1", ("a", "a"), ("a", "")])
+def test_state_joints_validation(joints):
+    with pytest.raises(ValueError, match="state_joints"):
+        RecorderConfig(state_joints=joints)

@@ -10,13 +10,14 @@ pytest.importorskip("rt2_msgs.msg", reason="rt2_msgs not built: run make setup")
 
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.data.lerobot_dataset import LeRobotDataset  # noqa: E402
+from rt2_policy.data.recorder import PANDA_STATE_JOINTS  # noqa: E402
 from rt2_policy.recorder_node import RecorderNode  # noqa: E402
 from rt2_policy.ros_testing import RosHarness  # noqa: E402
 
@@ -88,7 +89,7 @@ class Publisher:
 
 
 def test_recorder_writes_episodes_split_by_terminate_and_status(harness, tmp_path):
-    recorder = start_recorder(harness, tmp_path / "ds")
+    recorder = start_recorder(harness, tmp_path / "ds", state_joints=[])  # no joint states
     feed = Publisher(harness, recorder)
     feed.send_status(99.0, "ep1", "pick up the red cube", 1)
     for k in range(3):
@@ -112,7 +113,7 @@ def test_recorder_writes_episodes_split_by_terminate_and_status(harness, tmp_pat
     assert (summary["episodes"], summary["frames"]) == (2, 5)
     assert summary["counters"]["dropped_stale_frame"] == 1
     ds = LeRobotDataset(tmp_path / "ds")
-    assert ds.num_episodes == 2 and len(ds) == 5 and ds.fps == 10.0
+    assert ds.num_episodes == 2 and len(ds) == 5 and ds.fps == 10.0 and not ds.has_state
     assert [ds[i]["task"] for i in range(5)] == ["pick up the red cube"] * 3 + [
         "push the blue ball"] * 2
     assert [int(ds[i]["image"][0, 0, 0]) for i in range(5)] == [10, 11, 12, 50, 60]
@@ -124,7 +125,7 @@ def test_recorder_writes_episodes_split_by_terminate_and_status(harness, tmp_pat
 def test_recorder_records_a_live_policy_episode(harness, tmp_path):
     from rt2_policy.policy_node import PolicyNode
 
-    recorder = start_recorder(harness, tmp_path / "ds")
+    recorder = start_recorder(harness, tmp_path / "ds", state_joints=[""])  # no state
     feeder = harness.add(harness.rclpy.create_node("camera", context=harness.context))
     camera = feeder.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
 
@@ -157,6 +158,74 @@ def test_recorder_records_a_live_policy_episode(harness, tmp_path):
     assert ds[0]["action"][7] == pytest.approx(expected.gripper, rel=1e-6)
     assert ds[2]["action"][0] == 1.0
     assert int(ds[0]["image"][0, 0, 0]) == 77
+
+
+class JointStates:
+    """Two test-side publishers of /joint_states, as a real arm has: the arm's and the hand's."""
+
+    ARM = [f"panda_joint{i}" for i in range(1, 8)]
+    FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+
+    def __init__(self, harness, recorder: RecorderNode) -> None:
+        self.harness, self.recorder = harness, recorder
+        self.arm = harness.add(harness.rclpy.create_node("arm", context=harness.context)
+                               ).create_publisher(JointState, "/joint_states", 10)
+        self.hand = harness.add(harness.rclpy.create_node("hand", context=harness.context)
+                                ).create_publisher(JointState, "/joint_states", 10)
+        for pub in (self.arm, self.hand):
+            assert harness.wait_for(lambda p=pub: p.get_subscription_count() > 0, 10.0)
+
+    def send(self, pub, t, names, positions):
+        msg = JointState()
+        _stamp(msg, t)
+        msg.name, msg.position = list(names), [float(q) for q in positions]
+        before = self.recorder.summary["counters"]["joint_states"]
+        pub.publish(msg)
+        assert self.harness.wait_for(
+            lambda: self.recorder.summary["counters"]["joint_states"] > before, 10.0)
+
+
+def test_recorder_records_the_joint_state_as_observation_state(harness, tmp_path):
+    recorder = start_recorder(harness, tmp_path / "ds")  # default: the Panda's 9 joints
+    feed = Publisher(harness, recorder)
+    joints = JointStates(harness, recorder)
+    arm, fingers = JointStates.ARM, JointStates.FINGERS
+    q1 = [0.1 * (i + 1) for i in range(7)]
+    q2 = [-0.3 + 0.05 * i for i in range(7)]
+    feed.send_status(99.0, "ep1", "pick up the red cube", 1)
+    joints.send(joints.arm, 99.5, reversed(arm), reversed(q1))  # names in another order
+    feed.send_image(100.0, 10)
+    feed.send_action(100.01, "ep1", 0)                 # no finger position yet: not recorded
+    assert recorder.summary["counters"]["dropped_no_state"] == 1
+    joints.send(joints.hand, 100.05, fingers, [0.035, 0.034])
+    feed.send_image(100.1, 11)
+    feed.send_action(100.11, "ep1", 1)
+    joints.send(joints.arm, 100.15, arm, q2)
+    feed.send_image(100.2, 12)
+    joints.send(joints.arm, 100.25, arm, [1.0] * 7)    # after frame 100.2: not its state
+    feed.send_action(100.21, "ep1", 2, terminate=True)
+    assert recorder.flush()
+
+    summary = recorder.summary
+    assert (summary["episodes"], summary["frames"]) == (1, 2), summary
+    assert summary["counters"]["dropped_no_state"] == 1
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.has_state and len(ds) == 2
+    assert [int(ds[i]["image"][0, 0, 0]) for i in range(2)] == [11, 12]
+    np.testing.assert_allclose(ds[0]["state"], [*q1, 0.035, 0.034], rtol=1e-6)
+    np.testing.assert_allclose(ds[1]["state"], [*q2, 0.035, 0.034], rtol=1e-6)
+
+
+def test_recorder_state_joints_parameter(harness, tmp_path):
+    node = start_recorder(harness, tmp_path / "a")
+    assert tuple(node.get_parameter("state_joints").value) == PANDA_STATE_JOINTS
+    descriptor = node.describe_parameter("state_joints")
+    assert descriptor.read_only and "observation.state" in descriptor.description
+    assert node.describe_parameter("joint_states_topic").read_only
+    with pytest.raises(ValueError, match="state_joints"):
+        RecorderNode(context=harness.context, parameter_overrides=[
+            Parameter("output_dir", value=str(tmp_path / "b")),
+            Parameter("state_joints", value=["panda_joint1", "panda_joint1"])])
 
 
 def test_recorder_needs_an_output_dir(harness):

@@ -15,6 +15,8 @@ from rt2_policy.data.lerobot_dataset import LeRobotDataset  # noqa: E402
 from rt2_policy.data.rosbag_import import main, rt2_typestore  # noqa: E402
 
 H, W = 12, 16
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 
 
 def _time(store, t):
@@ -52,13 +54,40 @@ def _status(store, t, ep, instruction, state, outcome=0):
                   state=state, outcome=outcome, message="")
 
 
-def _write_bag(path, plugin):
+def _joint_state(store, t, names, positions):
+    JointState = store.types["sensor_msgs/msg/JointState"]
+    empty = np.zeros(0, np.float64)
+    return JointState(header=_header(store, t, ""), name=list(names),
+                      position=np.array(list(positions), np.float64), velocity=empty, effort=empty)
+
+
+def _arm_q(t):
+    """The arm's joint angles at time t, rad: distinct per joint and per message."""
+    return [0.1 * (i + 1) + round(t - 100.0, 3) for i in range(7)]
+
+
+def _finger_q(t):
+    """The fingers' positions at time t, m."""
+    return [0.04 - 0.01 * round(t - 100.0, 3), 0.03]
+
+
+def _write_bag(path, plugin, joint_states=True, hand_from=99.9):
     """Two episodes at 5 Hz with a 15 Hz camera; episode 1 terminates, episode 2 is cut by
-    its FINISHED status; bgr8 frames in episode 2."""
+    its FINISHED status; bgr8 frames in episode 2. With ``joint_states``, /joint_states carries
+    the arm (every 0.1 s from t0 - 0.05, names in reverse order) and, in other messages, the
+    hand (every 0.25 s from ``hand_from``)."""
     store = rt2_typestore()
     String = store.types["std_msgs/msg/String"]
     messages = []  # (time, topic, msgtype, msg)
     t0 = 100.0
+    for k in range(25 if joint_states else 0):
+        t = t0 - 0.05 + 0.1 * k
+        messages.append((t, "/joint_states", "sensor_msgs/msg/JointState",
+                         _joint_state(store, t, reversed(ARM), reversed(_arm_q(t)))))
+    for k in range(12 if joint_states else 0):
+        t = hand_from + 0.25 * k
+        messages.append((t, "/joint_states", "sensor_msgs/msg/JointState",
+                         _joint_state(store, t, FINGERS, _finger_q(t))))
     messages.append((t0, "/rt2/instruction", "std_msgs/msg/String",
                      String(data="pick up the red cube")))
     messages.append((t0 + 0.01, "/rt2/episode_status", "rt2_msgs/msg/EpisodeStatus",
@@ -98,6 +127,7 @@ def test_bag_converts_to_a_dataset(tmp_path, capsys, plugin):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["episodes"], summary["frames"], summary["fps"]) == (2, 5, 5.0)
     assert summary["counters"]["paired"] == 5
+    assert summary["state_joints"] == ARM + FINGERS
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.num_episodes == 2 and len(ds) == 5 and ds.fps == 5.0
     assert ds.tasks == ["pick up the red cube", "push the blue ball"]
@@ -117,6 +147,50 @@ def test_bag_converts_to_a_dataset(tmp_path, capsys, plugin):
     assert second["image"][0, 0].tolist() == [15, 30, 45]
     assert ds[4]["image"][0, 0, 0] == 18
     assert ds[4]["action"][7] == pytest.approx(0.25)
+    # observation.state: the arm's and the hand's messages merged, each joint's newest position
+    # at or before the frame's stamp (frames 2, 5, 8, 15, 18 of the 15 Hz camera)
+    t0 = 100.0
+    arm_times = [t0 - 0.05 + 0.1 * k for k in range(25)]
+    hand_times = [99.9 + 0.25 * k for k in range(12)]
+    for i, frame in enumerate([2, 5, 8, 15, 18]):
+        t = t0 + frame / 15.0
+        ta = max(x for x in arm_times if x <= t)
+        th = max(x for x in hand_times if x <= t)
+        np.testing.assert_allclose(ds[i]["state"], _arm_q(ta) + _finger_q(th), rtol=1e-6,
+                                   err_msg=f"frame {i}")
+    # frame 8 (t0 + 0.533): arm message of t0 + 0.45, hand message of t0 + 0.4
+    np.testing.assert_allclose(ds[2]["state"], [0.55, 0.65, 0.75, 0.85, 0.95, 1.05, 1.15,
+                                                0.036, 0.03], rtol=1e-6)
+
+
+def test_step_without_every_joint_state_is_not_imported(tmp_path, capsys):
+    bag = tmp_path / "bag"
+    _write_bag(bag, StoragePlugin.SQLITE3, hand_from=100.4)  # no fingers for frames 2 and 5
+    assert main([str(bag), str(tmp_path / "ds")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["counters"]["dropped_no_state"] == 2 and summary["frames"] == 3
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert [ds[i]["image"][0, 0, 0] for i in range(3)] == [8, 15, 18]
+    np.testing.assert_allclose(ds[0]["state"][7:], _finger_q(100.4), rtol=1e-6)
+
+
+def test_state_joints_option(tmp_path, capsys):
+    bag = tmp_path / "bag"
+    _write_bag(bag, StoragePlugin.SQLITE3, joint_states=False)
+    assert main([str(bag), str(tmp_path / "ds")]) == 1  # default: the Panda's joints
+    assert "no '/joint_states' topic" in capsys.readouterr().err
+    assert main([str(bag), str(tmp_path / "ds"), "--state-joints"]) == 0  # no state
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert len(ds) == 5 and not ds.has_state and "state" not in ds[0]
+    capsys.readouterr()
+    bag2 = tmp_path / "bag2"
+    _write_bag(bag2, StoragePlugin.MCAP)
+    assert main([str(bag2), str(tmp_path / "ds2"), "--state-joints", "panda_finger_joint2",
+                 "panda_joint3"]) == 0
+    ds = LeRobotDataset(tmp_path / "ds2")
+    # frame 2 (t0 + 0.133): arm message of t0 + 0.05, in the order asked for
+    assert ds[0]["state"].shape == (2,)
+    np.testing.assert_allclose(ds[0]["state"], [0.03, _arm_q(100.05)[2]], rtol=1e-6)
 
 
 def test_missing_bag_and_topicless_bag_fail_clearly(tmp_path, capsys):

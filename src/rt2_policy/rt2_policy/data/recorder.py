@@ -10,7 +10,9 @@ samples with ROS times in seconds:
 - executed actions (``/rt2/action``, ``rt2_msgs/RT2Action``): :meth:`EpisodePairer.add_action`;
 - instructions (``/rt2/instruction``, ``std_msgs/String``) and episode status
   (``/rt2/episode_status``, ``rt2_msgs/EpisodeStatus``, which carries the episode id and its
-  instruction): :meth:`add_instruction`, :meth:`add_status`.
+  instruction): :meth:`add_instruction`, :meth:`add_status`;
+- joint states (``/joint_states``, ``sensor_msgs/JointState``), only when
+  :attr:`RecorderConfig.state_joints` names joints: :meth:`EpisodePairer.add_joint_state`.
 
 Pairing rule: ``RT2Action.header.stamp`` is the "time of the camera frame this action was
 computed from" (``RT2Action.msg``), so a frame with exactly that stamp (within
@@ -24,6 +26,22 @@ Episodes are split by ``RT2Action.episode_id``: an action of another episode, a 
 action (kept as the episode's last step), or an ``EpisodeStatus`` in state FINISHED for the
 open episode closes it. The episode's task is the instruction its ``EpisodeStatus`` messages
 carry, else the latest ``/rt2/instruction`` text received before its first action.
+
+Robot state (``observation.state``): with :attr:`RecorderConfig.state_joints` set, every
+recorded step carries the positions of those joints, in that order, as a float32 vector of
+shape ``(len(state_joints),)``: radians for revolute joints, metres for prismatic ones (the
+Panda's finger joints, 0 = closed, 0.04 = open). The default Panda layout,
+:data:`PANDA_STATE_JOINTS` (``panda_joint1..7``, ``panda_finger_joint1..2``), is the one
+``rt2_sim.generate_demos`` writes, so ``TrainConfig.gripper_state_indices = (7, 8)`` reads the
+fingers of both. Joint states may come split over several messages (e.g. the arm's and the
+hand's publishers): each joint's position is taken from the newest message carrying it whose
+stamp is at or before the paired camera frame's stamp (the observation the action was computed
+from). Missing-joint rule: when one or more configured joints has no such position (never
+received, or only after the frame), the step is **not recorded** and counted as
+``dropped_no_state`` (:attr:`EpisodePairer.last_missing_joints` names the joints): a made-up
+state would poison training. Non-finite positions are ignored. With ``state_joints`` empty (the
+:class:`RecorderConfig` default; the node and the CLI default to :data:`PANDA_STATE_JOINTS`)
+no state is recorded and joint states are ignored.
 
 Action vectors follow :data:`rt2_policy.contract.ACTION_DIM_NAMES` (RT-2 §3.2): terminate
 (0/1), Δx Δy Δz (m) and Δroll Δpitch Δyaw (rad) per step in ``header.frame_id``
@@ -41,6 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rt2_policy.contract import ACTION_DIMS
+from rt2_policy.proprioception import PANDA_FINGER_JOINTS
 from rt2_policy.stamps import stamp_seconds
 
 #: Two stamps closer than this are the same frame time, seconds (ROS stamps are nanoseconds).
@@ -49,6 +68,10 @@ STAMP_TOLERANCE = 1e-6
 STATE_FINISHED = 3
 #: EpisodeStatus.outcome names by value (``rt2_msgs/msg/EpisodeStatus``).
 OUTCOME_NAMES = {0: "NONE", 1: "SUCCEEDED", 2: "TIMED_OUT", 3: "ABORTED", 4: "CANCELED"}
+
+#: Default ``observation.state`` joints: the Panda's 7 arm joints (rad) then its 2 finger joints
+#: (m), in ``rt2_sim``'s order (``gripper_state_indices`` 7 8).
+PANDA_STATE_JOINTS = (*(f"panda_joint{i}" for i in range(1, 8)), *PANDA_FINGER_JOINTS)
 
 ImageSource = np.ndarray | Callable[[], np.ndarray]
 
@@ -71,6 +94,9 @@ class RecorderConfig:
         image_size: ``(height, width)`` in pixels every frame is resized to (bilinear), or
             ``None`` to keep the size of the first recorded frame (later frames of another size
             are resized to it).
+        state_joints: joint names whose positions make ``observation.state``, in this order
+            (rad for revolute, m for prismatic joints; see the module doc for the
+            missing-joint rule); empty: no state is recorded.
 
     Raises:
         ValueError: on an out-of-range field, naming it.
@@ -82,6 +108,7 @@ class RecorderConfig:
     success_only: bool = False
     min_episode_length: int = 1
     image_size: tuple[int, int] | None = None
+    state_joints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_frame_age, (int, float)) and self.max_frame_age > 0
@@ -101,6 +128,14 @@ class RecorderConfig:
             if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
                 raise ValueError(f"image_size: expected (height, width) positive ints or None, "
                                  f"got {self.image_size!r}")
+        joints = self.state_joints
+        if isinstance(joints, str) or not all(isinstance(j, str) and j for j in joints):
+            raise ValueError(f"state_joints: expected a sequence of non-empty joint names, "
+                             f"got {joints!r}")
+        joints = tuple(joints)
+        if len(set(joints)) != len(joints):
+            raise ValueError(f"state_joints: expected distinct joint names, got {list(joints)}")
+        object.__setattr__(self, "state_joints", joints)
 
 
 @dataclass(frozen=True)
@@ -140,13 +175,16 @@ class StatusSample:
 @dataclass(frozen=True)
 class RecordedStep:
     """One paired step: ``image`` (H, W, 3) uint8 RGB, ``action`` (8,) float32, the action's
-    ``stamp`` and the paired frame's ``image_stamp`` (s), and the policy's ``step``."""
+    ``stamp`` and the paired frame's ``image_stamp`` (s), the policy's ``step``, and ``state``:
+    the :attr:`RecorderConfig.state_joints` positions at ``image_stamp``, ``(S,)`` float32 (rad
+    or m), or None when no state is recorded."""
 
     image: np.ndarray
     action: np.ndarray
     stamp: float
     image_stamp: float
     step: int
+    state: np.ndarray | None = None
 
 
 @dataclass
@@ -175,8 +213,11 @@ class PairingCounters:
 
     images: int = 0
     actions: int = 0
+    joint_states: int = 0
+    joint_states_ignored: int = 0
     paired: int = 0
     dropped_no_frame: int = 0
+    dropped_no_state: int = 0
     dropped_stale_frame: int = 0
     dropped_bad_frame: int = 0
     dropped_bad_action: int = 0
@@ -229,6 +270,12 @@ class EpisodePairer:
         self._closed_ids: deque[str] = deque(maxlen=64)
         self._image_size = (tuple(self.config.image_size) if self.config.image_size is not None
                             else None)
+        # per state joint: stamps (sorted, s) and positions of its samples
+        self._joint_stamps: dict[str, list[float]] = {j: [] for j in self.config.state_joints}
+        self._joint_positions: dict[str, list[float]] = {j: [] for j in self.config.state_joints}
+        self._newest_joint_stamp = -math.inf
+        #: State joints that had no position for the last step dropped as ``dropped_no_state``.
+        self.last_missing_joints: tuple[str, ...] = ()
 
     # -- inputs ---------------------------------------------------------------------------
     def add_image(self, stamp: float, image: ImageSource) -> list[RecordedEpisode]:
@@ -267,6 +314,56 @@ class EpisodePairer:
         self._trim_maps()
         return closed
 
+    def add_joint_state(self, stamp: float, names, positions) -> list[RecordedEpisode]:
+        """Record one ``sensor_msgs/JointState`` stamped ``stamp`` (s): ``names`` and their
+        ``positions`` (rad or m). Joints not in :attr:`RecorderConfig.state_joints` and
+        non-finite positions are skipped; a message whose ``positions`` do not match ``names``
+        in length (e.g. an effort-only message) is ignored and counted. Messages may carry any
+        subset of the joints (split publishers) and arrive in any order."""
+        self.counters.joint_states += 1
+        names, positions = list(names), list(positions)
+        if len(names) != len(positions):
+            self.counters.joint_states_ignored += 1
+            return []
+        if not self._joint_stamps:
+            return []
+        stamp = float(stamp)
+        for name, position in zip(names, positions, strict=True):
+            stamps = self._joint_stamps.get(name)
+            if stamps is None or not math.isfinite(position):
+                continue
+            i = bisect.bisect_right(stamps, stamp)
+            stamps.insert(i, stamp)
+            self._joint_positions[name].insert(i, float(position))
+        self._newest_joint_stamp = max(self._newest_joint_stamp, stamp)
+        # Keep the newest sample at or before the horizon, and all later ones: a lookup at a
+        # time before the oldest kept sample finds nothing (missing), never a later state.
+        horizon = self._newest_joint_stamp - self.config.frame_buffer
+        for name, stamps in self._joint_stamps.items():
+            cut = bisect.bisect_right(stamps, horizon) - 1
+            if cut > 0:
+                del stamps[:cut]
+                del self._joint_positions[name][:cut]
+        return []
+
+    def state_at(self, stamp: float) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        """The :attr:`RecorderConfig.state_joints` positions at time ``stamp`` (s): each
+        joint's newest position stamped at or before it, as ``((S,) float32, ())``, or
+        ``(None, missing_joint_names)`` when some joint has none. ``(None, ())`` when no state
+        is configured."""
+        if not self._joint_stamps:
+            return None, ()
+        values, missing = [], []
+        for name, stamps in self._joint_stamps.items():
+            i = bisect.bisect_right(stamps, float(stamp) + STAMP_TOLERANCE) - 1
+            if i < 0:
+                missing.append(name)
+            else:
+                values.append(self._joint_positions[name][i])
+        if missing:
+            return None, tuple(missing)
+        return np.array(values, dtype=np.float32), ()
+
     def add_action(self, sample: ActionSample) -> list[RecordedEpisode]:
         """Pair an executed action with its frame; returns the episodes this closes."""
         self.counters.actions += 1
@@ -294,13 +391,17 @@ class EpisodePairer:
         elif ref - self._frame_stamps[i] > self.config.max_frame_age:
             self.counters.dropped_stale_frame += 1
         else:
-            image = self._materialise(self._frames[i])
-            if image is None:
+            state, missing = self.state_at(self._frame_stamps[i])
+            image = None if missing else self._materialise(self._frames[i])
+            if missing:
+                self.counters.dropped_no_state += 1
+                self.last_missing_joints = missing
+            elif image is None:
                 self.counters.dropped_bad_frame += 1
             else:
                 self._open.steps.append(RecordedStep(
                     image=image, action=action.astype(np.float32), stamp=float(sample.stamp),
-                    image_stamp=self._frame_stamps[i], step=int(sample.step)))
+                    image_stamp=self._frame_stamps[i], step=int(sample.step), state=state))
                 self.counters.paired += 1
         if sample.terminate:
             self._open.terminated = True
@@ -369,14 +470,17 @@ class EpisodePairer:
 
 def write_episode(writer, episode: RecordedEpisode) -> int:
     """Append ``episode`` to a :class:`~rt2_policy.data.lerobot_dataset.LeRobotDatasetWriter`
-    (timestamps: seconds since the episode's first action) and return its episode index.
+    (timestamps: seconds since the episode's first action; each step's ``state``, if any, as
+    ``observation.state``) and return its episode index.
 
     Raises:
-        ValueError: on an empty episode or frames that do not match the writer's image shape.
+        ValueError: on an empty episode, or frames or states that do not match the writer's
+            image shape or ``state_dim`` (create it with ``state_dim=len(state_joints)``).
     """
     writer.discard_episode()
     for step, ts in zip(episode.steps, episode.timestamps(), strict=True):
-        writer.add_frame(step.image, step.action, episode.task, timestamp=float(ts))
+        writer.add_frame(step.image, step.action, episode.task, state=step.state,
+                         timestamp=float(ts))
     return writer.save_episode()
 
 

@@ -3,9 +3,20 @@
 Reads a bag with the ``rosbags`` library (no ROS installation needed), decodes
 ``/camera/image_raw`` (``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8),
 ``/rt2/action`` (``rt2_msgs/RT2Action``), ``/rt2/instruction`` (``std_msgs/String``) and
-``/rt2/episode_status`` (``rt2_msgs/EpisodeStatus``) in log-time order, pairs them with
+``/rt2/episode_status`` (``rt2_msgs/EpisodeStatus``) and ``/joint_states``
+(``sensor_msgs/JointState``) in log-time order, pairs them with
 :class:`rt2_policy.data.recorder.EpisodePairer` and writes each kept episode with
 :class:`rt2_policy.data.lerobot_dataset.LeRobotDatasetWriter`.
+
+Robot state: with ``RecorderConfig.state_joints`` set (the CLI's ``--state-joints``, default
+:data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`: ``panda_joint1..7`` in rad, then
+``panda_finger_joint1..2`` in m, the ``rt2_sim`` layout), each frame's ``observation.state``
+holds those joints' positions, shape ``(len(state_joints),)`` float32: per joint, the newest
+``/joint_states`` position whose header stamp (log time when unset) is at or before the frame's
+camera stamp; the joints may be split over several messages and connections (arm, hand). A step
+for which some joint has no such position is not recorded (counted as ``dropped_no_state``);
+a bag without the joint-state topic is an error. ``--state-joints`` with no names imports
+without a state column.
 
 The rt2_msgs types are registered from their ``.msg`` files with
 ``rosbags.typesys.get_types_from_msg`` (found through the ament index, ``AMENT_PREFIX_PATH`` or
@@ -14,7 +25,8 @@ the source tree); message definitions stored in the bag take precedence (rosbags
 
 CLI::
 
-    rosbag_to_lerobot BAG_DIR OUTPUT_DIR [--fps HZ] [--success-only] [--image-size H W] ...
+    rosbag_to_lerobot BAG_DIR OUTPUT_DIR [--fps HZ] [--success-only] [--image-size H W]
+                      [--state-joints [JOINT ...]] ...
 
 prints a one-line JSON summary (episodes, frames, tasks, pairing counters).
 """
@@ -32,6 +44,7 @@ import numpy as np
 
 from rt2_policy.data.lerobot_dataset import LeRobotDatasetWriter
 from rt2_policy.data.recorder import (
+    PANDA_STATE_JOINTS,
     EpisodePairer,
     RecorderConfig,
     action_sample_from_msg,
@@ -46,6 +59,7 @@ DEFAULT_TOPICS = {
     "action": "/rt2/action",
     "instruction": "/rt2/instruction",
     "status": "/rt2/episode_status",
+    "joint_states": "/joint_states",
 }
 RT2_MSG_TYPES = ("RT2Action", "EpisodeStatus")
 #: Dataset rate used when neither ``fps`` is given nor the bag has two actions of one episode.
@@ -116,17 +130,22 @@ def import_rosbag(bag: Path | str, output: Path | str, *, fps: float | None = No
         bag: rosbag2 directory (``metadata.yaml`` + ``.db3`` or ``.mcap``).
         output: dataset root (see :class:`LeRobotDatasetWriter` for appending).
         fps: dataset rate in Hz; default: from the median spacing of the bag's actions.
-        config: pairing and filtering rules.
-        topics: overrides of :data:`DEFAULT_TOPICS` (keys image, action, instruction, status).
+        config: pairing and filtering rules; ``config.state_joints`` selects the recorded
+            ``observation.state`` (default config: none; the CLI defaults to
+            :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`).
+        topics: overrides of :data:`DEFAULT_TOPICS` (keys image, action, instruction, status,
+            joint_states).
         robot_type: stored in ``info.json``.
         msg_dir: directory of the rt2_msgs ``.msg`` files (default: found automatically).
 
     Returns:
-        Summary: ``{"bag", "output", "episodes", "frames", "fps", "tasks", "counters"}``.
+        Summary: ``{"bag", "output", "episodes", "frames", "fps", "tasks", "state_joints",
+        "counters"}``.
 
     Raises:
         FileNotFoundError: missing bag or .msg files.
-        ValueError: the bag has no action topic, or a dataset at ``output`` does not match.
+        ValueError: the bag has no action topic, or no joint-state topic while
+            ``config.state_joints`` is set, or a dataset at ``output`` does not match.
     """
     from rosbags.highlevel import AnyReader
 
@@ -135,6 +154,7 @@ def import_rosbag(bag: Path | str, output: Path | str, *, fps: float | None = No
         raise FileNotFoundError(f"bag: {bag} does not exist")
     names = {**DEFAULT_TOPICS, **(topics or {})}
     pairer = EpisodePairer(config)
+    state_joints = pairer.config.state_joints
     store = rt2_typestore(msg_dir)
     writer: LeRobotDatasetWriter | None = None
     episodes, frames, tasks = 0, 0, set()
@@ -144,6 +164,12 @@ def import_rosbag(bag: Path | str, output: Path | str, *, fps: float | None = No
         if not conns["action"]:
             raise ValueError(f"bag: {bag} has no {names['action']!r} topic; topics: "
                              f"{sorted(reader.topics)}")
+        if not state_joints:
+            conns["joint_states"] = []
+        elif not conns["joint_states"]:
+            raise ValueError(f"bag: {bag} has no {names['joint_states']!r} topic for the state "
+                             f"joints {list(state_joints)} (import without state: "
+                             f"--state-joints with no names); topics: {sorted(reader.topics)}")
         if fps is None:
             stamps: dict[str, list[float]] = {}
             for conn, _, raw in reader.messages(connections=conns["action"]):
@@ -163,27 +189,33 @@ def import_rosbag(bag: Path | str, output: Path | str, *, fps: float | None = No
                 closed = pairer.add_action(action_sample_from_msg(msg))
             elif kind == "instruction":
                 closed = pairer.add_instruction(log_time * 1e-9, msg.data)
+            elif kind == "joint_states":
+                stamp = stamp_seconds(msg.header.stamp) or log_time * 1e-9
+                closed = pairer.add_joint_state(stamp, msg.name, msg.position)
             else:
                 closed = pairer.add_status(status_sample_from_msg(msg))
             for episode in closed:
-                writer = writer or _open_writer(output, fps, episode, robot_type)
+                writer = writer or _open_writer(output, fps, episode, robot_type, state_joints)
                 write_episode(writer, episode)
                 episodes, frames = episodes + 1, frames + len(episode.steps)
                 tasks.add(episode.task)
     for episode in pairer.flush():
-        writer = writer or _open_writer(output, fps, episode, robot_type)
+        writer = writer or _open_writer(output, fps, episode, robot_type, state_joints)
         write_episode(writer, episode)
         episodes, frames = episodes + 1, frames + len(episode.steps)
         tasks.add(episode.task)
     if writer is not None:
         writer.finalize()
     return {"bag": str(bag), "output": str(output), "episodes": episodes, "frames": frames,
-            "fps": fps, "tasks": sorted(tasks), "counters": pairer.counters.as_dict()}
+            "fps": fps, "tasks": sorted(tasks), "state_joints": list(state_joints),
+            "counters": pairer.counters.as_dict()}
 
 
-def _open_writer(output, fps: float, episode, robot_type: str) -> LeRobotDatasetWriter:
+def _open_writer(output, fps: float, episode, robot_type: str,
+                 state_joints: Sequence[str]) -> LeRobotDatasetWriter:
     return LeRobotDatasetWriter(output, fps=fps, robot_type=robot_type,
-                                image_shape=episode.steps[0].image.shape)
+                                image_shape=episode.steps[0].image.shape,
+                                state_dim=len(state_joints))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,9 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="resize frames to H x W pixels")
     parser.add_argument("--robot-type", default="panda")
+    parser.add_argument("--state-joints", nargs="*", default=list(PANDA_STATE_JOINTS),
+                        metavar="JOINT",
+                        help="joints recorded as observation.state, in this order (rad for "
+                             "revolute, m for prismatic joints; steps before every joint has a "
+                             "position are dropped); no names: no state (default: "
+                             "panda_joint1..7 panda_finger_joint1 panda_finger_joint2)")
     parser.add_argument("--msg-dir", default=None, help="directory of the rt2_msgs .msg files")
     for key, topic in DEFAULT_TOPICS.items():
-        parser.add_argument(f"--{key}-topic", default=topic)
+        parser.add_argument(f"--{key.replace('_', '-')}-topic", default=topic)
     args = parser.parse_args(argv)
     try:
         config = RecorderConfig(
@@ -215,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             frame_buffer=max(2.0, args.max_frame_age),
             subtract_inference_latency=not args.no_latency_compensation,
             success_only=args.success_only, min_episode_length=args.min_episode_length,
-            image_size=tuple(args.image_size) if args.image_size else None)
+            image_size=tuple(args.image_size) if args.image_size else None,
+            state_joints=tuple(args.state_joints))
         summary = import_rosbag(
             args.bag, args.output, fps=args.fps, config=config, robot_type=args.robot_type,
             msg_dir=args.msg_dir,
