@@ -18,6 +18,10 @@ Safety defaults (README "Run it on your robot"):
                          (ready_pose:=ready of planning_group:=panda_arm) through moveit_py; the
                          episode is refused if that move fails (use_ready_pose:=false to skip).
 
+Gripper state: models trained with it read the finger closure from joint_states_topic; the
+defaults are the Franka Hand's (panda_finger_joint1/2, 0.04 m open). An FR3 names its fingers
+differently: gripper_joints:=fr3_finger_joint1,fr3_finger_joint2 (gripper_open_position:=0.04).
+
 The MoveIt config package (moveit_config_package, robot_name, urdf_file) provides the robot
 description, SRDF, kinematics, joint limits and the controllers moveit_py executes with; the
 servo parameters file (servo_params) names the move group and the arm controller's trajectory

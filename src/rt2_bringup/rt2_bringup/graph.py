@@ -7,7 +7,10 @@ no ``launch`` import, so the embedded runner works where ``launch_ros`` is not i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from rt2_policy.proprioception import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION
 
 #: Topic and service names of the graph (MoveIt Servo's names for the servo input).
 TOPICS = {
@@ -23,6 +26,8 @@ TOPICS = {
     "reset_scene": "/rt2_sim/reset",
     "estop": "/rt2/estop",
 }
+#: Range of ``gripper_open_position``, metres: the policy node's declared range of the parameter.
+GRIPPER_OPEN_POSITION_RANGE = (0.001, 1.0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,15 @@ class EmbeddedGraphConfig:
         request_timeout: deadline of one remote inference, seconds (0 = one control period).
         remote_fault_timeout: seconds an episode holds still while the server is unreachable
             before it aborts.
+        joint_states_topic: ``sensor_msgs/JointState`` topic carrying the finger joints
+            (absolute name); gripper-state models read the gripper closure from it.
+        gripper_joints: names of the finger joints in ``joint_states_topic`` (prismatic,
+            metres, 0 = closed), distinct and non-empty; e.g. ``fr3_finger_joint1/2`` on an FR3.
+        gripper_open_position: one finger's joint position when the gripper is fully open,
+            metres, in :data:`GRIPPER_OPEN_POSITION_RANGE`.
+
+    Raises:
+        ValueError: "<field>: expected X, got Y" on an invalid value.
     """
 
     backend: str = "local"
@@ -87,6 +101,9 @@ class EmbeddedGraphConfig:
     server_uri: str = "ws://127.0.0.1:8765"
     request_timeout: float = 0.0
     remote_fault_timeout: float = 10.0
+    joint_states_topic: str = TOPICS["joint_states"]
+    gripper_joints: tuple[str, ...] = PANDA_FINGER_JOINTS
+    gripper_open_position: float = PANDA_FINGER_OPEN_POSITION
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "scripted", "remote"):
@@ -102,6 +119,25 @@ class EmbeddedGraphConfig:
             raise ValueError(f"camera_rate: expected > 0 Hz, got {self.camera_rate!r}")
         if not self.image_size >= 16:
             raise ValueError(f"image_size: expected >= 16 px, got {self.image_size!r}")
+        if not (isinstance(self.joint_states_topic, str)
+                and self.joint_states_topic.startswith("/")):
+            raise ValueError(f"joint_states_topic: expected an absolute topic name, got "
+                             f"{self.joint_states_topic!r}")
+        joints = self.gripper_joints
+        if (isinstance(joints, str) or not joints
+                or not all(isinstance(j, str) and j and j == j.strip() for j in joints)):
+            raise ValueError(f"gripper_joints: expected one or more non-empty joint names, got "
+                             f"{joints!r}")
+        joints = tuple(joints)
+        if len(set(joints)) != len(joints):
+            raise ValueError(f"gripper_joints: expected distinct joint names, got {list(joints)}")
+        object.__setattr__(self, "gripper_joints", joints)
+        low, high = GRIPPER_OPEN_POSITION_RANGE
+        opening = self.gripper_open_position
+        if not (isinstance(opening, int | float) and not isinstance(opening, bool)
+                and math.isfinite(opening) and low <= opening <= high):
+            raise ValueError(f"gripper_open_position: expected a number in [{low}, {high}] m, "
+                             f"got {opening!r}")
 
 
 def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
@@ -118,6 +154,9 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "server_uri": config.server_uri,
         "request_timeout": float(config.request_timeout),
         "remote_fault_timeout": float(config.remote_fault_timeout),
+        "joint_states_topic": config.joint_states_topic,
+        "gripper_joints": list(config.gripper_joints),
+        "gripper_open_position": float(config.gripper_open_position),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from rt2_bringup.graph import EmbeddedGraphConfig, NodeSpec
+from rt2_bringup.graph import TOPICS, EmbeddedGraphConfig, NodeSpec
 from rt2_bringup.moveit_graph import READY_NODE, BringupGraph, IncludeSpec
+from rt2_policy.proprioception import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION
 
 #: Policy launch arguments shared by sim.launch.py and robot.launch.py: name -> (default, text).
 POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
@@ -30,6 +31,13 @@ POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
                    "the API key comes from the environment variable RT2_API_KEY)"),
     "device": ("cpu", "torch device of backend local, e.g. cpu or cuda:0"),
     "control_rate": ("5.0", "policy steps per second, Hz (RT-2: 1-5 Hz)"),
+    "joint_states_topic": (TOPICS["joint_states"], "sensor_msgs/JointState topic with the "
+                           "finger joints (gripper-state models read the gripper closure)"),
+    "gripper_joints": (",".join(PANDA_FINGER_JOINTS), "finger joint names in "
+                       "joint_states_topic, comma-separated (prismatic, metres, 0 = closed), "
+                       "e.g. gripper_joints:=fr3_finger_joint1,fr3_finger_joint2 on an FR3"),
+    "gripper_open_position": (str(PANDA_FINGER_OPEN_POSITION), "one finger's joint position "
+                              "when the gripper is fully open, m (Franka Hand: 0.04)"),
     "instruction": ("", "optional: an instruction sent (ExecuteInstruction action) once the "
                     "graph is up, e.g. instruction:='pick up the red cube'"),
     "rviz": ("false", "start RViz with rt2_bringup/config/rt2.rviz"),
@@ -48,10 +56,36 @@ def policy_config(values: Mapping[str, str], **overrides) -> EmbeddedGraphConfig
     except ValueError:
         raise ValueError(f"control_rate: expected a number (Hz), got "
                          f"{values['control_rate']!r}") from None
+    try:
+        opening = float(values["gripper_open_position"])
+    except ValueError:
+        raise ValueError(f"gripper_open_position: expected a number (m), got "
+                         f"{values['gripper_open_position']!r}") from None
     model_path = values["model_path"] or (shipped_model() if values["backend"] == "local" else "")
     return EmbeddedGraphConfig(backend=values["backend"], model_path=model_path,
                                device=values["device"], control_rate=rate,
-                               server_uri=values["server_uri"], **overrides)
+                               server_uri=values["server_uri"],
+                               joint_states_topic=values["joint_states_topic"],
+                               gripper_joints=joint_names(values["gripper_joints"],
+                                                          "gripper_joints"),
+                               gripper_open_position=opening, **overrides)
+
+
+def joint_names(text: str, name: str) -> tuple[str, ...]:
+    """Joint names from a comma-separated launch argument (``a,b``; ``[a, b]`` also works).
+
+    Raises:
+        ValueError: "<name>: expected comma-separated joint names, got ..." for an empty list
+            or an empty name (``a,,b``, a trailing comma).
+    """
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    names = tuple(part.strip() for part in inner.split(","))
+    if not all(names):
+        raise ValueError(f"{name}: expected comma-separated joint names, e.g. "
+                         f"fr3_finger_joint1,fr3_finger_joint2, got {text!r}")
+    return names
 
 
 def shipped_model() -> str:

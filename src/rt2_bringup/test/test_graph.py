@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from rt2_bringup.graph import TOPICS, EmbeddedGraphConfig, embedded_graph, parameters_yaml
+from rt2_bringup.graph import (
+    GRIPPER_OPEN_POSITION_RANGE,
+    TOPICS,
+    EmbeddedGraphConfig,
+    embedded_graph,
+    parameters_yaml,
+    policy_node,
+)
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
 
@@ -19,6 +26,11 @@ def test_policy_parameters_are_declared_by_the_node():
     unknown = set(spec.parameters) - set(PARAMETERS) - {"use_sim_time"}
     assert not unknown, f"graph sets parameters the policy node does not declare: {unknown}"
     assert spec.parameters["twist_topic"] == "/servo_node/delta_twist_cmds"  # MoveIt Servo's name
+    # The gripper-state inputs default to the node's own defaults, and share its range.
+    for name in ("joint_states_topic", "gripper_joints", "gripper_open_position"):
+        assert spec.parameters[name] == PARAMETERS[name][0], name
+    (bounds,) = PARAMETERS["gripper_open_position"][1].floating_point_range
+    assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
 
 
 def test_sim_topics_match_the_graph():
@@ -28,6 +40,50 @@ def test_sim_topics_match_the_graph():
     assert "/" + sim_node.IMAGE_TOPIC == TOPICS["image"]
     assert "/" + sim_node.GRIPPER_TOPIC == TOPICS["gripper"]
     assert "/" + sim_node.JOINT_STATES_TOPIC == TOPICS["joint_states"]
+
+
+def test_embedded_policy_reads_the_sims_finger_joints():
+    from rt2_sim.scene import FINGER_JOINT_NAMES
+
+    policy = embedded_graph(EmbeddedGraphConfig(backend="scripted"))[1].parameters
+    assert policy["joint_states_topic"] == TOPICS["joint_states"]
+    assert policy["gripper_joints"] == list(FINGER_JOINT_NAMES)
+    assert policy["gripper_open_position"] == 0.04  # the MuJoCo Panda's finger range, m
+
+
+def test_gripper_settings_reach_the_policy_node():
+    config = EmbeddedGraphConfig(backend="scripted", joint_states_topic="/franka/joint_states",
+                                 gripper_joints=["fr3_finger_joint1", "fr3_finger_joint2"],
+                                 gripper_open_position=0.05)
+    assert config.gripper_joints == ("fr3_finger_joint1", "fr3_finger_joint2")  # frozen: a tuple
+    hash(config)
+    policy = policy_node(config).parameters
+    assert policy["joint_states_topic"] == "/franka/joint_states"
+    assert policy["gripper_joints"] == ["fr3_finger_joint1", "fr3_finger_joint2"]
+    assert policy["gripper_open_position"] == 0.05
+    assert policy_node(EmbeddedGraphConfig(backend="scripted",
+                                           gripper_open_position=1)).parameters[
+        "gripper_open_position"] == 1.0  # a double parameter, even from an int
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"joint_states_topic": "joint_states"}, "joint_states_topic: expected an absolute"),
+    ({"gripper_joints": ()}, "gripper_joints: expected one or more non-empty joint names"),
+    ({"gripper_joints": "panda_finger_joint1"}, "gripper_joints: expected one or more"),
+    ({"gripper_joints": ("panda_finger_joint1", "")}, "gripper_joints: expected one or more"),
+    ({"gripper_joints": (" panda_finger_joint1",)}, "gripper_joints: expected one or more"),
+    ({"gripper_joints": ("panda_finger_joint1", 2)}, "gripper_joints: expected one or more"),
+    ({"gripper_joints": ("j", "j")}, "gripper_joints: expected distinct joint names"),
+    ({"gripper_open_position": 0.0}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": 0.0005}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": 1.5}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": float("inf")}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": "0.04"}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": True}, "gripper_open_position: expected a number in"),
+])
+def test_gripper_settings_validation(kwargs, message):
+    with pytest.raises(ValueError, match=f"{message}.*got"):
+        EmbeddedGraphConfig(backend="scripted", **kwargs)
 
 
 def test_config_validation_and_yaml():

@@ -17,6 +17,7 @@ import pytest
 
 from rt2_bringup import moveit_graph as mg
 from rt2_bringup.graph import EmbeddedGraphConfig, embedded_graph
+from rt2_policy.proprioception import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
 LAUNCH_FILES = ["sim.launch.py", "robot.launch.py"]
@@ -174,6 +175,79 @@ def test_an_empty_model_path_runs_the_installed_trained_model(launch_standin):
     assert policy["model_path"] == installed
 
 
+#: Each launch graph with the policy node: (launch file, arguments selecting it).
+POLICY_GRAPHS = [
+    ("sim.launch.py", {"simulator": "mujoco"}),
+    ("sim.launch.py", {"simulator": "gazebo"}),
+    ("robot.launch.py", {}),
+]
+GRAPH_IDS = ["sim-mujoco", "sim-gazebo", "robot"]
+
+
+def policy_parameters(ls, launch_file: str, **arguments) -> dict:
+    _, actions = ls.evaluate(launch_file, backend="scripted", **arguments)
+    return ls.merged_parameters(ls.nodes_of(actions)["rt2_policy"])
+
+
+@pytest.mark.parametrize("launch_file,selector", POLICY_GRAPHS, ids=GRAPH_IDS)
+@pytest.mark.parametrize("arguments,expected", [
+    ({"gripper_joints": "fr3_finger_joint1,fr3_finger_joint2", "gripper_open_position": "0.04"},
+     {"joint_states_topic": "/joint_states",
+      "gripper_joints": ["fr3_finger_joint1", "fr3_finger_joint2"],
+      "gripper_open_position": 0.04}),
+    ({"gripper_joints": " [left_finger, right_finger] ", "gripper_open_position": "0.05",
+      "joint_states_topic": "/franka/joint_states"},
+     {"joint_states_topic": "/franka/joint_states",
+      "gripper_joints": ["left_finger", "right_finger"], "gripper_open_position": 0.05}),
+    ({"gripper_joints": "robotiq_85_left_knuckle_joint"},
+     {"joint_states_topic": "/joint_states", "gripper_joints": ["robotiq_85_left_knuckle_joint"],
+      "gripper_open_position": 0.04}),
+], ids=["fr3", "renamed-topic-and-opening", "one-joint"])
+def test_gripper_arguments_reach_the_policy_node(launch_standin, launch_file, selector,
+                                                 arguments, expected):
+    policy = policy_parameters(launch_standin, launch_file, **selector, **arguments)
+    assert {name: policy[name] for name in expected} == expected
+    assert all(type(j) is str for j in policy["gripper_joints"])  # a string array parameter
+    assert type(policy["gripper_open_position"]) is float  # a double parameter
+
+
+@pytest.mark.parametrize("launch_file,selector", POLICY_GRAPHS, ids=GRAPH_IDS)
+def test_gripper_arguments_default_to_the_policy_nodes_defaults(launch_standin, launch_file,
+                                                                 selector):
+    declared, _ = launch_standin.evaluate(launch_file, backend="scripted", **selector)
+    for name in ("joint_states_topic", "gripper_joints", "gripper_open_position"):
+        assert declared[name]["description"], name
+    assert declared["gripper_joints"]["default_value"] == "panda_finger_joint1,panda_finger_joint2"
+    assert float(declared["gripper_open_position"]["default_value"]) == PANDA_FINGER_OPEN_POSITION
+    policy = policy_parameters(launch_standin, launch_file, **selector)
+    assert policy["joint_states_topic"] == "/joint_states"
+    assert policy["gripper_joints"] == list(PANDA_FINGER_JOINTS)
+    assert policy["gripper_open_position"] == PANDA_FINGER_OPEN_POSITION
+
+
+@pytest.mark.parametrize("launch_file,selector", POLICY_GRAPHS, ids=GRAPH_IDS)
+@pytest.mark.parametrize("arguments,message", [
+    ({"gripper_joints": ""}, "gripper_joints: expected comma-separated joint names"),
+    ({"gripper_joints": "[]"}, "gripper_joints: expected comma-separated joint names"),
+    ({"gripper_joints": "fr3_finger_joint1,,fr3_finger_joint2"},
+     "gripper_joints: expected comma-separated joint names"),
+    ({"gripper_joints": "fr3_finger_joint1,"},
+     "gripper_joints: expected comma-separated joint names"),
+    ({"gripper_joints": "fr3_finger_joint1,fr3_finger_joint1"},
+     "gripper_joints: expected distinct joint names"),
+    ({"gripper_open_position": "wide"}, "gripper_open_position: expected a number \\(m\\)"),
+    ({"gripper_open_position": ""}, "gripper_open_position: expected a number \\(m\\)"),
+    ({"gripper_open_position": "0"}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": "-0.04"}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": "4"}, "gripper_open_position: expected a number in"),
+    ({"gripper_open_position": "nan"}, "gripper_open_position: expected a number in"),
+    ({"joint_states_topic": "joint_states"}, "joint_states_topic: expected an absolute"),
+])
+def test_bad_gripper_arguments_raise(launch_standin, launch_file, selector, arguments, message):
+    with pytest.raises(ValueError, match=f"{message}.*got"):
+        launch_standin.evaluate(launch_file, backend="scripted", **selector, **arguments)
+
+
 # --------------------------------------------------------------------------- real launch_ros
 def _real_launch_available() -> bool:
     return importlib.util.find_spec("launch_ros") is not None
@@ -246,3 +320,12 @@ def test_policy_config_from_launch_strings():
         policy_config({**values, "backend": "scripted", "control_rate": "fast"})
     with pytest.raises(ValueError, match="server_uri"):
         policy_config({**values, "backend": "remote", "server_uri": "gpu:9000"})
+    fr3 = policy_config({**values, "backend": "scripted",
+                         "gripper_joints": "fr3_finger_joint1, fr3_finger_joint2",
+                         "gripper_open_position": "4e-2"})
+    assert fr3.gripper_joints == ("fr3_finger_joint1", "fr3_finger_joint2")
+    assert fr3.gripper_open_position == 0.04
+    defaults = policy_config({**values, "backend": "scripted"})
+    assert defaults.gripper_joints == PANDA_FINGER_JOINTS
+    assert defaults.gripper_open_position == PANDA_FINGER_OPEN_POSITION
+    assert defaults == EmbeddedGraphConfig(backend="scripted")  # the launch defaults = the graph's
