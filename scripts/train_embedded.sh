@@ -83,8 +83,9 @@ tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
 #    then both runs continue from their previous round on the demos plus all DAgger data so
 #    far, RT2_DAGGER_STEPS more steps each, to the same total step count (lr 2e-4, new warm-up
 #    and cosine). Both runs get the same robot data, so the ablation still differs only in the
-#    VQA mixture.
-ROUNDS=${RT2_DAGGER_ROUNDS:-2}
+#    VQA mixture. One round by default: vision pre-training, stage 3 and one round take about
+#    73 min of training, within the 90-min budget (a second round would add about 25 min).
+ROUNDS=${RT2_DAGGER_ROUNDS:-1}
 DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
 DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
 steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint (counted from that run's start)

@@ -29,7 +29,7 @@ FILES = {"config.json", "generation_config.json", "model.safetensors", "processo
          "eval_summary.json"}
 #: Seen-split evaluation episodes (seed, family) the shipped model solves in `make eval`'s
 #: report; checked here by direct rollouts with the same scene and instruction.
-SOLVED = ((1_000_011, "push"), (1_000_027, "push"))
+SOLVED = ((1_000_007, "push"), (1_000_012, "pick"), (1_000_023, "push"))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,22 @@ def test_the_trained_model_is_shipped_small_and_is_the_default(monkeypatch):
     monkeypatch.delenv("RT2_MODEL", raising=False)
     monkeypatch.setenv("RT2_ROOT", str(ROOT))
     assert trained_model_dir() == MODEL and default_model() == MODEL
+
+
+def test_the_model_reads_its_prompt_layout_and_the_gripper_state(policy):
+    """Trained with the image after the text and the gripper state in every action prompt
+    (``make train``): both are stored with it, and it refuses an observation without the
+    state rather than act on a prompt it never saw."""
+    import numpy as np
+
+    from rt2_policy.contract import Observation
+
+    assert policy.image_position == "suffix" and policy.gripper_state
+    image = np.zeros((96, 96, 3), np.uint8)
+    with pytest.raises(ValueError, match="gripper_state"):
+        policy.infer(Observation(image, "pick up the red cube"))
+    action = policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0))
+    assert "pick up the red cube, gripper 0? A:" in action.extra["prompt"]
 
 
 def test_the_model_card_states_data_steps_mixture_and_results():
