@@ -10,7 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rt2_policy.proprioception import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION
+from rt2_policy.proprioception import (
+    PANDA_FINGER_JOINTS,
+    PANDA_FINGER_OPEN_POSITION,
+    joint_names,
+)
 
 #: Topic and service names of the graph (MoveIt Servo's names for the servo input).
 TOPICS = {
@@ -123,15 +127,8 @@ class EmbeddedGraphConfig:
                 and self.joint_states_topic.startswith("/")):
             raise ValueError(f"joint_states_topic: expected an absolute topic name, got "
                              f"{self.joint_states_topic!r}")
-        joints = self.gripper_joints
-        if (isinstance(joints, str) or not joints
-                or not all(isinstance(j, str) and j and j == j.strip() for j in joints)):
-            raise ValueError(f"gripper_joints: expected one or more non-empty joint names, got "
-                             f"{joints!r}")
-        joints = tuple(joints)
-        if len(set(joints)) != len(joints):
-            raise ValueError(f"gripper_joints: expected distinct joint names, got {list(joints)}")
-        object.__setattr__(self, "gripper_joints", joints)
+        object.__setattr__(self, "gripper_joints",
+                           joint_names("gripper_joints", self.gripper_joints))
         low, high = GRIPPER_OPEN_POSITION_RANGE
         opening = self.gripper_open_position
         if not (isinstance(opening, int | float) and not isinstance(opening, bool)

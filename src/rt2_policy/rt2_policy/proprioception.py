@@ -23,6 +23,23 @@ PANDA_FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 PANDA_FINGER_OPEN_POSITION = 0.04
 
 
+def joint_names(field: str, joints: Sequence[str], allow_empty: bool = False) -> tuple[str, ...]:
+    """``joints`` as a tuple, checked: a sequence (not a string) of distinct, non-empty names
+    without surrounding whitespace; at least one unless ``allow_empty``.
+
+    Raises:
+        ValueError: "<field>: expected ..., got ..." naming ``field``.
+    """
+    if (isinstance(joints, str) or not (joints or allow_empty)
+            or not all(isinstance(j, str) and j and j == j.strip() for j in joints)):
+        amount = "a sequence of" if allow_empty else "one or more"
+        raise ValueError(f"{field}: expected {amount} non-empty joint names, got {joints!r}")
+    names = tuple(joints)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{field}: expected distinct joint names, got {list(names)}")
+    return names
+
+
 def gripper_state(finger_positions: Sequence[float] | np.ndarray,
                   open_position: float = PANDA_FINGER_OPEN_POSITION) -> float:
     """Closure of a parallel-jaw gripper, ``clip(1 - mean(finger_positions) / open_position, 0,

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rt2_policy.contract import ACTION_DIMS
-from rt2_policy.proprioception import PANDA_FINGER_JOINTS
+from rt2_policy.proprioception import PANDA_FINGER_JOINTS, joint_names
 from rt2_policy.stamps import stamp_seconds
 
 #: Two stamps closer than this are the same frame time, seconds (ROS stamps are nanoseconds).
@@ -128,14 +128,8 @@ class RecorderConfig:
             if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
                 raise ValueError(f"image_size: expected (height, width) positive ints or None, "
                                  f"got {self.image_size!r}")
-        joints = self.state_joints
-        if isinstance(joints, str) or not all(isinstance(j, str) and j for j in joints):
-            raise ValueError(f"state_joints: expected a sequence of non-empty joint names, "
-                             f"got {joints!r}")
-        joints = tuple(joints)
-        if len(set(joints)) != len(joints):
-            raise ValueError(f"state_joints: expected distinct joint names, got {list(joints)}")
-        object.__setattr__(self, "state_joints", joints)
+        object.__setattr__(self, "state_joints",
+                           joint_names("state_joints", self.state_joints, allow_empty=True))
 
 
 @dataclass(frozen=True)
