@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,8 +49,14 @@ def test_recipe_chains_every_stage(tmp_path):
         assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
         # every model reads the gripper state (finger joints 7, 8 of observation.state)
         assert config["gripper_state_indices"] == [7, 8]
+        # and learns where the reference object of move near / place frames is
+        assert config["reference_grounding_loss_weight"] == 1.0
+        state = torch.load(Path(summary["checkpoint"]) / "training_state.pt", weights_only=True)
+        assert {"grounding_head", "reference_head"} <= set(state)
         action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
         assert json.loads(action_config.read_text())["prompt"]["gripper_state"] is True
+    features = json.loads((data / "demos" / "meta" / "info.json").read_text())["features"]
+    assert "observation.reference_point" in features
     # the rounds count steps from each run's start: the recipe keeps the cumulative totals
     assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout

@@ -147,6 +147,76 @@ def test_fine_tuning_a_checkpoint_starts_from_its_grounding_head(tmp_path):
                   max_steps=1, learning_rate=1e-12)
     trainer = Trainer(cfg, robot=[], vqa=vqa)
     trainer.train()
-    head = trainer._grounding_head.state_dict()
+    head = trainer._grounding_heads["point"].state_dict()
     for name, value in saved.items():
         torch.testing.assert_close(head[name], value, atol=1e-6, rtol=0)
+    # Turning the reference loss on in a later round: the target head is kept, the new
+    # reference head starts fresh (the checkpoint has none), and both are saved from then on.
+    cfg = _config(tmp_path, model=str(checkpoint), output_dir=str(tmp_path / "round3"),
+                  max_steps=1, learning_rate=1e-12, reference_grounding_loss_weight=1.0)
+    trainer = Trainer(cfg, robot=[], vqa=vqa)
+    trainer.train()
+    assert set(trainer._grounding_heads) == {"point", "reference_point"}
+    torch.testing.assert_close(trainer._grounding_heads["point"].state_dict()["score.weight"],
+                               saved["score.weight"], atol=1e-6, rtol=0)
+    state = torch.load(tmp_path / "round3" / "latest" / "training_state.pt", weights_only=True)
+    assert {"grounding_head", "reference_head"} <= set(state)
+
+
+def _two_object_frames(n: int, seed: int = 0):
+    """Robot frames "move the <a> zebra near the <b> zebra" on :func:`_pointing_data` images,
+    with the target point of <a> and the reference point of <b> (LeRobot extra features)."""
+    from rt2_policy.data.lerobot_dataset import REFERENCE_POINT_KEY, TARGET_POINT_KEY
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        image = np.full((48, 48, 3), 40, np.uint8)
+        centres = {}
+        for colour, cell in zip(COLOURS, rng.choice(16, 2, replace=False), strict=True):
+            r, c = divmod(int(cell), 4)
+            image[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = COLOURS[colour]
+            centres[colour] = np.array([c * 64 + 32, r * 64 + 32], np.float32)
+        target, reference = list(COLOURS) if i % 2 else list(COLOURS)[::-1]
+        frames.append({"image": image, "action": np.zeros(8, np.float32),
+                       "task": f"move the {target} zebra near the {reference} zebra",
+                       TARGET_POINT_KEY: centres[target],
+                       REFERENCE_POINT_KEY: centres[reference]})
+    return frames
+
+
+def test_reference_points_train_a_second_pointer_head(tmp_path):
+    frames = _two_object_frames(8)
+    cfg = _config(tmp_path, vqa_datasets=(), robot_datasets=("in-memory",), max_steps=60,
+                  reference_grounding_loss_weight=1.0)
+    result = Trainer(cfg, robot=frames, vqa=[]).train()
+    metrics = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl")
+               if "reference_grounding_loss" in m]
+    assert len(metrics) >= 3 and "grounding_loss" in metrics[0]
+    # the reference is the object the instruction names second: the head must learn to read it
+    assert metrics[-1]["reference_grounding_loss"] < 0.5 * metrics[0]["reference_grounding_loss"]
+    # scored against the reference points: a head fitted to the targets would score ~0 here
+    assert result.metrics["eval_reference_grounding_acc"] >= 0.75
+    state = torch.load(tmp_path / "run" / "latest" / "training_state.pt", weights_only=True)
+    assert set(state["reference_head"]) == {"score.weight", "score.bias"}
+    assert not torch.equal(state["reference_head"]["score.weight"],
+                           state["grounding_head"]["score.weight"])
+
+
+def test_the_reference_loss_is_off_by_default_and_validated(tmp_path):
+    frames = _two_object_frames(4)
+    cfg = _config(tmp_path, vqa_datasets=(), robot_datasets=("in-memory",), max_steps=2)
+    trainer = Trainer(cfg, robot=frames, vqa=[])
+    trainer.train()
+    assert set(trainer._grounding_heads) == {"point"}
+    state = torch.load(tmp_path / "run" / "latest" / "training_state.pt", weights_only=True)
+    assert "reference_head" not in state
+    with pytest.raises(ValueError, match="reference_grounding_loss_weight"):
+        TrainConfig(vqa_datasets=("x",), reference_grounding_loss_weight=-0.5)
+    with pytest.raises(ValueError, match="reference_grounding_loss_weight: expected a "
+                                         "checkpoint with image_position 'suffix'"):
+        Trainer(_config(tmp_path, vqa_datasets=(), robot_datasets=("in-memory",),
+                        output_dir=str(tmp_path / "prefix"), grounding_loss_weight=0.0,
+                        reference_grounding_loss_weight=1.0,
+                        tiny=TinyModelConfig(image_size=48, patch_size=6)),
+                robot=frames, vqa=[]).train()

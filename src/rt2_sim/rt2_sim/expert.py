@@ -286,6 +286,9 @@ class Rollout:
         target_points: image position of the instructed target's centre in each frame, each
             ``(x, y)`` float32 in 0..255 (x right, y down; the units of pointing answers,
             :func:`rt2_sim.vqa_generation.point_answer`), ``(-1, -1)`` when out of view.
+        reference_points: the same for the task's reference object (move near: the object to
+            put the target next to; place: the container), ``(-1, -1)`` when the task has none
+            (pick, push) or it is out of view.
         instruction: the task's instruction.
         success: the success check at the end.
         terminated: the expert emitted terminate.
@@ -295,6 +298,7 @@ class Rollout:
     actions: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] = field(default_factory=list)
     target_points: list[np.ndarray] = field(default_factory=list)
+    reference_points: list[np.ndarray] = field(default_factory=list)
     instruction: str = ""
     success: bool = False
     terminated: bool = False
@@ -305,15 +309,28 @@ class Rollout:
         return len(self.actions)
 
 
-def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
-    """Where the instructed target's centre is in ``sim``'s camera image now: ``(x, y)``
-    float32 in 0..255 (x right, y down), ``(-1, -1)`` when it is out of view."""
+def _image_point(sim: ArmSimulation, name: str | None) -> np.ndarray:
+    """Where object ``name``'s centre is in ``sim``'s camera image now: ``(x, y)`` float32 in
+    0..255 (x right, y down), ``(-1, -1)`` when ``name`` is None or it is out of view."""
     from rt2_sim.vqa_generation import image_points_world, point_coordinates
 
-    uv = image_points_world(sim, sim.object_positions()[spec.task.target])
+    uv = image_points_world(sim, sim.object_positions()[name]) if name else None
     if uv is None:
         return np.full(2, -1.0, np.float32)
     return np.array(point_coordinates(*uv[0]), np.float32)
+
+
+def target_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
+    """Where the instructed target's centre is in ``sim``'s camera image now: ``(x, y)``
+    float32 in 0..255 (x right, y down), ``(-1, -1)`` when it is out of view."""
+    return _image_point(sim, spec.task.target)
+
+
+def reference_point(sim: ArmSimulation, spec: EpisodeSpec) -> np.ndarray:
+    """Where the task's reference object's centre (move near: the object named after "near";
+    place: the container) is in ``sim``'s camera image now: ``(x, y)`` float32 in 0..255,
+    ``(-1, -1)`` when the task has no reference (pick, push) or it is out of view."""
+    return _image_point(sim, spec.task.reference)
 
 
 #: A driver for :func:`rollout`: (RGB frame (H, W, 3) uint8, instruction, joint positions (9,)
@@ -365,6 +382,7 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
         if render:
             out.images.append(sim.render())
             out.target_points.append(target_point(sim, spec))
+            out.reference_points.append(reference_point(sim, spec))
         out.states.append(sim.joint_positions())
         values = expert.act()
         out.actions.append(values)

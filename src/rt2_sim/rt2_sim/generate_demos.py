@@ -8,6 +8,8 @@ with :class:`rt2_policy.data.lerobot_dataset.LeRobotDatasetWriter`: per step the
 step in ``panda_link0``, gripper 0..1), the joint positions as ``observation.state`` and the
 instruction as the task, and the image position of the instructed target object as
 ``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
+grounding loss), and that of the task's reference object (move near, place) as
+``observation.reference_point`` (``(-1, -1)`` when the task has none; for the reference
 grounding loss). The last line printed is a JSON summary.
 
 DAgger (Ross et al., 2011): ``--policy MODEL`` lets a trained checkpoint drive (the expert's
@@ -68,6 +70,7 @@ def _worker(args: tuple) -> dict:
         "seed": seed, "family": spec.task.family, "instruction": run.instruction,
         "success": run.success and run.terminated, "images": run.images,
         "actions": run.actions, "states": run.states, "target_points": run.target_points,
+        "reference_points": run.reference_points,
     }
 
 
@@ -122,7 +125,11 @@ def generate(output: str, episodes: int, seed: int = 0,
     """
     if not 0.0 <= expert_share <= 1.0:
         raise ValueError(f"expert_share: expected 0..1, got {expert_share}")
-    from rt2_policy.data.lerobot_dataset import TARGET_POINT_KEY, LeRobotDatasetWriter
+    from rt2_policy.data.lerobot_dataset import (
+        REFERENCE_POINT_KEY,
+        TARGET_POINT_KEY,
+        LeRobotDatasetWriter,
+    )
 
     for family in families:
         if family not in TASK_FAMILIES:
@@ -130,7 +137,8 @@ def generate(output: str, episodes: int, seed: int = 0,
     start = time.perf_counter()
     writer = LeRobotDatasetWriter(output, fps=control_rate, robot_type="panda",
                                   image_shape=(224, 224, 3), state_dim=9,
-                                  extra_features={TARGET_POINT_KEY: 2})
+                                  extra_features={TARGET_POINT_KEY: 2,
+                                                  REFERENCE_POINT_KEY: 2})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,
                       max_steps, policy, expert_share))
     per_family: dict[str, list[bool]] = {f: [] for f in families}
@@ -146,12 +154,13 @@ def generate(output: str, episodes: int, seed: int = 0,
         for result in pool.imap(_worker, jobs, chunksize=2):
             per_family[result["family"]].append(result["success"])
             if result["success"] or policy is not None:
-                for image, action, state, point in zip(
+                for image, action, state, point, reference in zip(
                         result["images"], result["actions"], result["states"],
-                        result["target_points"], strict=True):
+                        result["target_points"], result["reference_points"], strict=True):
                     writer.add_frame(image, action.astype(np.float32), result["instruction"],
                                      state=state.astype(np.float32),
-                                     extras={TARGET_POINT_KEY: point})
+                                     extras={TARGET_POINT_KEY: point,
+                                             REFERENCE_POINT_KEY: reference})
                 writer.save_episode()
                 written += 1
                 frames += len(result["actions"])

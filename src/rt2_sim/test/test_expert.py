@@ -148,3 +148,30 @@ def test_a_grasp_is_held_until_the_fingers_close_then_lifted(sim, family):
     for k in range(first_closed + 1, len(run.actions)):  # every gripping frame moves on
         if closed_fingers[k] and gripper[k] > 0.5 and not run.actions[k][0]:
             assert np.abs(run.actions[k][1:4]).max() > 0.005, k
+
+
+@pytest.mark.parametrize("family", ["move_near", "place", "pick"])
+def test_reference_point_lies_on_the_reference_object(sim, family):
+    """The reference point (move near: the object named second; place: the container) falls
+    on that object in the camera frame, per MuJoCo's segmentation; tasks without a reference
+    give (-1, -1)."""
+    from rt2_sim.expert import reference_point, target_point
+    from rt2_sim.patch_labels import CLASSES, PixelClasses
+
+    spec = sample_episode(3, "seen", family)
+    sim.reset_episode(spec)
+    sim.step(0.2)
+    point = reference_point(sim, spec)
+    if not spec.task.reference:
+        assert point.tolist() == [-1.0, -1.0]
+        return
+    classes = PixelClasses(sim)
+    try:
+        labels = classes()
+    finally:
+        classes.close()
+    height, width = labels.shape
+    x, y = point
+    label = labels[int((y + 0.5) / 256 * height), int((x + 0.5) / 256 * width)]
+    assert CLASSES[label] == spec.object(spec.task.reference).colour
+    assert np.abs(point - target_point(sim, spec)).max() > 10  # not the target's point

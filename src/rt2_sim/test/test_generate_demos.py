@@ -49,3 +49,32 @@ def test_generate_with_a_policy_writes_every_dagger_episode(tmp_path):
     actions = ds.episode_actions(0)
     assert actions.shape == (4, 8) and np.all(actions[:, 0] == 0.0)
     assert np.all(actions[:, 7] < 0.5)  # the expert's label: open while approaching
+
+
+
+def test_two_object_tasks_record_the_reference_point(tmp_path):
+    """Place (and move near) frames carry where the reference object is (the container here;
+    :func:`rt2_sim.expert.reference_point`, checked against the segmentation in test_expert);
+    single-object tasks carry (-1, -1)."""
+    from rt2_policy.data.lerobot_dataset import REFERENCE_POINT_KEY
+    from rt2_sim.expert import reference_point
+    from rt2_sim.simulation import ArmSimulation
+    from rt2_sim.tasks import task_scene_config
+
+    summary = generate(str(tmp_path / "demos"), episodes=2, seed=7, families=("place", "push"),
+                       workers=1, noise=0.0, progress=False)
+    assert summary["written"] == 2
+    ds = LeRobotDataset(tmp_path / "demos")
+    assert REFERENCE_POINT_KEY in ds.extra_keys
+    place = sample_episode(7, "seen", "place")
+    first = ds[0]
+    assert first["task"] == place.task.instruction
+    with ArmSimulation(task_scene_config()) as sim:
+        sim.reset_episode(place)
+        sim.step(0.2)  # as rollout() does before the first frame
+        expected = reference_point(sim, place)
+    assert np.all(expected >= 0)
+    np.testing.assert_allclose(first[REFERENCE_POINT_KEY], expected, atol=1.0)
+    push = ds[ds.episode_frames(1)[0]]
+    assert push["task"] == sample_episode(8, "seen", "push").task.instruction
+    assert push[REFERENCE_POINT_KEY].tolist() == [-1.0, -1.0]

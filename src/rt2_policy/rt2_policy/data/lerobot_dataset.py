@@ -70,6 +70,10 @@ _INDEX_KEYS = ("frame_index", "episode_index", "index", "task_index")
 #: (x right, y down; PaLI-X point units), ``(-1, -1)`` when not in view: an optional extra
 #: feature of simulated demonstrations, used by the grounding loss.
 TARGET_POINT_KEY = "observation.target_point"
+#: Image position of the reference object of a two-object task ("move the red cube near the
+#: *blue cylinder*", "place ... into the *white bowl*"), same units, ``(-1, -1)`` when the task
+#: has none or it is not in view: an optional extra feature for the reference grounding loss.
+REFERENCE_POINT_KEY = "observation.reference_point"
 _CORE_KEYS = (IMAGE_KEY, STATE_KEY, ACTION_KEY, "timestamp", *_INDEX_KEYS, DONE_KEY)
 #: Features whose stats.json entry also carries the 1st and 99th percentiles (OpenVLA-style
 #: q01/q99 normalisation).

@@ -36,7 +36,11 @@ import torch  # noqa: E402
 
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.contract import ACTION_DIMS  # noqa: E402
-from rt2_policy.data.lerobot_dataset import STATE_KEY, TARGET_POINT_KEY  # noqa: E402
+from rt2_policy.data.lerobot_dataset import (  # noqa: E402
+    REFERENCE_POINT_KEY,
+    STATE_KEY,
+    TARGET_POINT_KEY,
+)
 from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
@@ -96,8 +100,10 @@ class EncodedExample:
             floating ones stored as float16, 0/1 attention masks as bool.
         target_ids: robot: the 8 action token ids; VQA: the answer ids (EOS not included).
         plan: robot: the chain-of-thought plan source (``{"task", "plan"}``), else empty.
-        point: VQA pointing answer ``(x, y)`` in 0..255 (for the grounding loss,
-            :mod:`rt2_policy.training.grounding`), else None.
+        point: VQA pointing answer, or a robot frame's target point, ``(x, y)`` in 0..255
+            (for the grounding loss, :mod:`rt2_policy.training.grounding`), else None.
+        reference_point: a robot frame's reference-object point (move near, place), ``(x, y)``
+            in 0..255 (for the reference grounding loss), else None.
     """
 
     kind: int
@@ -106,6 +112,7 @@ class EncodedExample:
     target_ids: tuple[int, ...]
     plan: dict[str, str] = field(default_factory=dict)
     point: tuple[int, int] | None = None
+    reference_point: tuple[int, int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -217,9 +224,10 @@ class ExampleEncoder:
 
     # ------------------------------------------------------------------ examples
     def encode_robot(self, example: Mapping[str, Any]) -> EncodedExample:
-        """Encode ``{"image", "task", "action"[, "plan"][, "observation.target_point"]}`` (a
-        LeRobot frame; the target point, ``(x, y)`` in 0..255 or negative when out of view,
-        feeds the grounding loss).
+        """Encode ``{"image", "task", "action"[, "plan"][, "observation.target_point"]
+        [, "observation.reference_point"]}`` (a LeRobot frame; the target point, ``(x, y)`` in
+        0..255 or negative when out of view, feeds the grounding loss; the reference point,
+        likewise, the reference grounding loss).
 
         Raises:
             ValueError: on a missing key, empty task, bad image or bad action.
@@ -236,7 +244,8 @@ class ExampleEncoder:
             plan["plan"] = self.plans[plan["task"]]
         return EncodedExample(KIND_ROBOT, prompt_ids, images,
                               self.action_ids(example["action"]), plan,
-                              point=_target_point(example.get(TARGET_POINT_KEY)))
+                              point=_target_point(example.get(TARGET_POINT_KEY)),
+                              reference_point=_target_point(example.get(REFERENCE_POINT_KEY)))
 
     def gripper_state_of(self, example: Mapping[str, Any]) -> float | None:
         """The frame's gripper state for its prompt, or None when this encoder adds none.
@@ -284,7 +293,8 @@ class ExampleEncoder:
 
 
 def _target_point(value: Any) -> tuple[int, int] | None:
-    """``(x, y)`` ints in 0..255 of a frame's target point, None when absent or out of view."""
+    """``(x, y)`` ints in 0..255 of a frame's target (or reference) point, None when absent or
+    out of view."""
     if value is None:
         return None
     point = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -294,6 +304,12 @@ def _target_point(value: Any) -> tuple[int, int] | None:
     return int(x), int(y)
 
 
+def _points(points: Sequence[tuple[int, int] | None]) -> torch.Tensor:
+    """``(B, 2)`` int64 points, ``(-1, -1)`` in rows without one."""
+    return torch.as_tensor([p if p is not None else (-1, -1) for p in points],
+                           dtype=torch.int64)
+
+
 def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
             dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Right-pad ``(example, target_ids)`` rows into one batch.
@@ -301,8 +317,9 @@ def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
     Returns:
         ``input_ids`` ``(B, T)`` int64 (prompt ‖ target, pad after), ``attention_mask``
         ``(B, T)`` int64, ``labels`` ``(B, T)`` int64 (:data:`IGNORE_INDEX` except on
-        targets), ``kind`` ``(B,)`` int64, and each image tensor concatenated along dim 0
-        (floating ones cast to ``dtype``, bool masks to int64).
+        targets), ``kind`` ``(B,)`` int64, ``point`` and ``reference_point`` ``(B, 2)`` int64
+        (``(x, y)`` in 0..255, ``-1`` in rows without one), and each image tensor concatenated
+        along dim 0 (floating ones cast to ``dtype``, bool masks to int64).
 
     Raises:
         ValueError: on no rows, or image tensors whose shapes cannot be concatenated.
@@ -324,8 +341,8 @@ def collate(rows: Sequence[tuple[EncodedExample, Sequence[int]]], pad_id: int,
         attention[row, :length] = 1
     out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
            "kind": torch.as_tensor([ex.kind for ex, _ in rows], dtype=torch.int64),
-           "point": torch.as_tensor([ex.point if ex.point is not None else (-1, -1)
-                                     for ex, _ in rows], dtype=torch.int64)}
+           "point": _points([ex.point for ex, _ in rows]),
+           "reference_point": _points([ex.reference_point for ex, _ in rows])}
     for key in rows[0][0].images:
         try:
             value = torch.cat([ex.images[key] for ex, _ in rows], dim=0)

@@ -213,6 +213,11 @@ class TrainConfig:
         "weight of the pointer loss over the image tokens on pointing questions (the token "
         "holding the named object; rt2_policy.training.grounding); needs the 'suffix' prompt "
         "layout; 0 = off", default=0.0)
+    reference_grounding_loss_weight: float = _doc(
+        "weight of a second pointer loss, on robot frames' reference object (the object to put "
+        "the target near, or the container; their observation.reference_point): an action "
+        "needs to know where the target goes as much as where it is; needs the 'suffix' "
+        "prompt layout; 0 = off", default=0.0)
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
     time_budget_min: float = _doc("stop (and save) after this many minutes of training, "
@@ -264,7 +269,7 @@ class TrainConfig:
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}",
                self.lr_schedule)
         for name in ("weight_decay", "grad_clip", "time_budget_min", "action_label_sigma",
-                     "grounding_loss_weight"):
+                     "grounding_loss_weight", "reference_grounding_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         indices = self.gripper_state_indices

@@ -11,7 +11,13 @@ right cell after 500 steps, where the answer tokens alone never got past "one po
 
 The image tokens must come after the question (``image_position="suffix"``) so that they can
 attend to it; in the prefix layout they cannot know which object is named. The head is an
-auxiliary of training only: it is not part of the saved model, and a resumed run starts a new one.
+auxiliary of training only: it is not part of the saved model (``training_state.pt`` keeps it,
+so resumed and fine-tuning runs go on with it).
+
+The trainer runs one head per kind of point (:data:`rt2_policy.training.trainer.GROUNDING_LOSSES`):
+the object a question names or a robot frame's target, and a robot frame's reference object
+(move near, place). One linear head cannot point at two objects from the same hidden states,
+hence two heads over the same image tokens.
 
 Cells: Idefics3's connector pixel-shuffles the patch grid into ``g × g`` image tokens in
 row-major order (``transformers`` ``Idefics3Connector.pixel_shuffle``), so token ``r * g + c``

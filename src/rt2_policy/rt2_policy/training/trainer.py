@@ -13,8 +13,10 @@ model keeps its language and visual knowledge (Table 6: co-fine-tuning beats fin
 * loss: next-token cross-entropy on target tokens only; the LM head runs on labelled positions
   only (cheap with large vocabularies); robot and VQA losses are logged separately; optionally
   ordinal label smoothing of action bins (``action_label_sigma``) and a pointer loss over the
-  image tokens on pointing questions (``grounding_loss_weight``,
-  :mod:`rt2_policy.training.grounding`; its head is kept in ``training_state.pt``);
+  image tokens on pointing questions and robot frames' target points
+  (``grounding_loss_weight``, :mod:`rt2_policy.training.grounding`), and a second one on robot
+  frames' reference-object points (``reference_grounding_loss_weight``); their heads are kept in
+  ``training_state.pt``;
 * AdamW, linear warm-up then cosine/linear decay, global-norm gradient clipping, optional bf16
   autocast, a wall-clock budget;
 * output (``output_dir``): ``checkpoint-NNNNNNN/`` directories loadable with
@@ -69,6 +71,16 @@ from rt2_policy.training.collate import (  # noqa: E402
 )
 from rt2_policy.training.config import TrainConfig  # noqa: E402
 from rt2_policy.training.grounding import GroundingHead, grounding_loss  # noqa: E402
+
+#: The pointer losses over the image tokens: (batch key of the points, training_state.pt key
+#: of the head, metric prefix, TrainConfig field of the weight). "point": the object a pointing
+#: question names or a robot frame's target; "reference_point": a robot frame's reference
+#: object (move near / place), which the action needs as much as the target.
+GROUNDING_LOSSES = (
+    ("point", "grounding_head", "grounding", "grounding_loss_weight"),
+    ("reference_point", "reference_head", "reference_grounding",
+     "reference_grounding_loss_weight"),
+)
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
 from rt2_policy.training.sources import (  # noqa: E402
     open_robot_datasets,
@@ -173,7 +185,8 @@ def token_losses(model: Any, batch: dict[str, torch.Tensor], autocast: bool = Fa
         when ``return_hidden``.
     """
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "kind", "step", "point")}
+    inputs = {k: v for k, v in batch.items()
+              if k not in ("labels", "kind", "step", *(g[0] for g in GROUNDING_LOSSES))}
     mask = labels[:, 1:] != IGNORE_INDEX  # token t+1 is predicted at position t
     device_type = labels.device.type
     ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if autocast
@@ -296,7 +309,8 @@ class Trainer:
             fraction = 0.0
         self.robot_fraction = fraction
         self.device = torch.device(config.device)
-        self._grounding_head: GroundingHead | None = None
+        #: batch key of the points → its pointer head (only the losses with a weight > 0)
+        self._grounding_heads: dict[str, GroundingHead] = {}
         self._image_token_id = -1
         self._corpus_cache: list[str] | None = None
 
@@ -471,49 +485,61 @@ class Trainer:
                         "e.g. in: %s", " | ".join(list(unknown)[:10]))
 
     # ------------------------------------------------------------------ optimisation
-    def _make_grounding_head(self, model: Any, resumed: dict | None = None
-                             ) -> GroundingHead | None:
-        """The grounding head when ``grounding_loss_weight > 0``, else None. Its weights come
-        from ``resumed`` (the ``training_state.pt`` of the checkpoint a run resumes from), else
-        from the fine-tuned checkpoint's own ``training_state.pt`` (e.g. a DAgger round starting
-        from the previous round), else a fresh initialisation.
+    def _make_grounding_heads(self, model: Any, resumed: dict | None = None
+                              ) -> dict[str, GroundingHead]:
+        """One pointer head per :data:`GROUNDING_LOSSES` entry whose weight is > 0, by batch
+        key. Each head's weights come from ``resumed`` (the ``training_state.pt`` of the
+        checkpoint a run resumes from), else from the fine-tuned checkpoint's own
+        ``training_state.pt`` (e.g. a DAgger round starting from the previous round), else a
+        fresh initialisation (also when that state has no such head yet).
 
         Raises:
             ValueError: when the checkpoint's prompt layout is not ``"suffix"`` (image tokens
                 placed before the question cannot know which object it names).
         """
-        if self.config.grounding_loss_weight <= 0:
-            return None
+        wanted = [(key, state_key, field) for key, state_key, _prefix, field in GROUNDING_LOSSES
+                  if getattr(self.config, field) > 0]
+        if not wanted:
+            return {}
+        field = wanted[0][2]
         if self.image_position != "suffix":
-            raise ValueError("grounding_loss_weight: expected a checkpoint with "
-                             "image_position 'suffix' (image after the question, "
-                             f"--tiny.image-position suffix), got {self.image_position!r}")
+            raise ValueError(f"{field}: expected a checkpoint with image_position 'suffix' "
+                             "(image after the question, --tiny.image-position suffix), got "
+                             f"{self.image_position!r}")
         _backbone, head = _backbone_and_head(model)
         if head is None:
-            raise ValueError("grounding_loss_weight: expected a model with a decoder and an "
-                             f"output embedding, got {type(model).__name__}")
-        grounding = GroundingHead(int(head.weight.shape[1])).to(self.device)
+            raise ValueError(f"{field}: expected a model with a decoder and an output "
+                             f"embedding, got {type(model).__name__}")
         saved = Path(self.config.model) / STATE_NAME
         if resumed is None and self.config.model != "tiny" and saved.is_file():
             resumed = torch.load(saved, map_location="cpu", weights_only=True)
-            log.info("grounding head from %s", saved)
-        if resumed is not None and "grounding_head" in resumed:
-            grounding.load_state_dict(resumed["grounding_head"])
-        return grounding
+            log.info("grounding heads from %s", saved)
+        heads = {}
+        for key, state_key, _field in wanted:
+            heads[key] = GroundingHead(int(head.weight.shape[1])).to(self.device)
+            if resumed is not None and state_key in resumed:
+                heads[key].load_state_dict(resumed[state_key])
+        return heads
 
     def _grounding(self, hidden: torch.Tensor | None, batch: dict[str, torch.Tensor]
-                   ) -> tuple[torch.Tensor | None, int, int]:
-        """:func:`grounding_loss` of a batch: ``(loss or None, right, rows)``; ``(None, 0, 0)``
-        when the grounding loss is off or the model gives no hidden states."""
-        if self._grounding_head is None or hidden is None:
-            return None, 0, 0
-        return grounding_loss(self._grounding_head, hidden, batch["input_ids"], batch["point"],
-                              self._image_token_id)
+                   ) -> dict[str, tuple[torch.Tensor | None, int, int]]:
+        """:func:`grounding_loss` of a batch per active head, by metric prefix:
+        ``(loss or None, right, rows)``; empty when no pointer loss is on or the model gives no
+        hidden states."""
+        if not self._grounding_heads or hidden is None:
+            return {}
+        out = {}
+        for key, _state_key, prefix, _field in GROUNDING_LOSSES:
+            if key in self._grounding_heads:
+                out[prefix] = grounding_loss(self._grounding_heads[key], hidden,
+                                             batch["input_ids"], batch[key],
+                                             self._image_token_id)
+        return out
 
     def _optimizer(self, model: Any, extra: torch.nn.Module | None = None):
         """AdamW with decoupled weight decay on matrices only; the vision tower and the
         vision-to-text connector (:data:`VISION_PARAM_MARKERS`) learn at
-        ``learning_rate * vision_lr_scale``; ``extra`` (the grounding head) at
+        ``learning_rate * vision_lr_scale``; ``extra`` (the grounding heads) at
         ``learning_rate``, without decay."""
         lr = self.config.learning_rate
         vision_lr = lr * self.config.vision_lr_scale
@@ -560,8 +586,9 @@ class Trainer:
             "elapsed_s": float(elapsed),
             "config": self.config.to_dict(),
         }
-        if self._grounding_head is not None:
-            state["grounding_head"] = self._grounding_head.state_dict()
+        for key, state_key, _prefix, _field in GROUNDING_LOSSES:
+            if key in self._grounding_heads:
+                state[state_key] = self._grounding_heads[key].state_dict()
         torch.save(state, tmp / STATE_NAME)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -626,16 +653,17 @@ class Trainer:
         sums = {KIND_ROBOT: [0.0, 0], KIND_VQA: [0.0, 0]}
         correct, total, l1, l1_n, vqa_ok, vqa_n = 0, 0, 0.0, 0, 0, 0
         point_l1, point_n = 0.0, 0
-        grounded, grounded_n = 0, 0
+        grounded: dict[str, list[int]] = {}  # metric prefix → [right, rows]
         action_ids = torch.as_tensor(mapping.token_ids, device=self.device)
         bin_of = _bin_lookup(action_ids, int(action_ids.max()) + 1)
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             losses, logits, targets, kinds, _rows, hidden = token_losses(
                 model, batch, self.config.bf16, return_hidden=True)
-            _loss, ok, n = self._grounding(hidden, batch)
-            grounded += ok
-            grounded_n += n
+            for prefix, (_loss, ok, n) in self._grounding(hidden, batch).items():
+                tally = grounded.setdefault(prefix, [0, 0])
+                tally[0] += ok
+                tally[1] += n
             for kind in (KIND_ROBOT, KIND_VQA):
                 sel = kinds == kind
                 sums[kind][0] += float(losses[sel].sum())
@@ -676,8 +704,9 @@ class Trainer:
             out["eval_vqa_token_acc"] = vqa_ok / max(1, vqa_n)
         if point_n:
             out["eval_point_l1"] = point_l1 / point_n
-        if grounded_n:
-            out["eval_grounding_acc"] = grounded / grounded_n
+        for prefix, (ok, n) in grounded.items():
+            if n:
+                out[f"eval_{prefix}_acc"] = ok / n
         return {k: round(v, 5) for k, v in out.items()}
 
     # ------------------------------------------------------------------ main loop
@@ -705,8 +734,9 @@ class Trainer:
         if state is not None and int(state.get("format_version", 0)) != STATE_FORMAT_VERSION:
             raise ValueError(f"{resume / STATE_NAME}: expected format_version "
                              f"{STATE_FORMAT_VERSION}, got {state.get('format_version')}")
-        self._grounding_head = self._make_grounding_head(model, state)
-        optimizer, scheduler, params = self._optimizer(model, self._grounding_head)
+        self._grounding_heads = self._make_grounding_heads(model, state)
+        heads = torch.nn.ModuleDict(self._grounding_heads) if self._grounding_heads else None
+        optimizer, scheduler, params = self._optimizer(model, heads)
         start_step = 0
         elapsed_before = 0.0
         if state is not None:
@@ -728,12 +758,11 @@ class Trainer:
             (self.out / METRICS_NAME).unlink()
         (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n",
                                               encoding="utf-8")
-        n_head = (sum(p.numel() for p in self._grounding_head.parameters())
-                  if self._grounding_head is not None else 0)
+        n_head = sum(p.numel() for h in self._grounding_heads.values() for p in h.parameters())
         n_trainable = sum(p.numel() for p in params) - n_head
         n_total = sum(p.numel() for p in model.parameters())
         log.info("parameters: %d trainable of %d%s", n_trainable, n_total,
-                 f" (+{n_head} in the grounding head)" if n_head else "")
+                 f" (+{n_head} in the grounding heads)" if n_head else "")
 
         encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
                                  image_position=self.image_position,
@@ -797,10 +826,12 @@ class Trainer:
                 losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
                                                  action_ids, cfg.action_label_sigma)
                 loss = losses.mean()
-                g_loss, g_ok, g_n = self._grounding(hidden, batch)
-                if g_loss is not None:
-                    loss = loss + cfg.grounding_loss_weight * g_loss
-                    window.add_grounding(float(g_loss.detach()), g_ok, g_n)
+                weights = {prefix: getattr(cfg, field)
+                           for _key, _state, prefix, field in GROUNDING_LOSSES}
+                for prefix, (g_loss, g_ok, g_n) in self._grounding(hidden, batch).items():
+                    if g_loss is not None:
+                        loss = loss + weights[prefix] * g_loss
+                        window.add_grounding(prefix, float(g_loss.detach()), g_ok, g_n)
                 optimizer.zero_grad(set_to_none=True)
                 if not torch.isfinite(loss):
                     bad_steps += 1
@@ -900,13 +931,15 @@ class _Window:
         self.grad = 0.0
         self.steps = 0
         self.start = now
-        self.grounding = [0.0, 0, 0, 0]  # loss sum, steps, right, rows
+        #: metric prefix → [loss sum, steps, right, rows]
+        self.grounding: dict[str, list[float]] = {}
 
-    def add_grounding(self, loss: float, correct: int, rows: int) -> None:
-        self.grounding[0] += loss
-        self.grounding[1] += 1
-        self.grounding[2] += correct
-        self.grounding[3] += rows
+    def add_grounding(self, prefix: str, loss: float, correct: int, rows: int) -> None:
+        tally = self.grounding.setdefault(prefix, [0.0, 0, 0, 0])
+        tally[0] += loss
+        tally[1] += 1
+        tally[2] += correct
+        tally[3] += rows
 
     def add(self, losses: torch.Tensor, kinds: torch.Tensor, grad_norm: float) -> None:
         for kind in (KIND_ROBOT, KIND_VQA):
@@ -929,9 +962,10 @@ class _Window:
             record["robot_loss"] = round(self.sums[KIND_ROBOT] / self.counts[KIND_ROBOT], 5)
         if self.counts[KIND_VQA]:
             record["vqa_loss"] = round(self.sums[KIND_VQA] / self.counts[KIND_VQA], 5)
-        if self.grounding[1]:
-            record["grounding_loss"] = round(self.grounding[0] / self.grounding[1], 5)
-            record["grounding_acc"] = round(self.grounding[2] / max(1, self.grounding[3]), 5)
+        for prefix, (loss_sum, steps, right, rows) in self.grounding.items():
+            if steps:
+                record[f"{prefix}_loss"] = round(loss_sum / steps, 5)
+                record[f"{prefix}_acc"] = round(right / max(1, rows), 5)
         self.reset(now)
         return record
 
