@@ -18,11 +18,14 @@ Interfaces (defaults; names are parameters):
 Robot state: each recorded step stores the positions of the ``state_joints`` parameter's joints
 (default :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`: ``panda_joint1..7`` in rad, then
 ``panda_finger_joint1..2`` in m, the ``rt2_sim`` layout) as ``observation.state``, shape
-``(len(state_joints),)`` float32: per joint, the newest ``/joint_states`` position stamped at or
-before the paired camera frame (a message with an unset stamp counts as received now). A step
-for which some joint has no position yet is not recorded (``dropped_no_state``, with a warning
-naming the joints) rather than stored with a made-up state. ``state_joints:=[]`` (or ``['']``)
-records no state column, for setups without joint states.
+``(len(state_joints),)`` float32, named by those joints in ``info.json``: per joint, the newest
+``/joint_states`` position stamped at or before the paired camera frame (a message with an unset
+stamp counts as received now). A step for which some joint has no position yet is not recorded
+(``dropped_no_state``, with a warning naming the joints) rather than stored with a made-up
+state; nor is one for which some joint's position is older than ``max_state_age`` seconds at
+the frame's stamp (``dropped_stale_state``, with a warning naming the joints and their ages; a
+dead joint-state publisher). ``state_joints:=[]`` (or ``['']``) records no state column, for
+setups without joint states.
 
 Thread model: the subscriptions share one mutually exclusive callback group (the pairer is
 single-threaded); episodes are written by a worker thread so that PNG encoding never delays
@@ -94,6 +97,9 @@ PARAMETERS = {
         read_only=True, dynamic_typing=True)),  # dynamic: an empty list is not a string array
     "max_frame_age": (0.5, _float_param(0.001, 60.0, "actions whose newest preceding frame "
                                         "is older than this are dropped, s")),
+    "max_state_age": (0.5, _float_param(0.0, 60.0, "steps for which some state_joints "
+                                        "position is older than this at the frame's stamp "
+                                        "are dropped, s; 0 = no limit")),
     "subtract_inference_latency": (True, _ro_param(
         "when no frame has the action's exact stamp, pair with the newest frame before "
         "header.stamp - inference_latency (publishers that stamp actions when publishing)")),
@@ -135,7 +141,8 @@ class RecorderNode(Node):
             success_only=bool(p("success_only")),
             min_episode_length=int(p("min_episode_length")),
             image_size=(h, w) if h else None,
-            state_joints=self._state_joints)
+            state_joints=self._state_joints,
+            max_state_age=float(p("max_state_age")))
         self._fps = float(p("fps"))
         self._idle_timeout = float(p("idle_timeout"))
         self._pairer = EpisodePairer(self._config)
@@ -194,6 +201,7 @@ class RecorderNode(Node):
             self._emit(self._pairer.add_action(action_sample_from_msg(msg)))
             after = self._pairer.counters.as_dict()
             missing = self._pairer.last_missing_joints
+            stale = self._pairer.last_stale_joints
         dropped = [k for k in after if k.startswith("dropped") and after[k] != before[k]]
         if dropped:
             why = ", ".join(dropped)
@@ -201,6 +209,11 @@ class RecorderNode(Node):
                 why += (f" (no {self._p('joint_states_topic')} position at or before the frame "
                         f"for {', '.join(missing)}; set state_joints:=[] to record without "
                         f"state)")
+            if "dropped_stale_state" in dropped:
+                ages = ", ".join(f"{name} {age:.3f} s old" for name, age in stale)
+                why += (f" ({self._p('joint_states_topic')} position older than max_state_age "
+                        f"{self._config.max_state_age} s at the frame: {ages}; is its "
+                        f"publisher alive?)")
             self.get_logger().warning(f"action {msg.episode_id}/{msg.step} not recorded: {why}",
                                       throttle_duration_sec=2.0)
 
@@ -247,7 +260,7 @@ class RecorderNode(Node):
                 self._writer = LeRobotDatasetWriter(
                     self._output, fps=self._fps, robot_type=str(self._p("robot_type")),
                     image_shape=episode.steps[0].image.shape,
-                    state_dim=len(self._state_joints))
+                    state_dim=len(self._state_joints), state_names=self._state_joints)
             index = write_episode(self._writer, episode)
         except (OSError, ValueError) as exc:
             self._write_errors += 1

@@ -309,3 +309,72 @@ def test_extra_features_round_trip_with_stats(tmp_path):
     with pytest.raises(ValueError, match="extra_features"):
         LeRobotDatasetWriter(tmp_path / "other", fps=5.0, image_shape=SHAPE,
                              extra_features={"action": 2})
+
+
+# -- observation.state names -----------------------------------------------------------------
+JOINTS = ("panda_joint1", "panda_joint2", "panda_finger_joint1")
+
+
+def _state_writer(root, state_names=JOINTS, state_dim=3):
+    return LeRobotDatasetWriter(root, fps=5.0, image_shape=SHAPE, state_dim=state_dim,
+                                state_names=state_names)
+
+
+def test_state_names_are_written_to_info_json_and_read_back(tmp_path):
+    root = tmp_path / "ds"
+    writer = _state_writer(root)
+    assert writer.state_names == JOINTS
+    rng = np.random.default_rng(0)
+    for image, action, state in _frames(rng, 2, state_dim=3):
+        writer.add_frame(image, action, "t", state=state)
+    writer.save_episode()
+    writer.finalize()
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["features"]["observation.state"] == {"dtype": "float32", "shape": [3],
+                                                     "names": list(JOINTS)}
+    ds = LeRobotDataset(root)
+    assert ds.features["observation.state"]["names"] == list(JOINTS)
+    assert ds[1]["state"].shape == (3,)
+    # the same names append
+    with _state_writer(root, state_names=list(JOINTS)) as again:
+        assert again.num_episodes == 1
+
+
+def test_state_names_default_to_state_i(tmp_path):
+    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=5.0, image_shape=SHAPE, state_dim=3)
+    assert writer.state_names == ("state_0", "state_1", "state_2")
+    writer.finalize()
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["features"]["observation.state"]["names"] == ["state_0", "state_1", "state_2"]
+    assert LeRobotDatasetWriter(tmp_path / "none", fps=5.0, image_shape=SHAPE).state_names == ()
+
+
+@pytest.mark.parametrize("names", [
+    ("a", "b"),                  # too few
+    ("a", "b", "c", "d"),        # too many
+    ("a", "", "c"),              # empty
+    ("a", "b", "a"),             # repeated
+    ("a", 1, "c"),               # not a string
+    "abc",                       # a string, not a sequence of names
+])
+def test_bad_state_names_raise(tmp_path, names):
+    with pytest.raises(ValueError, match=r"state_names: expected 3 .*, got"):
+        _state_writer(tmp_path / "ds", state_names=names)
+    with pytest.raises(ValueError, match=r"state_names: expected 0 "):
+        _state_writer(tmp_path / "ds", state_names=("a",), state_dim=0)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_appending_with_other_state_names_raises(tmp_path):
+    root = tmp_path / "ds"
+    _write(root, episodes=((2, "a"),), state_dim=3)  # default names state_0..2
+    with pytest.raises(ValueError, match="features"):
+        _state_writer(root)
+    with _state_writer(tmp_path / "named") as writer:
+        writer.add_frame(np.zeros(SHAPE, np.uint8), np.zeros(8), "t", state=np.zeros(3))
+        writer.save_episode()
+    with pytest.raises(ValueError, match="features"):
+        _state_writer(tmp_path / "named", state_names=("panda_joint1", "panda_joint2", "x"))
+    with pytest.raises(ValueError, match="features"):
+        _state_writer(tmp_path / "named", state_names=None)
+    assert LeRobotDataset(root).num_episodes == LeRobotDataset(tmp_path / "named").num_episodes

@@ -142,7 +142,11 @@ def test_frames_are_resized_to_one_size_and_written_to_a_dataset(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"max_frame_age": 0}, "max_frame_age"), ({"frame_buffer": 0.1}, "frame_buffer"),
-     ({"min_episode_length": 0}, "min_episode_length"), ({"image_size": (0, 4)}, "image_size")],
+     ({"min_episode_length": 0}, "min_episode_length"), ({"image_size": (0, 4)}, "image_size"),
+     ({"max_state_age": -0.1}, r"max_state_age: expected a finite number >= 0 .*, got -0.1"),
+     ({"max_state_age": float("inf")}, "max_state_age: expected"),
+     ({"max_state_age": float("nan")}, "max_state_age: expected"),
+     ({"max_state_age": "0.5"}, "max_state_age: expected")],
 )
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -200,7 +204,7 @@ def test_state_follows_the_configured_joint_order():
 
 def test_step_without_every_joint_is_not_recorded():
     p = _state_pairer()
-    p.add_joint_state(0.5, ARM, [0.0] * 7)
+    p.add_joint_state(0.9, ARM, [0.0] * 7)                # fresh (< max_state_age) for 1.1
     p.add_joint_state(0.6, FINGERS, [0.04, np.nan])       # NaN: not a position
     p.add_joint_state(0.6, FINGERS, [0.04])               # lengths differ: ignored
     p.add_image(1.0, _img(1))
@@ -241,3 +245,65 @@ def test_without_state_joints_no_state_is_recorded():
 def test_state_joints_validation(joints):
     with pytest.raises(ValueError, match="state_joints"):
         RecorderConfig(state_joints=joints)
+
+
+def test_state_older_than_max_state_age_is_dropped_and_counted():
+    """A dead joint-state publisher: its last position is not used forever."""
+    p = _state_pairer(max_state_age=0.3)
+    assert RecorderConfig().max_state_age == 0.5  # the default
+    p.add_joint_state(0.9, ARM, [0.1] * 7)
+    p.add_joint_state(0.95, FINGERS, [0.04, 0.04])
+    p.add_image(1.0, _img(1))
+    p.add_action(_act(1.0, step=0))                       # ages 0.1 and 0.05 s: kept
+    p.add_image(1.2, _img(2))
+    p.add_joint_state(1.15, ARM, [0.2] * 7)
+    p.add_action(_act(1.2, step=1))                       # 0.25 s old fingers: still fresh
+    p.add_image(1.4, _img(3))
+    p.add_joint_state(1.35, ARM, [0.3] * 7)               # the hand's publisher died at 0.95
+    p.add_action(_act(1.4, step=2))                       # fingers 0.45 s old: dropped
+    c = p.counters
+    assert (c.paired, c.dropped_stale_state, c.dropped_no_state) == (2, 1, 0)
+    assert [name for name, _ in p.last_stale_joints] == FINGERS
+    assert [age for _, age in p.last_stale_joints] == pytest.approx([0.45, 0.45])
+    state, unusable = p.state_at(1.4)
+    assert state is None and unusable == tuple(FINGERS)
+    p.add_joint_state(1.5, ARM, [0.4] * 7)                # arm only, from now on
+    p.add_image(1.6, _img(4))
+    p.add_action(_act(1.6, step=3))
+    assert p.counters.dropped_stale_state == 2
+    assert [name for name, _ in p.last_stale_joints] == FINGERS
+    assert [age for _, age in p.last_stale_joints] == pytest.approx([0.65, 0.65])
+    p.add_joint_state(1.7, FINGERS, [0.02, 0.02])         # the hand's publisher is back
+    p.add_image(1.75, _img(5))
+    (ep,) = p.add_action(_act(1.75, step=4, terminate=True))
+    assert [s.step for s in ep.steps] == [0, 1, 4]
+    np.testing.assert_allclose([s.state for s in ep.steps],
+                               [[0.1] * 7 + [0.04, 0.04], [0.2] * 7 + [0.04, 0.04],
+                                [0.4] * 7 + [0.02, 0.02]], rtol=1e-6)
+    assert p.counters.dropped_stale_state == 2 and p.counters.paired == 3
+
+
+def test_missing_joints_take_precedence_over_stale_ones():
+    p = _state_pairer(max_state_age=0.1)
+    p.add_joint_state(0.5, ARM, [0.0] * 7)                # stale at 1.0, fingers never sent
+    p.add_image(1.0, _img(1))
+    p.add_action(_act(1.0))
+    c = p.counters
+    assert (c.dropped_no_state, c.dropped_stale_state, c.paired) == (1, 0, 0)
+    assert p.last_missing_joints == tuple(FINGERS) and p.last_stale_joints == ()
+
+
+def test_max_state_age_zero_disables_the_limit():
+    p = _state_pairer(max_state_age=0)
+    p.add_joint_state(0.0, PANDA_STATE_JOINTS, [0.5] * 9)  # a minute before the frame
+    p.add_image(60.0, _img(1))
+    (ep,) = p.add_action(_act(60.0, terminate=True))
+    np.testing.assert_allclose(ep.steps[0].state, [0.5] * 9)
+    assert p.counters.dropped_stale_state == 0 and p.counters.paired == 1
+    # the same stream with the default limit is dropped
+    p = _state_pairer()
+    p.add_joint_state(0.0, PANDA_STATE_JOINTS, [0.5] * 9)
+    p.add_image(60.0, _img(1))
+    p.add_action(_act(60.0, terminate=True))
+    assert p.counters.dropped_stale_state == 1 and p.counters.paired == 0
+    assert {name for name, _ in p.last_stale_joints} == set(PANDA_STATE_JOINTS)

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed: run make setup")
 pytest.importorskip("rt2_msgs.msg", reason="rt2_msgs not built: run make setup")
 
+from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
@@ -193,7 +194,7 @@ def test_recorder_records_the_joint_state_as_observation_state(harness, tmp_path
     q1 = [0.1 * (i + 1) for i in range(7)]
     q2 = [-0.3 + 0.05 * i for i in range(7)]
     feed.send_status(99.0, "ep1", "pick up the red cube", 1)
-    joints.send(joints.arm, 99.5, reversed(arm), reversed(q1))  # names in another order
+    joints.send(joints.arm, 99.95, reversed(arm), reversed(q1))  # names in another order
     feed.send_image(100.0, 10)
     feed.send_action(100.01, "ep1", 0)                 # no finger position yet: not recorded
     assert recorder.summary["counters"]["dropped_no_state"] == 1
@@ -211,6 +212,7 @@ def test_recorder_records_the_joint_state_as_observation_state(harness, tmp_path
     assert summary["counters"]["dropped_no_state"] == 1
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.has_state and len(ds) == 2
+    assert ds.features["observation.state"]["names"] == list(PANDA_STATE_JOINTS)  # info.json
     assert [int(ds[i]["image"][0, 0, 0]) for i in range(2)] == [11, 12]
     np.testing.assert_allclose(ds[0]["state"], [*q1, 0.035, 0.034], rtol=1e-6)
     np.testing.assert_allclose(ds[1]["state"], [*q2, 0.035, 0.034], rtol=1e-6)
@@ -226,6 +228,64 @@ def test_recorder_state_joints_parameter(harness, tmp_path):
         RecorderNode(context=harness.context, parameter_overrides=[
             Parameter("output_dir", value=str(tmp_path / "b")),
             Parameter("state_joints", value=["panda_joint1", "panda_joint1"])])
+
+
+class _Logger:
+    """Collects a node's warnings (stands in for its rclpy logger)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, text, **_kwargs) -> None:
+        self.warnings.append(text)
+
+    def info(self, *_args, **_kwargs) -> None:
+        pass
+
+    error = info
+
+
+def test_recorder_drops_steps_with_a_stale_joint_state(harness, tmp_path, monkeypatch):
+    recorder = start_recorder(harness, tmp_path / "ds", max_state_age=0.3,
+                              state_joints=["panda_joint1", "panda_finger_joint1"])
+    assert recorder._config.max_state_age == 0.3
+    logger = _Logger()
+    monkeypatch.setattr(recorder, "get_logger", lambda: logger)
+    feed = Publisher(harness, recorder)
+    joints = JointStates(harness, recorder)
+    feed.send_status(99.0, "ep1", "pick up the red cube", 1)
+    joints.send(joints.hand, 99.9, ["panda_finger_joint1"], [0.04])  # then the hand dies
+    joints.send(joints.arm, 99.95, ["panda_joint1"], [0.1])
+    feed.send_image(100.0, 10)
+    feed.send_action(100.01, "ep1", 0)                 # fingers 0.1 s old: recorded
+    joints.send(joints.arm, 100.45, ["panda_joint1"], [0.2])
+    feed.send_image(100.5, 11)
+    feed.send_action(100.51, "ep1", 1, terminate=True)  # fingers 0.6 s old: dropped
+    assert recorder.flush()
+
+    summary = recorder.summary
+    assert (summary["episodes"], summary["frames"]) == (1, 1), summary
+    assert summary["counters"]["dropped_stale_state"] == 1
+    assert summary["counters"]["dropped_no_state"] == 0
+    (warning,) = logger.warnings
+    assert "ep1/1 not recorded: dropped_stale_state" in warning
+    assert "panda_finger_joint1 0.600 s old" in warning and "panda_joint1 " not in warning
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.features["observation.state"]["names"] == ["panda_joint1", "panda_finger_joint1"]
+    np.testing.assert_allclose(ds[0]["state"], [0.1, 0.04], rtol=1e-6)
+
+
+def test_recorder_max_state_age_parameter(harness, tmp_path):
+    node = start_recorder(harness, tmp_path / "a")
+    assert node.get_parameter("max_state_age").value == 0.5
+    assert node._config.max_state_age == 0.5
+    descriptor = node.describe_parameter("max_state_age")
+    assert descriptor.read_only and "0 = no limit" in descriptor.description
+    (limits,) = descriptor.floating_point_range
+    assert (limits.from_value, limits.to_value) == (0.0, 60.0)
+    assert start_recorder(harness, tmp_path / "b", max_state_age=0.0)._config.max_state_age == 0
+    with pytest.raises(InvalidParameterValueException, match="max_state_age"):  # range
+        start_recorder(harness, tmp_path / "c", max_state_age=-1.0)
 
 
 def test_recorder_needs_an_output_dir(harness):

@@ -130,6 +130,7 @@ def test_bag_converts_to_a_dataset(tmp_path, capsys, plugin):
     assert summary["state_joints"] == ARM + FINGERS
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.num_episodes == 2 and len(ds) == 5 and ds.fps == 5.0
+    assert ds.features["observation.state"]["names"] == ARM + FINGERS  # info.json
     assert ds.tasks == ["pick up the red cube", "push the blue ball"]
     first = ds[0]
     assert first["image"].shape == (H, W, 3)
@@ -190,7 +191,28 @@ def test_state_joints_option(tmp_path, capsys):
     ds = LeRobotDataset(tmp_path / "ds2")
     # frame 2 (t0 + 0.133): arm message of t0 + 0.05, in the order asked for
     assert ds[0]["state"].shape == (2,)
+    assert ds.features["observation.state"]["names"] == ["panda_finger_joint2", "panda_joint3"]
     np.testing.assert_allclose(ds[0]["state"], [0.03, _arm_q(100.05)[2]], rtol=1e-6)
+
+
+def test_max_state_age_option_drops_steps_with_stale_joint_states(tmp_path, capsys):
+    """The hand publishes every 0.25 s from t0 - 0.1: at frames 2 and 5 its newest positions
+    are 0.233 and 0.183 s old, at frames 8, 15 and 18 0.133, 0.1 and 0.05 s (the arm's at most
+    0.083 s)."""
+    bag = tmp_path / "bag"
+    _write_bag(bag, StoragePlugin.SQLITE3)
+    assert main([str(bag), str(tmp_path / "ds"), "--max-state-age", "0.15"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    counters = summary["counters"]
+    assert (counters["dropped_stale_state"], counters["dropped_no_state"]) == (2, 0)
+    assert summary["frames"] == 3
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert [ds[i]["image"][0, 0, 0] for i in range(3)] == [8, 15, 18]
+    assert main([str(bag), str(tmp_path / "all"), "--max-state-age", "0"]) == 0  # no limit
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 5 and summary["counters"]["dropped_stale_state"] == 0
+    assert main([str(bag), str(tmp_path / "bad"), "--max-state-age", "-1"]) == 1
+    assert "max_state_age: expected a finite number >= 0" in capsys.readouterr().err
 
 
 def test_missing_bag_and_topicless_bag_fail_clearly(tmp_path, capsys):

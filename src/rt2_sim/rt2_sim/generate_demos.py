@@ -5,9 +5,11 @@ rolls out :class:`rt2_sim.expert.ScriptedExpert` on the ``seen`` split (seeds ``
 all below :data:`rt2_sim.tasks.EVAL_SEED_START`), keeps the successful episodes and writes them
 with :class:`rt2_policy.data.lerobot_dataset.LeRobotDatasetWriter`: per step the camera frame
 (224x224 RGB, seen before the action), RT-2's 8-dim action (terminate, metres and radians per
-step in ``panda_link0``, gripper 0..1), the joint positions as ``observation.state`` and the
-instruction as the task, and the image position of the instructed target object as
-``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
+step in ``panda_link0``, gripper 0..1), the joint positions as ``observation.state`` (``(9,)``
+float32: ``panda_joint1..7`` in radians then ``panda_finger_joint1..2`` in metres, named so in
+``info.json``: :data:`rt2_policy.data.recorder.PANDA_STATE_JOINTS`, the layout the recorder
+writes too) and the instruction as the task, and the image position of the instructed target
+object as ``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
 grounding loss), and that of the task's reference object (move near, place) as
 ``observation.reference_point`` (``(-1, -1)`` when the task has none; for the reference
 grounding loss). The last line printed is a JSON summary.
@@ -101,7 +103,8 @@ def generate(output: str, episodes: int, seed: int = 0,
     (with ``policy``: DAgger episodes, all written).
 
     Args:
-        output: dataset root (created; appended to when it already holds a dataset).
+        output: dataset root (created; appended to when it already holds a dataset with the
+            same features, state names included).
         episodes: number of episodes to attempt (families rotate).
         seed: first episode seed (< :data:`EVAL_SEED_START`).
         families: task families to rotate through.
@@ -130,13 +133,16 @@ def generate(output: str, episodes: int, seed: int = 0,
         TARGET_POINT_KEY,
         LeRobotDatasetWriter,
     )
+    from rt2_policy.data.recorder import PANDA_STATE_JOINTS  # = ArmSimulation.joint_names
 
     for family in families:
         if family not in TASK_FAMILIES:
             raise ValueError(f"families: expected items of {TASK_FAMILIES}, got {family!r}")
     start = time.perf_counter()
     writer = LeRobotDatasetWriter(output, fps=control_rate, robot_type="panda",
-                                  image_shape=(224, 224, 3), state_dim=9,
+                                  image_shape=(224, 224, 3),
+                                  state_dim=len(PANDA_STATE_JOINTS),
+                                  state_names=PANDA_STATE_JOINTS,
                                   extra_features={TARGET_POINT_KEY: 2,
                                                   REFERENCE_POINT_KEY: 2})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,

@@ -78,3 +78,34 @@ def test_two_object_tasks_record_the_reference_point(tmp_path):
     push = ds[ds.episode_frames(1)[0]]
     assert push["task"] == sample_episode(8, "seen", "push").task.instruction
     assert push[REFERENCE_POINT_KEY].tolist() == [-1.0, -1.0]
+
+
+def test_state_is_named_by_the_simulation_joints_in_info_json(tmp_path):
+    """observation.state's info.json names are the sim's joints in ``joint_positions()`` order
+    (7 arm joints in rad, then 2 finger joints in m): the recorder's PANDA_STATE_JOINTS."""
+    import json
+
+    from rt2_policy.data.recorder import PANDA_STATE_JOINTS
+    from rt2_sim.scene import FINGER_OPEN_POSITION
+    from rt2_sim.simulation import ArmSimulation
+    from rt2_sim.tasks import task_scene_config
+
+    summary = generate(str(tmp_path / "demos"), episodes=1, seed=5, families=("pick",),
+                       workers=1, noise=0.0, progress=False)
+    assert summary["written"] == 1
+    info = json.loads((tmp_path / "demos/meta/info.json").read_text())
+    names = info["features"]["observation.state"]["names"]
+    assert names == list(PANDA_STATE_JOINTS)
+    assert info["features"]["observation.state"]["shape"] == [9]
+    ds = LeRobotDataset(tmp_path / "demos")
+    assert ds.features["observation.state"]["names"] == names
+    spec = sample_episode(5, "seen", "pick")
+    with ArmSimulation(task_scene_config()) as sim:
+        assert list(sim.joint_names) == names
+        sim.reset_episode(spec)
+        sim.step(0.2)  # as rollout() does before the first frame
+        expected = sim.joint_positions()
+    state = ds[0]["state"]
+    np.testing.assert_allclose(state, expected, atol=1e-5)
+    fingers = [names.index("panda_finger_joint1"), names.index("panda_finger_joint2")]
+    np.testing.assert_allclose(state[fingers], FINGER_OPEN_POSITION, atol=2e-3)  # open, m

@@ -17,10 +17,11 @@ dataset written here loads with ``lerobot.common.datasets.lerobot_dataset.LeRobo
       data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet
 
 One parquet row per control step, columns: ``observation.image`` (struct ``{bytes: PNG,
-path}``, the Hugging Face ``datasets.Image`` storage), ``observation.state`` (float32, only when
-``state_dim > 0``), ``action`` (float32 ``(8,)``), ``timestamp`` (float32, s), ``frame_index``,
-``episode_index``, ``index`` (global), ``task_index`` (int64) and ``next.done`` (bool, true on
-an episode's last frame).
+path}``, the Hugging Face ``datasets.Image`` storage), ``observation.state`` (float32
+``(state_dim,)``, only when ``state_dim > 0``; its ``info.json`` names are the writer's
+``state_names``, e.g. joint names, default ``state_0 … state_{state_dim-1}``), ``action``
+(float32 ``(8,)``), ``timestamp`` (float32, s), ``frame_index``, ``episode_index``, ``index``
+(global), ``task_index`` (int64) and ``next.done`` (bool, true on an episode's last frame).
 
 Actions are RT-2's 8 continuous dimensions in :data:`rt2_policy.contract.ACTION_DIM_NAMES`
 order (Brohan et al., 2023, §3.2): terminate (0/1), Δx Δy Δz in metres and Δroll Δpitch Δyaw in
@@ -88,16 +89,16 @@ class DatasetError(ValueError):
     """A dataset directory is missing files or is internally inconsistent."""
 
 
-def _features(image_shape: tuple[int, int, int], state_dim: int,
+def _features(image_shape: tuple[int, int, int], state_names: Sequence[str],
               action_names: Sequence[str],
               extra_features: dict[str, int] | None = None) -> dict[str, dict]:
     feats: dict[str, dict] = {
         IMAGE_KEY: {"dtype": "image", "shape": list(image_shape),
                     "names": ["height", "width", "channels"]},
     }
-    if state_dim > 0:
-        feats[STATE_KEY] = {"dtype": "float32", "shape": [state_dim],
-                            "names": [f"state_{i}" for i in range(state_dim)]}
+    if state_names:
+        feats[STATE_KEY] = {"dtype": "float32", "shape": [len(state_names)],
+                            "names": list(state_names)}
     feats[ACTION_KEY] = {"dtype": "float32", "shape": [len(action_names)],
                          "names": list(action_names)}
     for key, dim in (extra_features or {}).items():
@@ -264,8 +265,9 @@ class LeRobotDatasetWriter:
     at the end; it is idempotent). Use as a context manager to finalize on exit (an unsaved
     partial episode is dropped).
 
-    When ``root`` already holds a dataset with the same features and fps, new episodes are
-    appended after the existing ones.
+    When ``root`` already holds a dataset with the same features (names included: a dataset
+    whose state is named otherwise is refused) and fps, new episodes are appended after the
+    existing ones.
 
     Args:
         root: dataset directory (created).
@@ -274,6 +276,10 @@ class LeRobotDatasetWriter:
         robot_type: free-form robot name stored in ``info.json``.
         image_shape: ``(H, W, 3)`` of every camera frame.
         state_dim: length of the optional proprioceptive state (0: no state column).
+        state_names: one name per state dimension, stored as the ``observation.state``
+            feature's ``names`` in ``info.json`` (LeRobot's per-dimension names), e.g. the
+            joint names of a joint-position state: exactly ``state_dim`` distinct non-empty
+            strings; default (None): ``state_0 … state_{state_dim-1}``.
         action_names: names of the action dimensions (default: RT-2's 8).
         extra_features: more per-frame float32 vectors, feature key → length (e.g.
             ``{TARGET_POINT_KEY: 2}``); each frame then passes them in ``extras``.
@@ -286,7 +292,8 @@ class LeRobotDatasetWriter:
     def __init__(self, root, fps: float, robot_type: str = "panda",
                  image_shape=(224, 224, 3), state_dim: int = 0,
                  action_names=ACTION_DIM_NAMES,
-                 extra_features: dict[str, int] | None = None) -> None:
+                 extra_features: dict[str, int] | None = None,
+                 state_names: Sequence[str] | None = None) -> None:
         if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps: expected a finite number > 0 (Hz), got {fps!r}")
         shape = tuple(int(s) for s in image_shape)
@@ -294,6 +301,7 @@ class LeRobotDatasetWriter:
             raise ValueError(f"image_shape: expected (H, W, 3) with H, W > 0, got {image_shape!r}")
         if isinstance(state_dim, bool) or not isinstance(state_dim, int) or state_dim < 0:
             raise ValueError(f"state_dim: expected an int >= 0, got {state_dim!r}")
+        state_names = _state_names(state_names, state_dim)
         names = list(action_names)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"action_names: expected non-empty strings, got {action_names!r}")
@@ -304,6 +312,8 @@ class LeRobotDatasetWriter:
         self.robot_type = robot_type
         self.image_shape = shape
         self.state_dim = state_dim
+        #: Names of the ``observation.state`` dimensions (``()`` without a state).
+        self.state_names = state_names
         self.action_names = tuple(names)
         extras = dict(extra_features or {})
         for key, dim in extras.items():
@@ -312,7 +322,7 @@ class LeRobotDatasetWriter:
                 raise ValueError(f"extra_features: expected new feature keys → lengths >= 1, "
                                  f"got {key!r}: {dim!r}")
         self.extra_features = extras
-        self.features = _features(shape, state_dim, names, extras)
+        self.features = _features(shape, state_names, names, extras)
         self._schema = _arrow_schema(self.features)
         self._tasks: dict[str, int] = {}
         self._episode_lengths: list[int] = []
@@ -536,6 +546,23 @@ class LeRobotDatasetWriter:
                 stats[key]["q01"] = np.quantile(allv, 0.01, axis=0)
                 stats[key]["q99"] = np.quantile(allv, 0.99, axis=0)
         _write_json_atomic(self.root / STATS_PATH, _to_jsonable(stats))
+
+
+def _state_names(names: Sequence[str] | None, state_dim: int) -> tuple[str, ...]:
+    """The checked ``state_names`` of a writer with ``state_dim`` state dimensions; None gives
+    ``state_0 … state_{state_dim-1}``.
+
+    Raises:
+        ValueError: unless ``names`` is None or exactly ``state_dim`` distinct non-empty strings.
+    """
+    if names is None:
+        return tuple(f"state_{i}" for i in range(state_dim))
+    if (isinstance(names, (str, bytes)) or not isinstance(names, Sequence)
+            or len(names) != state_dim or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)):
+        raise ValueError(f"state_names: expected {state_dim} distinct non-empty strings "
+                         f"(state_dim), got {names!r}")
+    return tuple(names)
 
 
 def _finite_vector(name: str, value, dim: int) -> np.ndarray:

@@ -39,9 +39,13 @@ stamp is at or before the paired camera frame's stamp (the observation the actio
 from). Missing-joint rule: when one or more configured joints has no such position (never
 received, or only after the frame), the step is **not recorded** and counted as
 ``dropped_no_state`` (:attr:`EpisodePairer.last_missing_joints` names the joints): a made-up
-state would poison training. Non-finite positions are ignored. With ``state_joints`` empty (the
-:class:`RecorderConfig` default; the node and the CLI default to :data:`PANDA_STATE_JOINTS`)
-no state is recorded and joint states are ignored.
+state would poison training. Stale-joint rule: when a joint's position is older than
+:attr:`RecorderConfig.max_state_age` seconds at the frame's stamp (its publisher died or
+stalled; 0.5 s by default, 0 = no limit), the step is not recorded either and counted as
+``dropped_stale_state`` (:attr:`EpisodePairer.last_stale_joints` gives each such joint and the
+age of its position); missing joints take precedence. Non-finite positions are ignored. With
+``state_joints`` empty (the :class:`RecorderConfig` default; the node and the CLI default to
+:data:`PANDA_STATE_JOINTS`) no state is recorded and joint states are ignored.
 
 Action vectors follow :data:`rt2_policy.contract.ACTION_DIM_NAMES` (RT-2 §3.2): terminate
 (0/1), Δx Δy Δz (m) and Δroll Δpitch Δyaw (rad) per step in ``header.frame_id``
@@ -97,6 +101,9 @@ class RecorderConfig:
         state_joints: joint names whose positions make ``observation.state``, in this order
             (rad for revolute, m for prismatic joints; see the module doc for the
             missing-joint rule); empty: no state is recorded.
+        max_state_age: seconds (>= 0, finite); a step for which some ``state_joints`` joint's
+            newest position at or before the frame's stamp is older than this, relative to
+            that stamp, is dropped (``dropped_stale_state``); 0 = no limit.
 
     Raises:
         ValueError: on an out-of-range field, naming it.
@@ -109,6 +116,7 @@ class RecorderConfig:
     min_episode_length: int = 1
     image_size: tuple[int, int] | None = None
     state_joints: tuple[str, ...] = ()
+    max_state_age: float = 0.5
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_frame_age, (int, float)) and self.max_frame_age > 0
@@ -130,6 +138,11 @@ class RecorderConfig:
                                  f"got {self.image_size!r}")
         object.__setattr__(self, "state_joints",
                            joint_names("state_joints", self.state_joints, allow_empty=True))
+        if not (isinstance(self.max_state_age, (int, float))
+                and not isinstance(self.max_state_age, bool)
+                and math.isfinite(self.max_state_age) and self.max_state_age >= 0):
+            raise ValueError(f"max_state_age: expected a finite number >= 0 (s; 0 = no limit), "
+                             f"got {self.max_state_age!r}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,7 @@ class PairingCounters:
     paired: int = 0
     dropped_no_frame: int = 0
     dropped_no_state: int = 0
+    dropped_stale_state: int = 0
     dropped_stale_frame: int = 0
     dropped_bad_frame: int = 0
     dropped_bad_action: int = 0
@@ -270,6 +284,9 @@ class EpisodePairer:
         self._newest_joint_stamp = -math.inf
         #: State joints that had no position for the last step dropped as ``dropped_no_state``.
         self.last_missing_joints: tuple[str, ...] = ()
+        #: ``(joint, age in s)`` of the state joints whose position was older than
+        #: ``max_state_age`` for the last step dropped as ``dropped_stale_state``.
+        self.last_stale_joints: tuple[tuple[str, float], ...] = ()
 
     # -- inputs ---------------------------------------------------------------------------
     def add_image(self, stamp: float, image: ImageSource) -> list[RecordedEpisode]:
@@ -343,20 +360,35 @@ class EpisodePairer:
     def state_at(self, stamp: float) -> tuple[np.ndarray | None, tuple[str, ...]]:
         """The :attr:`RecorderConfig.state_joints` positions at time ``stamp`` (s): each
         joint's newest position stamped at or before it, as ``((S,) float32, ())``, or
-        ``(None, missing_joint_names)`` when some joint has none. ``(None, ())`` when no state
-        is configured."""
+        ``(None, unusable_joint_names)`` when some joint has none, or only one older than
+        :attr:`RecorderConfig.max_state_age` (missing joints first, then stale ones).
+        ``(None, ())`` when no state is configured."""
+        state, missing, stale = self._lookup_state(stamp)
+        if missing or stale:
+            return None, (*missing, *(name for name, _ in stale))
+        return state, ()
+
+    def _lookup_state(self, stamp: float) -> tuple[np.ndarray | None, tuple[str, ...],
+                                                   tuple[tuple[str, float], ...]]:
+        """``(state, missing joints, ((stale joint, age s), ...))`` at ``stamp`` (s); state is
+        None unless every joint has a fresh position."""
         if not self._joint_stamps:
-            return None, ()
-        values, missing = [], []
+            return None, (), ()
+        stamp = float(stamp)
+        max_age = self.config.max_state_age
+        values, missing, stale = [], [], []
         for name, stamps in self._joint_stamps.items():
-            i = bisect.bisect_right(stamps, float(stamp) + STAMP_TOLERANCE) - 1
+            i = bisect.bisect_right(stamps, stamp + STAMP_TOLERANCE) - 1
             if i < 0:
                 missing.append(name)
-            else:
-                values.append(self._joint_positions[name][i])
-        if missing:
-            return None, tuple(missing)
-        return np.array(values, dtype=np.float32), ()
+                continue
+            age = max(0.0, stamp - stamps[i])
+            if max_age > 0 and age > max_age + STAMP_TOLERANCE:
+                stale.append((name, age))
+            values.append(self._joint_positions[name][i])
+        if missing or stale:
+            return None, tuple(missing), tuple(stale)
+        return np.array(values, dtype=np.float32), (), ()
 
     def add_action(self, sample: ActionSample) -> list[RecordedEpisode]:
         """Pair an executed action with its frame; returns the episodes this closes."""
@@ -385,11 +417,14 @@ class EpisodePairer:
         elif ref - self._frame_stamps[i] > self.config.max_frame_age:
             self.counters.dropped_stale_frame += 1
         else:
-            state, missing = self.state_at(self._frame_stamps[i])
-            image = None if missing else self._materialise(self._frames[i])
+            state, missing, stale = self._lookup_state(self._frame_stamps[i])
+            image = None if missing or stale else self._materialise(self._frames[i])
             if missing:
                 self.counters.dropped_no_state += 1
                 self.last_missing_joints = missing
+            elif stale:
+                self.counters.dropped_stale_state += 1
+                self.last_stale_joints = stale
             elif image is None:
                 self.counters.dropped_bad_frame += 1
             else:
@@ -469,7 +504,8 @@ def write_episode(writer, episode: RecordedEpisode) -> int:
 
     Raises:
         ValueError: on an empty episode, or frames or states that do not match the writer's
-            image shape or ``state_dim`` (create it with ``state_dim=len(state_joints)``).
+            image shape or ``state_dim`` (create it with ``state_dim=len(state_joints)``,
+            ``state_names=state_joints``).
     """
     writer.discard_episode()
     for step, ts in zip(episode.steps, episode.timestamps(), strict=True):

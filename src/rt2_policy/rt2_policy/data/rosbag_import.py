@@ -11,12 +11,14 @@ Reads a bag with the ``rosbags`` library (no ROS installation needed), decodes
 Robot state: with ``RecorderConfig.state_joints`` set (the CLI's ``--state-joints``, default
 :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`: ``panda_joint1..7`` in rad, then
 ``panda_finger_joint1..2`` in m, the ``rt2_sim`` layout), each frame's ``observation.state``
-holds those joints' positions, shape ``(len(state_joints),)`` float32: per joint, the newest
-``/joint_states`` position whose header stamp (log time when unset) is at or before the frame's
-camera stamp; the joints may be split over several messages and connections (arm, hand). A step
-for which some joint has no such position is not recorded (counted as ``dropped_no_state``);
-a bag without the joint-state topic is an error. ``--state-joints`` with no names imports
-without a state column.
+holds those joints' positions, shape ``(len(state_joints),)`` float32, named by those joints
+in ``info.json``: per joint, the newest ``/joint_states`` position whose header stamp (log time
+when unset) is at or before the frame's camera stamp; the joints may be split over several
+messages and connections (arm, hand). A step for which some joint has no such position is not
+recorded (counted as ``dropped_no_state``), nor is one for which some joint's position is older
+than ``--max-state-age`` seconds at the frame's stamp (``dropped_stale_state``; default 0.5 s,
+0 = no limit); a bag without the joint-state topic is an error. ``--state-joints`` with no
+names imports without a state column.
 
 The rt2_msgs types are registered from their ``.msg`` files with
 ``rosbags.typesys.get_types_from_msg`` (found through the ament index, ``AMENT_PREFIX_PATH`` or
@@ -26,7 +28,7 @@ the source tree); message definitions stored in the bag take precedence (rosbags
 CLI::
 
     rosbag_to_lerobot BAG_DIR OUTPUT_DIR [--fps HZ] [--success-only] [--image-size H W]
-                      [--state-joints [JOINT ...]] ...
+                      [--state-joints [JOINT ...]] [--max-state-age S] ...
 
 prints a one-line JSON summary (episodes, frames, tasks, pairing counters).
 """
@@ -131,8 +133,9 @@ def import_rosbag(bag: Path | str, output: Path | str, *, fps: float | None = No
         output: dataset root (see :class:`LeRobotDatasetWriter` for appending).
         fps: dataset rate in Hz; default: from the median spacing of the bag's actions.
         config: pairing and filtering rules; ``config.state_joints`` selects the recorded
-            ``observation.state`` (default config: none; the CLI defaults to
-            :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`).
+            ``observation.state`` and names its dimensions in ``info.json`` (default config:
+            none; the CLI defaults to :data:`~rt2_policy.data.recorder.PANDA_STATE_JOINTS`),
+            ``config.max_state_age`` drops steps with stale joint positions.
         topics: overrides of :data:`DEFAULT_TOPICS` (keys image, action, instruction, status,
             joint_states).
         robot_type: stored in ``info.json``.
@@ -215,7 +218,7 @@ def _open_writer(output, fps: float, episode, robot_type: str,
                  state_joints: Sequence[str]) -> LeRobotDatasetWriter:
     return LeRobotDatasetWriter(output, fps=fps, robot_type=robot_type,
                                 image_shape=episode.steps[0].image.shape,
-                                state_dim=len(state_joints))
+                                state_dim=len(state_joints), state_names=state_joints)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "revolute, m for prismatic joints; steps before every joint has a "
                              "position are dropped); no names: no state (default: "
                              "panda_joint1..7 panda_finger_joint1 panda_finger_joint2)")
+    parser.add_argument("--max-state-age", type=float, default=0.5,
+                        help="drop steps for which some state joint's position is older than "
+                             "this at the frame's stamp, s; 0 = no limit")
     parser.add_argument("--msg-dir", default=None, help="directory of the rt2_msgs .msg files")
     for key, topic in DEFAULT_TOPICS.items():
         parser.add_argument(f"--{key.replace('_', '-')}-topic", default=topic)
@@ -254,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             subtract_inference_latency=not args.no_latency_compensation,
             success_only=args.success_only, min_episode_length=args.min_episode_length,
             image_size=tuple(args.image_size) if args.image_size else None,
-            state_joints=tuple(args.state_joints))
+            state_joints=tuple(args.state_joints), max_state_age=args.max_state_age)
         summary = import_rosbag(
             args.bag, args.output, fps=args.fps, config=config, robot_type=args.robot_type,
             msg_dir=args.msg_dir,
