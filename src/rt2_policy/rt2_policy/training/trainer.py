@@ -71,6 +71,13 @@ from rt2_policy.training.collate import (  # noqa: E402
 )
 from rt2_policy.training.config import TrainConfig  # noqa: E402
 from rt2_policy.training.grounding import GroundingHead, grounding_loss  # noqa: E402
+from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
+from rt2_policy.training.sources import (  # noqa: E402
+    open_robot_datasets,
+    open_vqa_datasets,
+    robot_texts,
+    vqa_texts,
+)
 
 #: The pointer losses over the image tokens: (batch key of the points, training_state.pt key
 #: of the head, metric prefix, TrainConfig field of the weight). "point": the object a pointing
@@ -80,13 +87,6 @@ GROUNDING_LOSSES = (
     ("point", "grounding_head", "grounding", "grounding_loss_weight"),
     ("reference_point", "reference_head", "reference_grounding",
      "reference_grounding_loss_weight"),
-)
-from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
-from rt2_policy.training.sources import (  # noqa: E402
-    open_robot_datasets,
-    open_vqa_datasets,
-    robot_texts,
-    vqa_texts,
 )
 
 log = logging.getLogger("rt2_policy.training")
