@@ -49,14 +49,15 @@ def test_recipe_chains_every_stage(tmp_path):
         assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
         # every model reads the gripper state (finger joints 7, 8 of observation.state)
         assert config["gripper_state_indices"] == [7, 8]
-        # and learns where the reference object of move near / place frames is
-        assert config["reference_grounding_loss_weight"] == 1.0
+        # the target pointer only: the reference pointer did not help (README, Status item 10)
+        assert config["reference_grounding_loss_weight"] == 0.0
         state = torch.load(Path(summary["checkpoint"]) / "training_state.pt", weights_only=True)
-        assert {"grounding_head", "reference_head"} <= set(state)
+        assert "grounding_head" in state and "reference_head" not in state
         action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
         assert json.loads(action_config.read_text())["prompt"]["gripper_state"] is True
+    # the demonstrations still record both points (for --reference-grounding-loss-weight)
     features = json.loads((data / "demos" / "meta" / "info.json").read_text())["features"]
-    assert "observation.reference_point" in features
+    assert {"observation.target_point", "observation.reference_point"} <= set(features)
     # the rounds count steps from each run's start: the recipe keeps the cumulative totals
     assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout
