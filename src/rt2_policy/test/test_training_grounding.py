@@ -65,18 +65,24 @@ def test_head_scores_image_tokens_and_checks_the_grid():
 COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30)}
 
 
+def _two_squares(rng: np.random.Generator):
+    """A 48 px image with a 12 px square of each colour in two random cells of a 4 × 4 grid,
+    and each square's centre ``(x, y)`` in 0..255 (pointing units), by colour."""
+    image = np.full((48, 48, 3), 40, np.uint8)
+    centres = {}
+    for colour, cell in zip(COLOURS, rng.choice(16, 2, replace=False), strict=True):
+        r, c = divmod(int(cell), 4)
+        image[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = COLOURS[colour]
+        centres[colour] = (c * 64 + 32, r * 64 + 32)
+    return image, centres
+
+
 def _pointing_data(n: int, seed: int = 0):
     """Two 12 px squares in a 48 px image; "point to the <colour> zebra" → its centre."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        image = np.full((48, 48, 3), 40, np.uint8)
-        cells = rng.choice(16, 2, replace=False)
-        centres = {}
-        for colour, cell in zip(COLOURS, cells, strict=True):
-            r, c = divmod(int(cell), 4)
-            image[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = COLOURS[colour]
-            centres[colour] = (c * 64 + 32, r * 64 + 32)
+        image, centres = _two_squares(rng)
         colour = list(COLOURS)[i % 2]
         x, y = centres[colour]
         rows.append({"image": image, "question": f"point to the {colour} zebra",
@@ -171,17 +177,12 @@ def _two_object_frames(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     frames = []
     for i in range(n):
-        image = np.full((48, 48, 3), 40, np.uint8)
-        centres = {}
-        for colour, cell in zip(COLOURS, rng.choice(16, 2, replace=False), strict=True):
-            r, c = divmod(int(cell), 4)
-            image[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = COLOURS[colour]
-            centres[colour] = np.array([c * 64 + 32, r * 64 + 32], np.float32)
+        image, centres = _two_squares(rng)
         target, reference = list(COLOURS) if i % 2 else list(COLOURS)[::-1]
         frames.append({"image": image, "action": np.zeros(8, np.float32),
                        "task": f"move the {target} zebra near the {reference} zebra",
-                       TARGET_POINT_KEY: centres[target],
-                       REFERENCE_POINT_KEY: centres[reference]})
+                       TARGET_POINT_KEY: np.array(centres[target], np.float32),
+                       REFERENCE_POINT_KEY: np.array(centres[reference], np.float32)})
     return frames
 
 

@@ -51,7 +51,6 @@ def test_generate_with_a_policy_writes_every_dagger_episode(tmp_path):
     assert np.all(actions[:, 7] < 0.5)  # the expert's label: open while approaching
 
 
-
 def test_two_object_tasks_record_the_reference_point(tmp_path):
     """Place (and move near) frames carry where the reference object is (the container here;
     :func:`rt2_sim.expert.reference_point`, checked against the segmentation in test_expert);

@@ -813,6 +813,8 @@ class Trainer:
         saved_at = -1
         # The budget covers the whole run: a resumed run gets what its earlier parts left.
         budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else float("inf")
+        grounding_weights = {prefix: getattr(cfg, field)
+                             for _key, _state, prefix, field in GROUNDING_LOSSES}
         if elapsed_before >= budget_s:
             log.info("time budget of %.1f min already spent at step %d", cfg.time_budget_min,
                      step)
@@ -826,11 +828,9 @@ class Trainer:
                 losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
                                                  action_ids, cfg.action_label_sigma)
                 loss = losses.mean()
-                weights = {prefix: getattr(cfg, field)
-                           for _key, _state, prefix, field in GROUNDING_LOSSES}
                 for prefix, (g_loss, g_ok, g_n) in self._grounding(hidden, batch).items():
                     if g_loss is not None:
-                        loss = loss + weights[prefix] * g_loss
+                        loss = loss + grounding_weights[prefix] * g_loss
                         window.add_grounding(prefix, float(g_loss.detach()), g_ok, g_n)
                 optimizer.zero_grad(set_to_none=True)
                 if not torch.isfinite(loss):
