@@ -7,7 +7,11 @@ or line up and push), and emits one RT-2 action per control step: ``[terminate, 
 radians per step), gripper 0 open … 1 closed. It emits ``terminate = 1`` as soon as the task's
 success check (:func:`rt2_sim.tasks.check_success`) holds. A grasp (release) is held only until
 the fingers grip (let go), so the next frame already shows the next phase and is labelled with
-it: two identical frames never carry different labels.
+it: two identical frames never carry different labels. For the same reason an object is let go
+at the carrying height, above its destination, and falls the last few centimetres: the
+expert never lowers a held object, so "holding, low" always means "lift" (with a descent to
+release, the frames of the lift and of the descent looked alike and a trained policy alternated
+between the two near the pick-up spot; README, "Train -> Status").
 
 Actions run exactly as the ROS loop runs the policy's: quantised to RT-2's 256 bins with
 :class:`rt2_policy.action_tokenizer.ActionTokenizer`, turned into a twist with
@@ -31,7 +35,7 @@ from rt2_policy.action_tokenizer import ActionBounds, ActionTokenizer
 from rt2_policy.servo_command import TwistLimits, action_to_twist, matrix_to_rotation_vector
 from rt2_sim.scene import BASE_FRAME
 from rt2_sim.simulation import ArmSimulation
-from rt2_sim.tasks import DIRECTIONS, OBJECT_SIZE, EpisodeSpec, check_success
+from rt2_sim.tasks import DIRECTIONS, EpisodeSpec, check_success
 
 #: Largest translation per step the expert commands, metres (0.24 m/s at 5 Hz).
 MAX_STEP = 0.048
@@ -39,8 +43,9 @@ MAX_STEP = 0.048
 KEEPALIVE_PERIOD = 0.02
 #: Tcp height above an object's centre when approaching it, metres.
 APPROACH_HEIGHT = 0.10
-#: Tcp height above the table while carrying an object, metres.
-CARRY_HEIGHT = 0.13
+#: Tcp height above the table while carrying an object (move near, place), metres; the object
+#: is released there, its bottom about 7.5 cm above the table.
+CARRY_HEIGHT = 0.10
 #: Finger joint speed below which a closed grasp has settled, m/s.
 FINGER_SETTLED_SPEED = 0.01
 #: Tcp height above the table while pushing (finger tips about 1 cm above it), metres.
@@ -117,7 +122,6 @@ class ScriptedExpert:
     def _plan(self) -> list[_Waypoint]:
         task = self.spec.task
         start = self.spec.initial_position(task.target)
-        rest_z = OBJECT_SIZE / 2
 
         def above(name: str, height: float) -> Callable[[], np.ndarray]:
             return lambda: self._position(name) + np.array([0.0, 0.0, height])
@@ -137,20 +141,19 @@ class ScriptedExpert:
                 away = start[:2] - reference[:2]
                 away /= max(np.linalg.norm(away), 1e-6)
                 dest_xy = reference[:2] + 0.065 * away
-                release_z = rest_z + 0.015
             else:
                 dest_xy = reference[:2]
-                release_z = rest_z + 0.03
+            # Lift straight up, carry level, open above the destination (no descent while
+            # holding: see the module docstring), then move up clear of the dropped object.
             return [
                 *grasp,
                 _Waypoint(lambda: np.array([*self._position(task.target)[:2], CARRY_HEIGHT]),
                           1.0, tolerance=0.02),
-                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 1.0, tolerance=0.015),
-                _Waypoint(lambda: np.array([*dest_xy, release_z]), 1.0, tolerance=0.008,
-                          max_step=0.025),
-                _Waypoint(lambda: np.array([*dest_xy, release_z]), 0.0, hold_steps=3,
+                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 1.0, tolerance=0.012),
+                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 0.0, hold_steps=3,
                           settled=lambda: self.sim.finger_contacts(task.target) == 0),
-                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 0.0, tolerance=0.02),
+                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT + 0.03]), 0.0,
+                          tolerance=0.02),
             ]
         if task.family == "push":
             d = np.array([*DIRECTIONS[task.direction], 0.0])
