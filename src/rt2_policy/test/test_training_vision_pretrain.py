@@ -14,7 +14,7 @@ from rt2_policy.training.vision_pretrain import main, pretrain_vision
 CLASSES = np.array(["background", "arm", "red", "blue"])
 
 
-def _labels(path, n=48, grid=6, seed=0):
+def _labels(path, n=48, grid=6, seed=0, classes=CLASSES):
     """96 px images with red/blue squares in random cells of a grid x grid layout."""
     rng = np.random.default_rng(seed)
     cell = 96 // grid
@@ -27,7 +27,7 @@ def _labels(path, n=48, grid=6, seed=0):
             images[i, r * cell + 4:r * cell + 12, c * cell + 4:c * cell + 12] = \
                 (220, 30, 30) if k == 2 else (30, 30, 220)
             labels[i, r, c] = k
-    np.savez(path, images=images, labels=labels, classes=CLASSES)
+    np.savez(path, images=images, labels=labels, classes=classes)
     return path
 
 
@@ -56,6 +56,9 @@ def test_grid_mismatch_and_cli(tmp_path, tiny_vla_dir, capsys):
     data = _labels(tmp_path / "labels8.npz", n=8, grid=8)  # the tiny VLA has 6 x 6 patches
     with pytest.raises(ValueError, match="36 cells"):
         pretrain_vision(tiny_vla_dir, data, tmp_path / "x", steps=1)
+    reordered = _labels(tmp_path / "reordered.npz", n=8, classes=CLASSES[[1, 0, 2, 3]])
+    with pytest.raises(ValueError, match="expected classes 'background', 'arm'"):
+        pretrain_vision(tiny_vla_dir, reordered, tmp_path / "z", steps=1)
     data = _labels(tmp_path / "labels.npz", n=8)
     assert main(["--model", str(tiny_vla_dir), "--data", str(data), "--output",
                  str(tmp_path / "cli"), "--steps", "2", "--batch-size", "4"]) == 0

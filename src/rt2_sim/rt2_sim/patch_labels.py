@@ -124,14 +124,16 @@ def generate(output: str | Path, scenes: int, seed: int = 0, split: str = "seen"
         image, *_ = source.next(seed, split)
         sim = source.task_simulation
         pixels = PixelClasses(sim)
-        images = np.zeros((scenes, *image.shape), np.uint8)
-        labels = np.zeros((scenes, grid, grid), np.int64)
-        for i in range(scenes):
-            if i:
-                image, *_ = source.next(seed + i, split)
-            images[i] = image
-            labels[i] = cell_labels(pixels(), grid)
-        pixels.close()
+        try:
+            images = np.zeros((scenes, *image.shape), np.uint8)
+            labels = np.zeros((scenes, grid, grid), np.int64)
+            for i in range(scenes):
+                if i:
+                    image, *_ = source.next(seed + i, split)
+                images[i] = image
+                labels[i] = cell_labels(pixels(), grid)
+        finally:
+            pixels.close()  # the segmentation renderer's GL context, also on an error
     finally:
         source.close()
     output = Path(output)

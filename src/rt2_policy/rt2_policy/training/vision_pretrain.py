@@ -81,7 +81,8 @@ def pretrain_vision(model_dir: str | Path, data: str | Path, output_dir: str | P
 
     Raises:
         ValueError: when the model has no supported vision tower or its patch grid does not
-            match the labels' grid, or on bad arguments.
+            match the labels' grid, when the classes do not start with background and arm,
+            or on bad arguments.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -95,6 +96,10 @@ def pretrain_vision(model_dir: str | Path, data: str | Path, output_dir: str | P
     arrays = np.load(data)
     labels = torch.as_tensor(arrays["labels"]).reshape(len(arrays["labels"]), -1)
     classes = [str(c) for c in arrays["classes"]]
+    if classes[:2] != ["background", "arm"] or len(classes) < 3:
+        # The background weight and the object accuracy below index the classes this way.
+        raise ValueError(f"data: expected classes 'background', 'arm', then object colours "
+                         f"(rt2_sim.patch_labels.CLASSES), got {classes[:3]}")
     pixels = pixel_values(processor, arrays["images"])
     with torch.no_grad():
         patches = vision(pixel_values=pixels[:1]).last_hidden_state.shape[1]
