@@ -11,7 +11,9 @@ it: two identical frames never carry different labels. For the same reason an ob
 at the carrying height, above its destination, and falls the last few centimetres: the
 expert never lowers a held object, so "holding, low" always means "lift" (with a descent to
 release, the frames of the lift and of the descent looked alike and a trained policy alternated
-between the two near the pick-up spot; README, "Train -> Status").
+between the two near the pick-up spot; README, "Train -> Status"). Relabelling a learned
+policy's states (DAgger), a held object above the carrying height is carried on level at
+that height (:data:`CARRY_BAND`), not lowered to it first.
 
 Actions run exactly as the ROS loop runs the policy's: quantised to RT-2's 256 bins with
 :class:`rt2_policy.action_tokenizer.ActionTokenizer`, turned into a twist with
@@ -46,6 +48,10 @@ APPROACH_HEIGHT = 0.10
 #: Tcp height above the table while carrying an object (move near, place), metres; the object
 #: is released there, its bottom about 7.5 cm above the table.
 CARRY_HEIGHT = 0.10
+#: Band above :data:`CARRY_HEIGHT`, metres: a tcp higher than ``CARRY_HEIGHT + CARRY_BAND``
+#: while holding (a learned policy that lifted further than the expert would, when relabelling
+#: for DAgger) carries the object on at its own height instead of lowering it.
+CARRY_BAND = 0.02
 #: Finger joint speed below which a closed grasp has settled, m/s.
 FINGER_SETTLED_SPEED = 0.01
 #: Tcp height above the table while pushing (finger tips about 1 cm above it), metres.
@@ -113,6 +119,18 @@ class ScriptedExpert:
     def _position(self, name: str) -> np.ndarray:
         return self.sim.object_positions()[name] - self._base()
 
+    def _tcp_height(self) -> float:
+        return float(self.sim.ee_pose()[0][2])
+
+    def _carry_height(self) -> float:
+        """Tcp height to carry and release at, metres: :data:`CARRY_HEIGHT`, or the tcp's own
+        height when it is more than :data:`CARRY_BAND` above it. The expert driving never gets
+        there; a learned policy that lifted higher (DAgger relabelling) is told to carry level,
+        not to lower the object first: "down while holding" was a label again (measured: the
+        model trained on such labels alternated +4.8 / -4.8 cm between 13 and 18 cm)."""
+        tcp_z = self._tcp_height()
+        return tcp_z if tcp_z > CARRY_HEIGHT + CARRY_BAND else CARRY_HEIGHT
+
     def _tcp_rotation(self) -> np.ndarray:
         x, y, z, w = self.sim.ee_pose()[1]
         matrix = np.zeros(9)
@@ -147,12 +165,15 @@ class ScriptedExpert:
             # holding: see the module docstring), then move up clear of the dropped object.
             return [
                 *grasp,
-                _Waypoint(lambda: np.array([*self._position(task.target)[:2], CARRY_HEIGHT]),
-                          1.0, tolerance=0.02),
-                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 1.0, tolerance=0.012),
-                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT]), 0.0, hold_steps=3,
+                _Waypoint(lambda: np.array([*self._position(task.target)[:2],
+                                            self._carry_height()]), 1.0, tolerance=0.02),
+                _Waypoint(lambda: np.array([*dest_xy, self._carry_height()]), 1.0,
+                          tolerance=0.012),
+                _Waypoint(lambda: np.array([*dest_xy, self._carry_height()]), 0.0,
+                          hold_steps=3,
                           settled=lambda: self.sim.finger_contacts(task.target) == 0),
-                _Waypoint(lambda: np.array([*dest_xy, CARRY_HEIGHT + 0.03]), 0.0,
+                _Waypoint(lambda: np.array([*dest_xy, max(CARRY_HEIGHT + 0.03,
+                                                          self._tcp_height())]), 0.0,
                           tolerance=0.02),
             ]
         if task.family == "push":
