@@ -200,3 +200,33 @@ def test_gripper_state_prompt_from_the_finger_joints(tiny_vla_parts, tiny_vla_di
                            gripper_state_indices=(9,))
     with pytest.raises(ValueError, match="gripper_state_indices: expected positions < 9"):
         short.encode_robot(frame)
+
+
+@pytest.mark.parametrize(("fingers", "closes", "expected"), [
+    (0.02, 1.0, (200, 90)),    # closed on the object (state 0.5), carrying it: the reference
+    (0.04, 1.0, (40, 60)),     # open, closing now (the grasp): still the target
+    (0.02, 0.0, (40, 60)),     # holding, but the action opens (the release): the target
+    (0.0, 1.0, (40, 60)),      # closed on nothing (state 1.0): the target
+])
+def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
+        tiny_vla_parts, tiny_vla_dir, fingers, closes, expected):
+    _model, processor = tiny_vla_parts
+    goal = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                          gripper_state_indices=(7, 8), grounding_point="goal")
+    action = ACTION.copy()
+    action[7] = closes
+    frame = {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
+             "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
+             "observation.target_point": np.array([40.0, 60.0], np.float32),
+             "observation.reference_point": np.array([200.0, 90.0], np.float32)}
+    enc = goal.encode_robot(frame)
+    assert enc.point == expected and enc.reference_point == (200, 90)
+    # pick and push frames have no reference (-1 -1): the target, whatever the gripper does
+    no_reference = {**frame, "observation.reference_point": np.array([-1.0, -1.0], np.float32)}
+    assert goal.encode_robot(no_reference).point == (40, 60)
+    # the default grounds the target always
+    target = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                            gripper_state_indices=(7, 8))
+    assert target.encode_robot(frame).point == (40, 60)
+    with pytest.raises(ValueError, match="grounding_point: expected one of"):
+        ExampleEncoder(processor, *load_action_config(tiny_vla_dir), grounding_point="both")

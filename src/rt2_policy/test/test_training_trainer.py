@@ -276,6 +276,7 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
     ({"tiny": {"image_position": "middle"}}, "image_position: expected 'prefix' or 'suffix'"),
     ({"gripper_state_indices": (7, -1)}, "gripper_state_indices: expected a sequence of ints >= 0"),
     ({"gripper_open_position": 0.0}, "gripper_open_position: expected metres > 0"),
+    ({"grounding_point": "reference"}, "grounding_point: expected one of ('target', 'goal')"),
 ])
 def test_config_validation(overrides, message):
     values = {"robot_datasets": ("x",), **overrides}

@@ -51,6 +51,7 @@ from rt2_policy.prompts import (  # noqa: E402
 )
 from rt2_policy.proprioception import PANDA_FINGER_OPEN_POSITION, gripper_state  # noqa: E402
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
+from rt2_policy.training.config import GROUNDING_POINTS  # noqa: E402
 from rt2_policy.training.cot import choose_plan  # noqa: E402
 from rt2_policy.training.grounding import answer_point  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
@@ -120,6 +121,12 @@ class EncodedExample:
         return int(self.prompt_ids.nbytes + sum(t.nbytes for t in self.images.values()))
 
 
+#: Gripper states (0 open .. 1 closed, :func:`rt2_policy.proprioception.gripper_state`) of
+#: fingers closed on an object: a Franka Hand on rt2_sim's 3-5 cm objects reads 0.4-0.6;
+#: closed on nothing, 1.0.
+HOLDING_STATE = (0.2, 0.9)
+
+
 class ExampleEncoder:
     """Encode robot / VQA examples for one checkpoint's processor and action token mapping.
 
@@ -135,17 +142,27 @@ class ExampleEncoder:
         gripper_state_indices: positions of the finger joints (metres) in a robot frame's
             ``observation.state``; when non-empty the action prompt carries the gripper state
             (:func:`rt2_policy.proprioception.gripper_state` with ``gripper_open_position``).
+        grounding_point: ``"target"``: a robot frame's ``point`` is its target point;
+            ``"goal"``: the reference point instead while the target is held (the action
+            closes the gripper and, with ``gripper_state_indices``, the fingers are between
+            :data:`HOLDING_STATE` bounds: on something, not closed on nothing), so the pointer
+            follows what the arm moves towards (the target, then where it goes).
 
     Raises:
-        ValueError: when the processor has no tokenizer or the mapping and tokenizer disagree on
-            the number of bins.
+        ValueError: when the processor has no tokenizer, the mapping and tokenizer disagree on
+            the number of bins, or ``grounding_point`` is not one of
+            :data:`rt2_policy.training.config.GROUNDING_POINTS`.
     """
 
     def __init__(self, processor: Any, action_tokenizer: ActionTokenizer,
                  token_mapping: ActionTokenMapping,
                  plans: Mapping[str, str] | None = None, image_position: str = "prefix",
                  gripper_state_indices: Sequence[int] = (),
-                 gripper_open_position: float = PANDA_FINGER_OPEN_POSITION) -> None:
+                 gripper_open_position: float = PANDA_FINGER_OPEN_POSITION,
+                 grounding_point: str = "target") -> None:
+        if grounding_point not in GROUNDING_POINTS:
+            raise ValueError(f"grounding_point: expected one of {GROUNDING_POINTS}, got "
+                             f"{grounding_point!r}")
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("processor: expected a .tokenizer attribute, got none")
@@ -168,6 +185,7 @@ class ExampleEncoder:
         self.plans = dict(plans or {})
         self.gripper_state_indices = tuple(int(i) for i in gripper_state_indices)
         self.gripper_open_position = float(gripper_open_position)
+        self.grounding_point = grounding_point
 
     # ------------------------------------------------------------------ pieces
     def text_ids(self, text: str) -> tuple[int, ...]:
@@ -242,10 +260,22 @@ class ExampleEncoder:
             plan["plan"] = example["plan"]
         elif plan["task"] in self.plans:
             plan["plan"] = self.plans[plan["task"]]
+        point = _target_point(example.get(TARGET_POINT_KEY))
+        reference = _target_point(example.get(REFERENCE_POINT_KEY))
+        if self.grounding_point == "goal" and reference is not None and self._holding(example):
+            point = reference
         return EncodedExample(KIND_ROBOT, prompt_ids, images,
                               self.action_ids(example["action"]), plan,
-                              point=_target_point(example.get(TARGET_POINT_KEY)),
-                              reference_point=_target_point(example.get(REFERENCE_POINT_KEY)))
+                              point=point, reference_point=reference)
+
+    def _holding(self, example: Mapping[str, Any]) -> bool:
+        """The frame's action keeps the gripper closed and (with ``gripper_state_indices``) the
+        fingers are on something: the target is being carried."""
+        action = np.asarray(example["action"], dtype=float).ravel()
+        if action.size < 8 or action[7] < 0.5:
+            return False
+        state = self.gripper_state_of(example)
+        return state is None or HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
 
     def gripper_state_of(self, example: Mapping[str, Any]) -> float | None:
         """The frame's gripper state for its prompt, or None when this encoder adds none.

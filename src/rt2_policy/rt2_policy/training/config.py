@@ -32,6 +32,8 @@ TOKEN_SCHEMES = ("", "integer_tokens", "least_used", "last_n")
 
 #: Learning-rate schedules after the linear warm-up.
 LR_SCHEDULES = ("cosine", "linear", "constant")
+#: What the pointer loss points at on robot frames (TrainingConfig.grounding_point).
+GROUNDING_POINTS = ("target", "goal")
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -218,6 +220,11 @@ class TrainConfig:
         "the target near, or the container; their observation.reference_point): an action "
         "needs to know where the target goes as much as where it is; needs the 'suffix' "
         "prompt layout; 0 = off", default=0.0)
+    grounding_point: str = _doc(
+        "what the pointer loss points at on robot frames: 'target' (the instructed object, "
+        "observation.target_point) or 'goal' (what the arm moves towards: the reference "
+        "object, observation.reference_point, while the target is held, i.e. the action closes "
+        "the gripper and the fingers hold something, else the target)", default="target")
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
     time_budget_min: float = _doc("stop (and save) after this many minutes of training, "
@@ -272,6 +279,8 @@ class TrainConfig:
                      "grounding_loss_weight", "reference_grounding_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
+        _check(self.grounding_point in GROUNDING_POINTS, "grounding_point",
+               f"one of {GROUNDING_POINTS}", self.grounding_point)
         indices = self.gripper_state_indices
         _check(isinstance(indices, Sequence) and not isinstance(indices, str)
                and all(_is_int(i) and i >= 0 for i in indices), "gripper_state_indices",

@@ -767,7 +767,8 @@ class Trainer:
         encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
                                  image_position=self.image_position,
                                  gripper_state_indices=cfg.gripper_state_indices,
-                                 gripper_open_position=cfg.gripper_open_position)
+                                 gripper_open_position=cfg.gripper_open_position,
+                                 grounding_point=cfg.grounding_point)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
