@@ -253,8 +253,10 @@ class ExampleEncoder:
         for key in ("image", "task", "action"):
             if key not in example:
                 raise ValueError(f"robot example: expected key {key!r}, got {sorted(example)}")
-        prompt_ids, images = self.encode_prompt(
-            example["image"], action_prompt(example["task"], self.gripper_state_of(example)))
+        state = self.gripper_state_of(example)
+        prompt_ids, images = self.encode_prompt(example["image"],
+                                                action_prompt(example["task"], state))
+        action_ids = self.action_ids(example["action"])  # validates the action's shape
         plan = {"task": str(example["task"])}
         if isinstance(example.get("plan"), str) and example["plan"].strip():
             plan["plan"] = example["plan"]
@@ -262,20 +264,11 @@ class ExampleEncoder:
             plan["plan"] = self.plans[plan["task"]]
         point = _target_point(example.get(TARGET_POINT_KEY))
         reference = _target_point(example.get(REFERENCE_POINT_KEY))
-        if self.grounding_point == "goal" and reference is not None and self._holding(example):
+        if (self.grounding_point == "goal" and reference is not None
+                and _carrying(float(np.asarray(example["action"], dtype=float)[7]), state)):
             point = reference
-        return EncodedExample(KIND_ROBOT, prompt_ids, images,
-                              self.action_ids(example["action"]), plan,
+        return EncodedExample(KIND_ROBOT, prompt_ids, images, action_ids, plan,
                               point=point, reference_point=reference)
-
-    def _holding(self, example: Mapping[str, Any]) -> bool:
-        """The frame's action keeps the gripper closed and (with ``gripper_state_indices``) the
-        fingers are on something: the target is being carried."""
-        action = np.asarray(example["action"], dtype=float).ravel()
-        if action.size < 8 or action[7] < 0.5:
-            return False
-        state = self.gripper_state_of(example)
-        return state is None or HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
 
     def gripper_state_of(self, example: Mapping[str, Any]) -> float | None:
         """The frame's gripper state for its prompt, or None when this encoder adds none.
@@ -320,6 +313,14 @@ class ExampleEncoder:
             return (*plan_prefix_ids(self.tokenizer, plan), *self.marker_ids,
                     *encoded.target_ids, *self.eos_ids)
         return (*encoded.target_ids, *self.eos_ids)
+
+
+def _carrying(gripper_command: float, state: float | None) -> bool:
+    """The action keeps the gripper closed and (when the encoder reads the gripper ``state``)
+    the fingers are on something, :data:`HOLDING_STATE`: the target is being carried."""
+    if gripper_command < 0.5:
+        return False
+    return state is None or HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
 
 
 def _target_point(value: Any) -> tuple[int, int] | None:
