@@ -28,7 +28,8 @@ def raw_rate(model_path: str, seconds: float, threads: int) -> tuple[float, int]
     torch.set_num_threads(threads)
     policy = VLAPolicy.from_pretrained(model_path)
     size = policy.image_size or 224
-    obs = Observation(image(0, size), "pick up the red cube", gripper_state=0.0)
+    obs = Observation(image(0, size), "pick up the red cube", gripper_state=0.0,
+                      tcp_position=(0.3, 0.0, 0.5))
     rate, _ = rate_for(lambda: policy.infer(obs), seconds)
     return rate, size
 

@@ -75,7 +75,8 @@ def robots(uri: str, count: int, seconds: float, size: int) -> dict:
     config = ClientConfig(uri=uri, request_timeout=30.0, connect_timeout=30.0)
     clients = [RemotePolicy(config, require_connection=True) for _ in range(count)]
     observations = [Observation(image(i, size), INSTRUCTIONS[i % len(INSTRUCTIONS)],
-                                gripper_state=0.0) for i in range(count)]
+                                gripper_state=0.0, tcp_position=(0.3, 0.0, 0.5))
+                    for i in range(count)]
     for c, o in zip(clients, observations, strict=True):  # warm connections
         c.infer(o)
     latencies: list[list[float]] = [[] for _ in range(count)]
@@ -118,7 +119,8 @@ def local_latency(model_path: str, seconds: float, threads: int) -> tuple[float,
     torch.set_num_threads(threads)
     policy = VLAPolicy.from_pretrained(model_path)
     size = policy.image_size or 224
-    obs = Observation(image(0, size), INSTRUCTIONS[0], gripper_state=0.0)
+    obs = Observation(image(0, size), INSTRUCTIONS[0], gripper_state=0.0,
+                      tcp_position=(0.3, 0.0, 0.5))
     _, durations = rate_for(lambda: policy.infer(obs), seconds)
     return percentile_ms(durations, 50), size
 

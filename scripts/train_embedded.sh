@@ -62,7 +62,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    cannot show whether the fingers hold the object (README, "Train -> Status").
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
-        --gripper-state-indices 7 8
+        --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
         --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")

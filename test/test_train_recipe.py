@@ -47,14 +47,17 @@ def test_recipe_chains_every_stage(tmp_path):
         config = json.loads((runs / run / "config.json").read_text())
         assert config["robot_datasets"] == [str(data / "demos"), str(data / "dagger1")]
         assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
-        # every model reads the gripper state (finger joints 7, 8 of observation.state)
+        # every model reads the gripper state (finger joints 7, 8 of observation.state) and the
+        # tcp position (forward kinematics of the arm joints 0-6)
         assert config["gripper_state_indices"] == [7, 8]
+        assert config["tcp_position_indices"] == list(range(7))
         # the target pointer only: the reference pointer did not help (README, Status item 10)
         assert config["reference_grounding_loss_weight"] == 0.0
         state = torch.load(Path(summary["checkpoint"]) / "training_state.pt", weights_only=True)
         assert "grounding_head" in state and "reference_head" not in state
         action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
-        assert json.loads(action_config.read_text())["prompt"]["gripper_state"] is True
+        prompt = json.loads(action_config.read_text())["prompt"]
+        assert prompt["gripper_state"] is True and prompt["tcp_position"] is True
     # the demonstrations still record both points (for --reference-grounding-loss-weight)
     features = json.loads((data / "demos" / "meta" / "info.json").read_text())["features"]
     assert {"observation.target_point", "observation.reference_point"} <= set(features)

@@ -21,6 +21,10 @@ Safety defaults (README "Run it on your robot"):
 Gripper state: models trained with it read the finger closure from joint_states_topic; the
 defaults are the Franka Hand's (panda_finger_joint1/2, 0.04 m open). An FR3 names its fingers
 differently: gripper_joints:=fr3_finger_joint1,fr3_finger_joint2 (gripper_open_position:=0.04).
+Tcp position: models trained with it read the tool centre point, from Franka Panda forward
+kinematics of arm_joints (panda_joint1..7; an FR3, same Denavit-Hartenberg parameters:
+arm_joints:=fr3_joint1,...,fr3_joint7) plus tcp_offset along the flange z axis: 0.13 m is
+rt2_sim's long-fingered hand; a real Franka Hand's panda_hand_tcp is tcp_offset:=0.1034.
 
 The MoveIt config package (moveit_config_package, robot_name, urdf_file) provides the robot
 description, SRDF, kinematics, joint limits and the controllers moveit_py executes with; the

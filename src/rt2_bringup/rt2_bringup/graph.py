@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass, field
 
 from rt2_policy.proprioception import (
+    PANDA_ARM_JOINTS,
     PANDA_FINGER_JOINTS,
     PANDA_FINGER_OPEN_POSITION,
+    PANDA_TCP_OFFSET,
     joint_names,
 )
 
@@ -85,6 +87,11 @@ class EmbeddedGraphConfig:
             metres, 0 = closed), distinct and non-empty; e.g. ``fr3_finger_joint1/2`` on an FR3.
         gripper_open_position: one finger's joint position when the gripper is fully open,
             metres, in :data:`GRIPPER_OPEN_POSITION_RANGE`.
+        arm_joints: the 7 arm joint names in ``joint_states_topic``, base to flange (radians);
+            tcp-position models read the tool centre point from their forward kinematics
+            (:func:`rt2_policy.proprioception.panda_tcp_position`).
+        tcp_offset: flange to tool centre point along the flange z axis, metres, in [0, 1]
+            (rt2_sim's Panda 0.13; franka_description's ``panda_hand_tcp`` 0.1034).
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -108,6 +115,8 @@ class EmbeddedGraphConfig:
     joint_states_topic: str = TOPICS["joint_states"]
     gripper_joints: tuple[str, ...] = PANDA_FINGER_JOINTS
     gripper_open_position: float = PANDA_FINGER_OPEN_POSITION
+    arm_joints: tuple[str, ...] = PANDA_ARM_JOINTS
+    tcp_offset: float = PANDA_TCP_OFFSET
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "scripted", "remote"):
@@ -135,6 +144,14 @@ class EmbeddedGraphConfig:
                 and math.isfinite(opening) and low <= opening <= high):
             raise ValueError(f"gripper_open_position: expected a number in [{low}, {high}] m, "
                              f"got {opening!r}")
+        arm = joint_names("arm_joints", self.arm_joints)
+        if len(arm) != 7:
+            raise ValueError(f"arm_joints: expected the 7 arm joints, got {list(arm)}")
+        object.__setattr__(self, "arm_joints", arm)
+        offset = self.tcp_offset
+        if not (isinstance(offset, int | float) and not isinstance(offset, bool)
+                and math.isfinite(offset) and 0.0 <= offset <= 1.0):
+            raise ValueError(f"tcp_offset: expected a number in [0, 1] m, got {offset!r}")
 
 
 def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
@@ -154,6 +171,8 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "joint_states_topic": config.joint_states_topic,
         "gripper_joints": list(config.gripper_joints),
         "gripper_open_position": float(config.gripper_open_position),
+        "arm_joints": list(config.arm_joints),
+        "tcp_offset": float(config.tcp_offset),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],

@@ -18,7 +18,12 @@ from collections.abc import Mapping
 
 from rt2_bringup.graph import TOPICS, EmbeddedGraphConfig, NodeSpec
 from rt2_bringup.moveit_graph import READY_NODE, BringupGraph, IncludeSpec
-from rt2_policy.proprioception import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION
+from rt2_policy.proprioception import (
+    PANDA_ARM_JOINTS,
+    PANDA_FINGER_JOINTS,
+    PANDA_FINGER_OPEN_POSITION,
+    PANDA_TCP_OFFSET,
+)
 
 #: Policy launch arguments shared by sim.launch.py and robot.launch.py: name -> (default, text).
 POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
@@ -38,6 +43,11 @@ POLICY_ARGUMENTS: dict[str, tuple[str, str]] = {
                        "e.g. gripper_joints:=fr3_finger_joint1,fr3_finger_joint2 on an FR3"),
     "gripper_open_position": (str(PANDA_FINGER_OPEN_POSITION), "one finger's joint position "
                               "when the gripper is fully open, m (Franka Hand: 0.04)"),
+    "arm_joints": (",".join(PANDA_ARM_JOINTS), "the 7 arm joint names in joint_states_topic, "
+                   "base to flange, comma-separated (tcp-position models read the tool centre "
+                   "point from their Franka Panda forward kinematics)"),
+    "tcp_offset": (str(PANDA_TCP_OFFSET), "flange to tool centre point along the flange z axis, "
+                   "m (rt2_sim's Panda: 0.13; franka_description panda_hand_tcp: 0.1034)"),
     "instruction": ("", "optional: an instruction sent (ExecuteInstruction action) once the "
                     "graph is up, e.g. instruction:='pick up the red cube'"),
     "rviz": ("false", "start RViz with rt2_bringup/config/rt2.rviz"),
@@ -61,6 +71,11 @@ def policy_config(values: Mapping[str, str], **overrides) -> EmbeddedGraphConfig
     except ValueError:
         raise ValueError(f"gripper_open_position: expected a number (m), got "
                          f"{values['gripper_open_position']!r}") from None
+    try:
+        tcp_offset = float(values["tcp_offset"])
+    except ValueError:
+        raise ValueError(f"tcp_offset: expected a number (m), got "
+                         f"{values['tcp_offset']!r}") from None
     model_path = values["model_path"] or (shipped_model() if values["backend"] == "local" else "")
     return EmbeddedGraphConfig(backend=values["backend"], model_path=model_path,
                                device=values["device"], control_rate=rate,
@@ -68,7 +83,9 @@ def policy_config(values: Mapping[str, str], **overrides) -> EmbeddedGraphConfig
                                joint_states_topic=values["joint_states_topic"],
                                gripper_joints=joint_names(values["gripper_joints"],
                                                           "gripper_joints"),
-                               gripper_open_position=opening, **overrides)
+                               gripper_open_position=opening,
+                               arm_joints=joint_names(values["arm_joints"], "arm_joints"),
+                               tcp_offset=tcp_offset, **overrides)
 
 
 def joint_names(text: str, name: str) -> tuple[str, ...]:

@@ -27,10 +27,13 @@ def test_policy_parameters_are_declared_by_the_node():
     assert not unknown, f"graph sets parameters the policy node does not declare: {unknown}"
     assert spec.parameters["twist_topic"] == "/servo_node/delta_twist_cmds"  # MoveIt Servo's name
     # The gripper-state inputs default to the node's own defaults, and share its range.
-    for name in ("joint_states_topic", "gripper_joints", "gripper_open_position"):
+    for name in ("joint_states_topic", "gripper_joints", "gripper_open_position",
+                 "arm_joints", "tcp_offset"):
         assert spec.parameters[name] == PARAMETERS[name][0], name
     (bounds,) = PARAMETERS["gripper_open_position"][1].floating_point_range
     assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
+    (bounds,) = PARAMETERS["tcp_offset"][1].floating_point_range
+    assert (bounds.from_value, bounds.to_value) == (0.0, 1.0)  # the config's own check
 
 
 def test_sim_topics_match_the_graph():
@@ -49,6 +52,9 @@ def test_embedded_policy_reads_the_sims_finger_joints():
     assert policy["joint_states_topic"] == TOPICS["joint_states"]
     assert policy["gripper_joints"] == list(FINGER_JOINT_NAMES)
     assert policy["gripper_open_position"] == 0.04  # the MuJoCo Panda's finger range, m
+    from rt2_sim.scene import ARM_JOINT_NAMES, TCP_OFFSET
+    assert policy["arm_joints"] == list(ARM_JOINT_NAMES)
+    assert policy["tcp_offset"] == TCP_OFFSET  # the sim's tcp site past the flange, m
 
 
 def test_gripper_settings_reach_the_policy_node():
@@ -64,6 +70,11 @@ def test_gripper_settings_reach_the_policy_node():
     assert policy_node(EmbeddedGraphConfig(backend="scripted",
                                            gripper_open_position=1)).parameters[
         "gripper_open_position"] == 1.0  # a double parameter, even from an int
+    fr3 = [f"fr3_joint{i}" for i in range(1, 8)]
+    policy = policy_node(EmbeddedGraphConfig(backend="scripted", arm_joints=fr3,
+                                             tcp_offset=0)).parameters
+    assert policy["arm_joints"] == fr3 and policy["tcp_offset"] == 0.0
+    assert type(policy["tcp_offset"]) is float
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -80,6 +91,12 @@ def test_gripper_settings_reach_the_policy_node():
     ({"gripper_open_position": float("inf")}, "gripper_open_position: expected a number in"),
     ({"gripper_open_position": "0.04"}, "gripper_open_position: expected a number in"),
     ({"gripper_open_position": True}, "gripper_open_position: expected a number in"),
+    ({"arm_joints": tuple(f"j{i}" for i in range(6))}, "arm_joints: expected the 7 arm joints"),
+    ({"arm_joints": ("j",) * 7}, "arm_joints: expected distinct joint names"),
+    ({"tcp_offset": -0.01}, "tcp_offset: expected a number in"),
+    ({"tcp_offset": 1.5}, "tcp_offset: expected a number in"),
+    ({"tcp_offset": float("nan")}, "tcp_offset: expected a number in"),
+    ({"tcp_offset": "0.13"}, "tcp_offset: expected a number in"),
 ])
 def test_gripper_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=f"{message}.*got"):

@@ -223,6 +223,21 @@ def test_gripper_arguments_default_to_the_policy_nodes_defaults(launch_standin, 
     assert policy["joint_states_topic"] == "/joint_states"
     assert policy["gripper_joints"] == list(PANDA_FINGER_JOINTS)
     assert policy["gripper_open_position"] == PANDA_FINGER_OPEN_POSITION
+    assert declared["arm_joints"]["description"] and declared["tcp_offset"]["description"]
+    assert policy["arm_joints"] == [f"panda_joint{i}" for i in range(1, 8)]
+    assert policy["tcp_offset"] == 0.13
+
+
+@pytest.mark.parametrize("launch_file,selector", POLICY_GRAPHS, ids=GRAPH_IDS)
+def test_tcp_arguments_reach_the_policy_node(launch_standin, launch_file, selector):
+    fr3 = ",".join(f"fr3_joint{i}" for i in range(1, 8))
+    policy = policy_parameters(launch_standin, launch_file, **selector, arm_joints=fr3,
+                               tcp_offset="0.1034")
+    assert policy["arm_joints"] == fr3.split(",") and policy["tcp_offset"] == 0.1034
+    with pytest.raises(ValueError, match="tcp_offset: expected a number \\(m\\)"):
+        policy_parameters(launch_standin, launch_file, **selector, tcp_offset="long")
+    with pytest.raises(ValueError, match="arm_joints: expected the 7 arm joints"):
+        policy_parameters(launch_standin, launch_file, **selector, arm_joints="j1,j2")
 
 
 @pytest.mark.parametrize("launch_file,selector", POLICY_GRAPHS, ids=GRAPH_IDS)

@@ -47,10 +47,15 @@ class Observation:
             when closed on an object), the scale of :attr:`RobotAction.gripper`; from the finger
             joints (:mod:`rt2_policy.proprioception`). Models trained with it need it
             (:func:`rt2_policy.prompts.action_prompt`); others ignore it.
+        tcp_position: optional tool centre point position ``(x, y, z)``, metres, in the arm's
+            base frame (``panda_link0``; REP 103 axes, REP 105 base frame), e.g. by forward
+            kinematics of ``/joint_states`` (:func:`rt2_policy.proprioception.
+            panda_tcp_position`); models trained with it need it, others ignore it. Stored as a
+            float64 array of shape (3,).
 
     Raises:
-        ValueError: on a wrong image shape or dtype, an empty instruction, or a gripper state
-            that is not a number in [0, 1].
+        ValueError: on a wrong image shape or dtype, an empty instruction, a gripper state
+            that is not a number in [0, 1], or a tcp position that is not 3 finite numbers.
     """
 
     image: np.ndarray
@@ -58,6 +63,7 @@ class Observation:
     stamp: float = 0.0
     joint_positions: np.ndarray | None = None
     gripper_state: float | None = None
+    tcp_position: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         img = self.image
@@ -75,6 +81,17 @@ class Observation:
         if state is not None and (isinstance(state, bool) or not isinstance(state, numbers.Real)
                                   or not 0.0 <= state <= 1.0):
             raise ValueError(f"gripper_state: expected None or a number in [0, 1], got {state!r}")
+        if self.tcp_position is not None:
+            try:
+                raw = np.asarray(self.tcp_position)
+            except (TypeError, ValueError):  # ragged sequences
+                raw = np.array([None])
+            numeric = raw.dtype.kind in "iuf"  # no strings, bools or objects
+            tcp = raw.astype(np.float64).ravel() if numeric else np.array([np.nan])
+            if tcp.shape != (3,) or not np.all(np.isfinite(tcp)):
+                raise ValueError(f"tcp_position: expected None or 3 finite metres (x, y, z), "
+                                 f"got {self.tcp_position!r}")
+            object.__setattr__(self, "tcp_position", tcp)
 
 
 @dataclass(frozen=True)

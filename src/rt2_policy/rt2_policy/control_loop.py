@@ -86,6 +86,21 @@ class GripperReading:
 
 
 @dataclass(frozen=True)
+class TcpReading:
+    """The latest tool centre point position as the node stored it (forward kinematics of the
+    arm joints in ``sensor_msgs/JointState``).
+
+    Attributes:
+        stamp: the joint-state header stamp, seconds on the node's clock.
+        position: ``(x, y, z)`` in the arm's base frame, metres, shape (3,)
+            (:func:`rt2_policy.proprioception.panda_tcp_position`).
+    """
+
+    stamp: float
+    position: np.ndarray
+
+
+@dataclass(frozen=True)
 class StepResult:
     """What one control step produced.
 
@@ -114,11 +129,12 @@ class ControlLoop:
         self.config = config
 
     def step(self, episode: Episode, frame: Frame | None, now: float,
-             gripper: GripperReading | None = None) -> StepResult:
+             gripper: GripperReading | None = None,
+             tcp: TcpReading | None = None) -> StepResult:
         """Run one control step at time ``now`` (seconds, same clock as ``frame.stamp``).
 
-        ``gripper`` goes into the observation when it is at most ``max_image_age`` old; a model
-        that needs the gripper state and gets none fails its step, which holds the arm.
+        ``gripper`` and ``tcp`` go into the observation when at most ``max_image_age`` old; a
+        model that needs either and gets none fails its step, which holds the arm.
         """
         if episode.check_limits(now):
             return StepResult(Twist.zero(), finished=True)
@@ -131,11 +147,15 @@ class ControlLoop:
                 f"(max_image_age {self.config.max_image_age:.2f} s)", now)
         try:
             fresh = gripper is not None and now - gripper.stamp <= self.config.max_image_age
+            tcp_fresh = tcp is not None and now - tcp.stamp <= self.config.max_image_age
             observation = Observation(image=frame.to_rgb(), instruction=episode.instruction,
                                       stamp=frame.stamp,
-                                      gripper_state=gripper.state if fresh else None)
+                                      gripper_state=gripper.state if fresh else None,
+                                      tcp_position=tcp.position if tcp_fresh else None)
         except ValueError as exc:
-            return self._fault(episode, f"bad camera frame: {exc}", now)
+            what = "bad proprioception" if str(exc).startswith("tcp_position") else \
+                "bad camera frame"
+            return self._fault(episode, f"{what}: {exc}", now)
         start = time.perf_counter()
         try:
             action = self.policy.infer(observation)

@@ -9,6 +9,9 @@ Interfaces (defaults; all names are parameters):
                 ``/rt2/instruction``         std_msgs/String (starts or replaces an episode;
                                              an empty string stops the arm)
                 ``/rt2/estop``               std_msgs/Bool (true: e-stop, see rt2_policy.safety)
+                ``/joint_states``            sensor_msgs/JointState (sensor-data QoS): finger
+                                             joints -> gripper state, arm joints -> tcp
+                                             position, for models that read them
     publishes   ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped, at ``keepalive_rate``
                 ``/rt2/gripper_command``     std_msgs/Float64 (0 open … 1 closed)
                 ``/rt2/action``              rt2_msgs/RT2Action, one per policy step
@@ -72,15 +75,19 @@ from rt2_policy.control_loop import (  # noqa: E402
     Frame,
     GripperReading,
     StepResult,
+    TcpReading,
 )
 from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome  # noqa: E402
 from rt2_policy.high_rate_executor import HighRateExecutor  # noqa: E402
 from rt2_policy.image_conversion import image_msg_to_rgb  # noqa: E402
 from rt2_policy.policy_factory import BACKENDS, make_policy  # noqa: E402
 from rt2_policy.proprioception import (  # noqa: E402
+    PANDA_ARM_JOINTS,
     PANDA_FINGER_JOINTS,
     PANDA_FINGER_OPEN_POSITION,
+    PANDA_TCP_OFFSET,
     gripper_state_from_joint_state,
+    tcp_position_from_joint_state,
 )
 from rt2_policy.ros_parameters import float_range, int_range  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
@@ -147,10 +154,18 @@ PARAMETERS = {
         description="sensor_msgs/Image input", read_only=True)),
     "joint_states_topic": ("/joint_states", ParameterDescriptor(
         description="sensor_msgs/JointState input: the finger joints give the gripper state "
-                    "that gripper-state models read in their prompt", read_only=True)),
+                    "and the arm joints the tcp position that models trained with them read "
+                    "in their prompt", read_only=True)),
     "gripper_joints": (list(PANDA_FINGER_JOINTS), ParameterDescriptor(
         description="finger joint names in joint_states_topic (prismatic, metres, 0 = closed)",
         read_only=True)),
+    "arm_joints": (list(PANDA_ARM_JOINTS), ParameterDescriptor(
+        description="the 7 arm joint names in joint_states_topic, base to flange (radians): "
+                    "Franka Panda forward kinematics gives the tcp position that tcp-position "
+                    "models read in their prompt", read_only=True)),
+    "tcp_offset": (PANDA_TCP_OFFSET, float_range(
+        0.0, 1.0, "flange to tool centre point along the flange z axis, m (rt2_sim: 0.13; "
+        "franka_description panda_hand_tcp: 0.1034)", read_only=True)),
     "gripper_open_position": (PANDA_FINGER_OPEN_POSITION, float_range(
         0.001, 1.0, "one finger's joint position when the gripper is fully open, m",
         read_only=True)),
@@ -204,6 +219,7 @@ class PolicyNode(LifecycleNode):
         self._episode_feedback: queue.Queue | None = None
         self._frame: Frame | None = None
         self._gripper: GripperReading | None = None
+        self._tcp: TcpReading | None = None
         self._last_joint_log = -float("inf")
         self._active = False
         self._timers = []
@@ -257,6 +273,10 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().info(
                     f"the model reads the gripper state: finger joints "
                     f"{list(self._p('gripper_joints'))} on {self._p('joint_states_topic')}")
+            if getattr(self._policy, "metadata", {}).get("tcp_position"):
+                self.get_logger().info(
+                    f"the model reads the tcp position: arm joints {list(self._p('arm_joints'))}"
+                    f" on {self._p('joint_states_topic')}, tcp_offset {self._p('tcp_offset')} m")
         except (ValueError, OSError, RuntimeError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -272,6 +292,8 @@ class PolicyNode(LifecycleNode):
                                                     self._on_image, qos_profile_sensor_data)
         self._gripper_joints = tuple(self._p("gripper_joints"))
         self._gripper_open_position = float(self._p("gripper_open_position"))
+        self._arm_joints = tuple(self._p("arm_joints"))
+        self._tcp_offset = float(self._p("tcp_offset"))
         self._joint_sub = self._high_rate.subscribe(JointState, self._p("joint_states_topic"),
                                                     self._on_joint_state, qos_profile_sensor_data)
         self._entities = [
@@ -449,15 +471,19 @@ class PolicyNode(LifecycleNode):
         try:
             state = gripper_state_from_joint_state(
                 msg.name, msg.position, self._gripper_joints, self._gripper_open_position)
+            tcp = tcp_position_from_joint_state(msg.name, msg.position, self._arm_joints,
+                                                self._tcp_offset)
         except ValueError as exc:  # NaN positions, mismatched lengths: keep the last good one
             now = time.monotonic()
             if now - self._last_joint_log > 5.0:
                 self._last_joint_log = now
                 self.get_logger().warning(f"joint state ignored: {exc}")
             return
+        stamp = stamp_seconds(msg.header.stamp) or self._now()
         if state is not None:  # a message without the finger joints (e.g. the arm's own)
-            stamp = stamp_seconds(msg.header.stamp) or self._now()
             self._gripper = GripperReading(stamp=stamp, state=state)
+        if tcp is not None:  # a message without all arm joints (e.g. the hand's own)
+            self._tcp = TcpReading(stamp=stamp, position=tcp)
 
     def _on_instruction(self, msg: String) -> None:
         if not self._active:
@@ -619,7 +645,8 @@ class PolicyNode(LifecycleNode):
         if episode is None or not episode.is_active() or self._loop is None:
             return
         now = self._now()
-        result: StepResult = self._loop.step(episode, self._frame, now, self._gripper)
+        result: StepResult = self._loop.step(episode, self._frame, now, self._gripper,
+                                             self._tcp)
         with self._lock:
             if result.twist.is_zero() or result.finished:
                 self._hold.stop()

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 #: RT-2 §3.2 action prompt; ``{instruction}`` is the normalised task.
 ACTION_PROMPT_TEMPLATE = "Q: what action should the robot take to {instruction}? A:"
@@ -75,20 +79,60 @@ def instruction_with_gripper_state(instruction: str, gripper_state: float) -> st
     return f"{normalize_instruction(instruction)}, gripper {gripper_state_bin(gripper_state)}"
 
 
-def action_prompt(instruction: str, gripper_state: float | None = None) -> str:
+#: Box the tcp position is binned over, per axis ``(low, high)`` in metres, in the arm's base
+#: frame (``panda_link0``, REP 103 axes): 256 bins of 3.9 mm per axis, saturating outside.
+TCP_POSITION_BOUNDS = ((0.0, 1.0), (-0.5, 0.5), (-0.1, 0.9))
+
+
+def tcp_position_bins(tcp_position: Any,
+                      bounds: Sequence[Sequence[float]] = TCP_POSITION_BOUNDS
+                      ) -> tuple[int, int, int]:
+    """The tcp position as the three integers written into the prompt: per axis,
+    ``round((p - low) / (high - low) * 255)``, clipped to 0..255 (RT-2's 256 uniform bins, §3.2).
+
+    Args:
+        tcp_position: ``(x, y, z)`` of the tool centre point in the arm's base frame, metres
+            (:func:`rt2_policy.proprioception.panda_tcp_position`).
+        bounds: per axis ``(low, high)``, metres, low < high.
+
+    Raises:
+        ValueError: "expected 3 finite metres, got …", or on bad bounds.
+    """
+    try:
+        position = np.asarray(tcp_position, dtype=float).ravel()
+    except (TypeError, ValueError):
+        position = np.array([np.nan])
+    if position.shape != (3,) or not np.all(np.isfinite(position)):
+        raise ValueError(f"tcp_position: expected 3 finite metres (x, y, z), got "
+                         f"{tcp_position!r}")
+    box = np.asarray(bounds, dtype=float)
+    if box.shape != (3, 2) or not np.all(np.isfinite(box)) or not np.all(box[:, 0] < box[:, 1]):
+        raise ValueError(f"bounds: expected 3 finite (low, high) pairs with low < high, got "
+                         f"{bounds!r}")
+    scaled = (position - box[:, 0]) / (box[:, 1] - box[:, 0]) * (GRIPPER_STATE_BINS - 1)
+    return tuple(int(b) for b in np.clip(np.round(scaled), 0, GRIPPER_STATE_BINS - 1))
+
+
+def action_prompt(instruction: str, gripper_state: float | None = None,
+                  tcp_position: Any = None) -> str:
     """RT-2's action prompt (§3.2): ``"Q: what action should the robot take to {instruction}? A:"``.
 
     With ``gripper_state`` (for models trained with it, ``"prompt": {"gripper_state": true}`` in
     ``action_tokenizer_config.json``) the question carries the proprioception RT-2's single
     camera frame cannot show at low resolution, whether the fingers are closed (on the object):
-    ``"Q: what action should the robot take to pick up the red cube, gripper 96? A:"``.
+    ``"Q: what action should the robot take to pick up the red cube, gripper 96? A:"``. With
+    ``tcp_position`` (``"tcp_position": true``) it also carries where the tool centre point is,
+    binned by :func:`tcp_position_bins`: ``"…, gripper 96, tcp 120 131 33? A:"``.
 
     Raises:
         ValueError: on an empty or non-string instruction (see :func:`normalize_instruction`),
-            or a gripper state outside [0, 1].
+            a gripper state outside [0, 1] or a non-finite tcp position.
     """
     if gripper_state is not None:
         instruction = instruction_with_gripper_state(instruction, gripper_state)
+    if tcp_position is not None:
+        x, y, z = tcp_position_bins(tcp_position)
+        instruction = f"{normalize_instruction(instruction)}, tcp {x} {y} {z}"
     return ACTION_PROMPT_TEMPLATE.format(instruction=normalize_instruction(instruction))
 
 

@@ -80,3 +80,73 @@ def gripper_state_from_joint_state(names: Sequence[str], positions: Sequence[flo
     if not finger_joints or any(j not in index for j in finger_joints):
         return None
     return gripper_state([positions[index[j]] for j in finger_joints], open_position)
+
+
+# ---------------------------------------------------------------------------- tcp position
+#: The 7 arm joints of a Franka Panda (MoveIt's ``panda`` names), base to flange.
+PANDA_ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+#: Franka Panda kinematics as (a, d, alpha) per joint, metres and radians, in Craig's modified
+#: Denavit-Hartenberg convention (Franka Robotics, "Robot and interface specifications",
+#: Denavit-Hartenberg parameters), the joint zeros of ``franka_description`` / MoveIt; the last
+#: row is the flange (``panda_link8``), fixed.
+PANDA_DH = ((0.0, 0.333, 0.0), (0.0, 0.0, -math.pi / 2), (0.0, 0.316, math.pi / 2),
+            (0.0825, 0.0, math.pi / 2), (-0.0825, 0.384, -math.pi / 2), (0.0, 0.0, math.pi / 2),
+            (0.088, 0.0, math.pi / 2), (0.0, 0.107, 0.0))
+#: Distance from the flange to the tool centre point along the flange z axis, metres, of
+#: rt2_sim's Panda (hand origin on the flange, tcp 0.13 m further, between its long finger
+#: pads: ``rt2_sim.scene.TCP_OFFSET``). franka_description's ``panda_hand_tcp`` on a real Franka
+#: Hand is 0.1034 m.
+PANDA_TCP_OFFSET = 0.13
+
+
+def panda_tcp_position(joint_positions: Sequence[float] | np.ndarray,
+                       tcp_offset: float = PANDA_TCP_OFFSET) -> np.ndarray:
+    """Position of a Franka Panda's tool centre point in its base frame (forward kinematics).
+
+    Args:
+        joint_positions: ``panda_joint1..7`` positions, radians, shape (7,).
+        tcp_offset: flange to tcp along the flange z axis, metres, >= 0 (see
+            :data:`PANDA_TCP_OFFSET`).
+
+    Returns:
+        ``(x, y, z)`` of the tcp in ``panda_link0`` (REP 103 axes: x forward, z up), metres,
+        shape (3,), float64.
+
+    Raises:
+        ValueError: on a shape other than (7,), non-finite values or a bad ``tcp_offset``.
+    """
+    q = np.asarray(joint_positions, dtype=float).ravel()
+    if q.shape != (7,) or not np.all(np.isfinite(q)):
+        raise ValueError(f"joint_positions: expected 7 finite radians, got {joint_positions!r}")
+    if not (math.isfinite(tcp_offset) and tcp_offset >= 0.0):
+        raise ValueError(f"tcp_offset: expected metres >= 0, got {tcp_offset!r}")
+    transform = np.eye(4)
+    for (a, d, alpha), theta in zip(PANDA_DH, (*q, 0.0), strict=True):
+        ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
+        transform = transform @ np.array([[ct, -st, 0.0, a],
+                                          [st * ca, ct * ca, -sa, -d * sa],
+                                          [st * sa, ct * sa, ca, d * ca],
+                                          [0.0, 0.0, 0.0, 1.0]])
+    return transform[:3, 3] + tcp_offset * transform[:3, 2]
+
+
+def tcp_position_from_joint_state(names: Sequence[str], positions: Sequence[float],
+                                  arm_joints: Sequence[str] = PANDA_ARM_JOINTS,
+                                  tcp_offset: float = PANDA_TCP_OFFSET) -> np.ndarray | None:
+    """:func:`panda_tcp_position` of the ``arm_joints`` in one ``sensor_msgs/JointState``;
+    ``None`` when the message does not carry all 7 of them.
+
+    Raises:
+        ValueError: when ``names`` and ``positions`` differ in length, ``arm_joints`` does not
+            name 7 joints, or as :func:`panda_tcp_position`.
+    """
+    if len(names) != len(positions):
+        raise ValueError(f"joint state: expected one position per name, got {len(names)} names "
+                         f"and {len(positions)} positions")
+    if len(arm_joints) != 7:
+        raise ValueError(f"arm_joints: expected the 7 arm joints, base to flange, got "
+                         f"{list(arm_joints)}")
+    index = {name: i for i, name in enumerate(names)}
+    if any(j not in index for j in arm_joints):
+        return None
+    return panda_tcp_position([positions[index[j]] for j in arm_joints], tcp_offset)

@@ -372,13 +372,15 @@ def token_counts(
 def save_action_config(
     directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping,
     image_position: str | None = None, gripper_state: bool | None = None,
+    tcp_position: bool | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
     ``image_position`` (``"prefix"``/``"suffix"``, see :func:`rt2_policy.prompts.with_image`)
     is stored as ``{"prompt": {"image_position": ...}}``, ``gripper_state`` (the action prompt
     carries the gripper state, :func:`rt2_policy.prompts.action_prompt`) as
-    ``{"prompt": {"gripper_state": ...}}``; None leaves that entry as it is.
+    ``{"prompt": {"gripper_state": ...}}``, ``tcp_position`` (it carries the tool centre
+    point's position) as ``{"prompt": {"tcp_position": ...}}``; None leaves that entry as it is.
 
     Raises:
         ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
@@ -400,6 +402,8 @@ def save_action_config(
         prompt["image_position"] = image_position
     if gripper_state is not None:
         prompt["gripper_state"] = bool(gripper_state)
+    if tcp_position is not None:
+        prompt["tcp_position"] = bool(tcp_position)
     if prompt:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["prompt"] = prompt
@@ -434,6 +438,20 @@ def load_gripper_state(directory: str | Path) -> bool:
     if not path.is_file():
         return False
     return stored_gripper_state(json.loads(path.read_text(encoding="utf-8")))
+
+
+def stored_tcp_position(data: dict) -> bool:
+    """Whether a loaded action config's model reads the tool centre point's position in its
+    action prompt (False when the ``"prompt"`` section or the entry is missing)."""
+    return bool((data.get("prompt") or {}).get("tcp_position", False))
+
+
+def load_tcp_position(directory: str | Path) -> bool:
+    """:func:`stored_tcp_position` of ``directory``'s action config (False without the file)."""
+    path = Path(directory) / ACTION_CONFIG_NAME
+    if not path.is_file():
+        return False
+    return stored_tcp_position(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_action_config(directory: str | Path) -> tuple[ActionTokenizer, ActionTokenMapping]:

@@ -61,6 +61,7 @@ from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
     stored_gripper_state,
     stored_image_position,
+    stored_tcp_position,
 )
 
 _DTYPES = {
@@ -139,6 +140,9 @@ class VLAPolicy:
         gripper_state: the model was trained with the gripper state in its action prompt
             (:func:`rt2_policy.prompts.action_prompt`; stored with the checkpoint): ``infer``
             then needs ``Observation.gripper_state``.
+        tcp_position: the model was trained with the tool centre point's position in its action
+            prompt (stored with the checkpoint): ``infer`` then needs
+            ``Observation.tcp_position``.
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -159,6 +163,7 @@ class VLAPolicy:
         max_plan_tokens: int = 24,
         image_position: str = "prefix",
         gripper_state: bool = False,
+        tcp_position: bool = False,
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -181,6 +186,7 @@ class VLAPolicy:
         check_image_position(image_position)
         self.image_position = image_position
         self.gripper_state = bool(gripper_state)
+        self.tcp_position = bool(tcp_position)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -273,7 +279,8 @@ class VLAPolicy:
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile, chain_of_thought=chain_of_thought,
                    image_position=stored_image_position(data),
-                   gripper_state=stored_gripper_state(data))
+                   gripper_state=stored_gripper_state(data),
+                   tcp_position=stored_tcp_position(data))
 
     # ------------------------------------------------------------------ helpers
     def _with_image(self, prompt: str) -> str:
@@ -322,12 +329,19 @@ class VLAPolicy:
                 "gripper state in its prompt; the node takes it from the finger joints on "
                 "/joint_states), got None"
             )
+        if self.tcp_position and observation.tcp_position is None:
+            raise ValueError(
+                "observation.tcp_position: expected 3 finite metres (this model reads the tool "
+                "centre point's position in its prompt; the node computes it from the arm "
+                "joints on /joint_states), got None"
+            )
         return observation
 
     def _action_prompt(self, observation: Observation) -> str:
         """The action prompt for ``observation``, with the gripper state if the model reads it."""
         state = observation.gripper_state if self.gripper_state else None
-        return self._with_image(action_prompt(observation.instruction, state))
+        tcp = observation.tcp_position if self.tcp_position else None
+        return self._with_image(action_prompt(observation.instruction, state, tcp))
 
     def _actions(self, token_ids: torch.Tensor, latency: float) -> list[RobotAction]:
         """``(B, 8)`` action token ids → B actions (``extra`` holds ids and raw decoded text)."""
@@ -488,9 +502,11 @@ class VLAPolicy:
             "dtype": str(self.dtype).removeprefix("torch."),
             "image_size": self.image_size,
             "prompt_template": ACTION_PROMPT_TEMPLATE.format(
-                instruction="{instruction}, gripper {gripper_state_bin}" if self.gripper_state
-                else "{instruction}"),
+                instruction="{instruction}"
+                + (", gripper {gripper_state_bin}" if self.gripper_state else "")
+                + (", tcp {x_bin} {y_bin} {z_bin}" if self.tcp_position else "")),
             "gripper_state": self.gripper_state,
+            "tcp_position": self.tcp_position,
             "action_space": {
                 "dims": list(ACTION_DIM_NAMES),
                 "num_bins": self.action_tokenizer.num_bins,

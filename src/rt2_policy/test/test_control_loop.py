@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from rt2_policy.contract import RobotAction
-from rt2_policy.control_loop import ControlConfig, ControlLoop, Frame, GripperReading
+from rt2_policy.control_loop import (
+    ControlConfig,
+    ControlLoop,
+    Frame,
+    GripperReading,
+    TcpReading,
+)
 from rt2_policy.episode import Episode, EpisodeLimits, EpisodeState, Outcome
 from rt2_policy.scripted_policy import ScriptedPolicy
 
@@ -142,3 +148,80 @@ def test_policy_that_needs_the_gripper_state_holds_without_it():
     last = loop.step(ep, _frame(1.1), now=1.1)
     assert last.finished and last.twist.is_zero()
     assert ep.snapshot().outcome == Outcome.ABORTED
+
+
+# ---------------------------------------------------------------------------- tcp position
+TCP = np.array([0.45, -0.1, 0.3])
+
+
+class _NeedsTcpPosition(ScriptedPolicy):
+    """Like a VLAPolicy trained with the tcp position: refuses an observation without it."""
+
+    def infer(self, observation):
+        if observation.tcp_position is None:
+            raise ValueError("observation.tcp_position: expected 3 finite metres, got None")
+        return super().infer(observation)
+
+
+def test_fresh_tcp_reading_reaches_the_policy():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    result = loop.step(ep, _frame(1.0), now=1.1, tcp=TcpReading(stamp=1.05, position=TCP))
+    assert result.fault is None
+    # exactly max_image_age old is still fresh; a list works like an array
+    loop.step(ep, _frame(1.2), now=1.5, tcp=TcpReading(stamp=1.0, position=[0.5, 0.0, 0.4]))
+    first, second = (o.tcp_position for o in loop.policy.observations)
+    assert isinstance(first, np.ndarray) and first.dtype == np.float64 and first.shape == (3,)
+    np.testing.assert_array_equal(first, TCP)
+    np.testing.assert_array_equal(second, [0.5, 0.0, 0.4])
+    assert [o.gripper_state for o in loop.policy.observations] == [None, None]
+
+
+def test_stale_or_missing_tcp_reading_gives_none():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    stale = loop.step(ep, _frame(2.0), now=2.1, tcp=TcpReading(stamp=1.0, position=TCP))
+    assert stale.fault is None  # a policy without the tcp runs on: only the tcp is dropped
+    loop.step(ep, _frame(2.2), now=2.3)  # no reading at all
+    loop.step(ep, _frame(2.4), now=2.5, tcp=None)
+    assert [o.tcp_position is None for o in loop.policy.observations] == [True, True, True]
+
+
+def test_gripper_and_tcp_readings_are_judged_each_on_its_own_stamp():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(), now=0.0)
+    loop.step(ep, _frame(2.0), now=2.1, gripper=GripperReading(stamp=2.05, state=0.75),
+              tcp=TcpReading(stamp=1.0, position=TCP))  # tcp stale
+    loop.step(ep, _frame(2.2), now=2.3, gripper=GripperReading(stamp=1.0, state=0.75),
+              tcp=TcpReading(stamp=2.25, position=TCP))  # gripper stale
+    loop.step(ep, _frame(2.4), now=2.5, gripper=GripperReading(stamp=2.45, state=0.25),
+              tcp=TcpReading(stamp=2.45, position=TCP))  # both fresh
+    observations = loop.policy.observations
+    assert [o.gripper_state for o in observations] == [0.75, None, 0.25]
+    assert observations[0].tcp_position is None
+    np.testing.assert_array_equal(observations[1].tcp_position, TCP)
+    np.testing.assert_array_equal(observations[2].tcp_position, TCP)
+
+
+def test_policy_that_needs_the_tcp_position_holds_without_it():
+    loop = ControlLoop(_NeedsTcpPosition([MOVE]), ControlConfig(control_rate=5.0))
+    ep = Episode("pick up the red cube", EpisodeLimits(max_consecutive_faults=3), now=0.0)
+    for now, reading in ((0.1, None), (0.3, TcpReading(stamp=0.3 - 0.6, position=TCP))):
+        held = loop.step(ep, _frame(now), now=now, tcp=reading)
+        assert held.twist.is_zero() and held.action is None
+        assert held.fault.startswith("policy failed: ") and "tcp_position" in held.fault
+        assert not held.finished and ep.snapshot().state == EpisodeState.HOLDING
+    moved = loop.step(ep, _frame(0.5), now=0.5, tcp=TcpReading(stamp=0.45, position=TCP))
+    assert moved.fault is None and not moved.twist.is_zero()
+    assert ep.snapshot().state == EpisodeState.RUNNING
+    assert len(loop.policy.observations) == 1
+
+
+def test_bad_tcp_reading_is_a_fault_not_a_crash():
+    loop = _loop([MOVE], max_image_age=0.5)
+    ep = Episode("pick up the red cube", EpisodeLimits(max_consecutive_faults=3), now=0.0)
+    bad = loop.step(ep, _frame(1.0), now=1.1,
+                    tcp=TcpReading(stamp=1.05, position=np.array([math.nan, 0.0, 0.4])))
+    assert bad.twist.is_zero() and bad.action is None
+    assert bad.fault.startswith("bad proprioception: tcp_position")
+    assert loop.policy.observations == []

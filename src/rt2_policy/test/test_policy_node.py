@@ -25,6 +25,7 @@ from rt2_msgs.msg import EpisodeStatus, RT2Action  # noqa: E402
 from rt2_policy import policy_node  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.policy_node import PolicyNode  # noqa: E402
+from rt2_policy.proprioception import panda_tcp_position  # noqa: E402
 from rt2_policy.ros_testing import RosHarness  # noqa: E402
 from rt2_policy.scripted_policy import ScriptedPolicy  # noqa: E402
 
@@ -274,12 +275,13 @@ def _publish_joint_states(probe: Probe, extra_bad: bool = False) -> None:
         if extra_bad:
             pub.publish(_joint_state(probe, ARM_JOINTS, [0.3] * 7))  # no finger joints
             pub.publish(_joint_state(probe, FINGER_JOINTS, [float("nan"), 0.01]))
+            pub.publish(_joint_state(probe, ARM_JOINTS, [0.3] * 6 + [float("nan")]))
             pub.publish(_joint_state(probe, FINGER_JOINTS, [0.04]))  # length mismatch
 
     probe.node.create_timer(0.05, tick)
 
 
-def test_joint_states_give_the_policy_the_gripper_state(harness, monkeypatch):
+def test_joint_states_give_the_policy_the_gripper_state_and_tcp_position(harness, monkeypatch):
     policy = ScriptedPolicy([MOVE])
     _use_policy(monkeypatch, policy)
     probe = Probe(harness)
@@ -293,6 +295,10 @@ def test_joint_states_give_the_policy_the_gripper_state(harness, monkeypatch):
         lambda: sum(o.gripper_state is not None for o in list(policy.observations)) >= 3, 15.0)
     states = [o.gripper_state for o in list(policy.observations)]
     assert all(s == pytest.approx(0.75) for s in states if s is not None), states
+    # the tcp from the arm joints' forward kinematics (parameters arm_joints, tcp_offset 0.13)
+    expected = panda_tcp_position([0.3] * 7, 0.13)
+    tcps = [o.tcp_position for o in list(policy.observations) if o.tcp_position is not None]
+    assert tcps and all(t == pytest.approx(expected) for t in tcps), tcps
 
 
 def test_bad_joint_states_are_ignored_and_the_last_good_reading_kept(harness, monkeypatch):
@@ -310,6 +316,8 @@ def test_bad_joint_states_are_ignored_and_the_last_good_reading_kept(harness, mo
     # every step saw the good reading: neither the arm-only, the NaN nor the mismatched
     # messages replaced it (or stopped the node's subscriptions)
     assert all(s == pytest.approx(0.75) for s in states), states
+    assert all(o.tcp_position == pytest.approx(panda_tcp_position([0.3] * 7, 0.13))
+               for o in list(policy.observations))  # the NaN arm message was not taken
     # ... and the node still takes new readings and frames after the bad messages
     gripper_stamp, frame_stamp = node._gripper.stamp, node._frame.stamp
     assert harness.wait_for(lambda: node._gripper.stamp > gripper_stamp + 0.2

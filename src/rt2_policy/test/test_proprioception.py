@@ -1,4 +1,6 @@
-"""Gripper state (0 open .. 1 closed) from the Franka Hand's finger joints."""
+"""Gripper state (0 open .. 1 closed) from the Franka Hand's finger joints, and the tcp position
+from the Panda's arm joints (forward kinematics; checked against MuJoCo in
+rt2_sim/test/test_simulation.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import numpy as np
 import pytest
 
 from rt2_policy.proprioception import (
+    PANDA_ARM_JOINTS,
     PANDA_FINGER_JOINTS,
     PANDA_FINGER_OPEN_POSITION,
     gripper_state,
     gripper_state_from_joint_state,
+    panda_tcp_position,
+    tcp_position_from_joint_state,
 )
 
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
@@ -100,3 +105,53 @@ def test_joint_state_refuses_length_mismatch_and_bad_values():
         gripper_state_from_joint_state(names, [0.0] * 7 + [math.nan, 0.01])
     with pytest.raises(ValueError, match="open_position"):
         gripper_state_from_joint_state(names, [0.0] * 9, open_position=0.0)
+
+
+def test_panda_tcp_position_at_zero_and_ready():
+    # All joints at zero: the arm stands straight up, the flange at x = a7 = 0.088 m,
+    # z = 0.333 + 0.316 + 0.384 - 0.107 m (link 7 points down), the tcp further down.
+    assert panda_tcp_position(np.zeros(7), 0.0) == pytest.approx([0.088, 0.0, 0.926], abs=1e-9)
+    assert panda_tcp_position(np.zeros(7), 0.1034) == pytest.approx([0.088, 0.0, 0.8226],
+                                                                    abs=1e-9)
+    # Joint 1 turns everything about the base z axis.
+    turned = panda_tcp_position([math.pi / 2, 0, 0, 0, 0, 0, 0], 0.0)
+    assert turned == pytest.approx([0.0, 0.088, 0.926], abs=1e-9)
+    # MoveIt's "ready" pose: the hand points down in front of the base, the tcp on the x axis.
+    ready = panda_tcp_position([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2,
+                                math.pi / 4], 0.1034)
+    assert ready == pytest.approx([0.307, 0.0, 0.487], abs=2e-3)
+
+
+@pytest.mark.parametrize("joints", [np.zeros(6), np.zeros(9), [0.0] * 6 + [math.nan],
+                                    [0.0] * 6 + [math.inf]])
+def test_panda_tcp_position_refuses_bad_joints(joints):
+    with pytest.raises(ValueError, match="joint_positions: expected 7 finite radians"):
+        panda_tcp_position(joints)
+
+
+@pytest.mark.parametrize("offset", [-0.01, math.nan])
+def test_panda_tcp_position_refuses_bad_offset(offset):
+    with pytest.raises(ValueError, match="tcp_offset: expected metres >= 0"):
+        panda_tcp_position(np.zeros(7), offset)
+
+
+def test_tcp_position_from_joint_state_reads_the_arm_joints_by_name():
+    names = list(reversed(PANDA_FINGER_JOINTS)) + list(reversed(PANDA_ARM_JOINTS))
+    q = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
+    positions = [0.01, 0.02] + list(reversed(q))
+    assert tcp_position_from_joint_state(names, positions) == pytest.approx(
+        panda_tcp_position(q))
+    # the hand's own message (no arm joints) gives None, not an error
+    assert tcp_position_from_joint_state(list(PANDA_FINGER_JOINTS), [0.01, 0.01]) is None
+    renamed = [f"fr3_joint{i}" for i in range(1, 8)]
+    assert tcp_position_from_joint_state(renamed, q, renamed, 0.0) == pytest.approx(
+        panda_tcp_position(q, 0.0))
+
+
+def test_tcp_position_from_joint_state_refuses_malformed_messages():
+    with pytest.raises(ValueError, match="one position per name"):
+        tcp_position_from_joint_state(ARM, [0.0] * 6)
+    with pytest.raises(ValueError, match="arm_joints: expected the 7 arm joints"):
+        tcp_position_from_joint_state(ARM, [0.0] * 7, ARM[:6])
+    with pytest.raises(ValueError, match="joint_positions: expected 7 finite"):
+        tcp_position_from_joint_state(ARM, [0.0] * 6 + [math.nan])

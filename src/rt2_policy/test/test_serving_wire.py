@@ -128,3 +128,40 @@ def test_out_of_range_gripper_state_is_refused(state):
     message = wire.unpackb(data)
     with pytest.raises(wire.WireError, match="gripper_state"):
         wire.observation_from_wire(message["observation"])
+
+
+@pytest.mark.parametrize("position", [[0.45, -0.1, 0.3], [0.1 + 0.2, -1e-9, 0.9], None])
+def test_infer_request_round_trip_keeps_tcp_position(position):
+    obs = Observation(_image(), "pick up the red cube", stamp=3.0, gripper_state=0.5,
+                      tcp_position=position)
+    message = wire.unpackb(wire.packb(wire.infer_request(1, obs)))
+    sent = message["observation"]["tcp_position"]
+    back = wire.observation_from_wire(message["observation"])
+    assert back.gripper_state == 0.5
+    if position is None:
+        assert sent is None and back.tcp_position is None
+    else:
+        assert isinstance(sent, np.ndarray) and sent.dtype == np.float64 and sent.shape == (3,)
+        assert back.tcp_position.dtype == np.float64 and back.tcp_position.shape == (3,)
+        np.testing.assert_array_equal(back.tcp_position, np.asarray(position))  # bit-exact
+
+
+def test_observation_without_tcp_position_key_has_none():
+    """A client from before the tcp position (no key) still parses, with no position."""
+    back = wire.observation_from_wire({"image": _image(), "instruction": "go", "stamp": 1.0})
+    assert back.tcp_position is None
+    listed = wire.observation_from_wire({"image": _image(), "instruction": "go",
+                                         "tcp_position": [0.5, 0.0, 0.4]})
+    np.testing.assert_array_equal(listed.tcp_position, [0.5, 0.0, 0.4])
+
+
+@pytest.mark.parametrize("position", [np.array([np.nan, 0.0, 0.4]), np.zeros(2), np.zeros(4),
+                                      "0.5 0.0 0.4", [0.5, 0.0]])
+def test_bad_tcp_position_is_refused(position):
+    payload = {"image": _image(), "instruction": "pick up the red cube", "stamp": 1.0,
+               "tcp_position": position}
+    data = wire.packb({"type": "infer", "id": 1, "protocol": wire.PROTOCOL_VERSION,
+                       "observation": payload})
+    message = wire.unpackb(data)
+    with pytest.raises(wire.WireError, match="observation.tcp_position"):
+        wire.observation_from_wire(message["observation"])

@@ -230,3 +230,98 @@ def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
     assert target.encode_robot(frame).point == (40, 60)
     with pytest.raises(ValueError, match="grounding_point: expected one of"):
         ExampleEncoder(processor, *load_action_config(tiny_vla_dir), grounding_point="both")
+
+
+
+# A Panda pose away from the centre on every axis (radians, panda_joint1..7), then the fingers.
+ARM = np.array([0.3, -0.3, 0.1, -2.2, 0.1, 2.0, 0.79])
+TCP_STATE = np.concatenate([ARM, [0.025, 0.025]]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tcp_processor():
+    """The tiny VLA's processor with "tcp" in its word-level vocabulary (the trainer adds the
+    prompt's words to a tiny model's vocabulary; the session tiny VLA reads it as <unk>)."""
+    from rt2_policy.tiny_model import build_processor, build_tokenizer
+
+    processor = build_processor(build_tokenizer(extra_words=("tcp",)))
+    assert processor.tokenizer.unk_token_id not in processor.tokenizer("tcp")["input_ids"]
+    return processor
+
+
+def _tcp_bins(joints, tcp_offset=0.13):
+    from rt2_policy.prompts import tcp_position_bins
+    from rt2_policy.proprioception import panda_tcp_position
+
+    return tcp_position_bins(panda_tcp_position(joints, tcp_offset))
+
+
+def test_tcp_position_prompt_from_the_arm_joints(tcp_processor, tiny_vla_dir):
+    """With ``tcp_position_indices`` the prompt is ``action_prompt(task, None, tcp)``, ``tcp``
+    the forward kinematics of the frame's arm joints: ``"…, tcp X Y Z"``."""
+    from rt2_policy.proprioception import panda_tcp_position
+
+    with_tcp = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                              tcp_position_indices=range(7))
+    plain = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir))
+    assert with_tcp.tcp_position_indices == (0, 1, 2, 3, 4, 5, 6) and with_tcp.tcp_offset == 0.13
+    frame = {"image": _image(), "task": "pick up the red cube", "action": ACTION,
+             "observation.state": TCP_STATE}
+    tcp = panda_tcp_position(TCP_STATE[:7], 0.13)
+    np.testing.assert_allclose(with_tcp.tcp_position_of(frame), tcp)
+    x, y, z = _tcp_bins(TCP_STATE[:7])
+    assert len({x, y, z, 128}) == 4  # a pose that tells the axes apart
+    enc = with_tcp.encode_robot(frame)
+    text = with_tcp.tokenizer.decode(enc.prompt_ids.tolist(), skip_special_tokens=True)
+    assert text.endswith(f"pick up the red cube , tcp {x} {y} {z} ? a :"), text
+    assert "gripper" not in text
+    written = plain.encode_robot({**frame, "task": f"pick up the red cube, tcp {x} {y} {z}"})
+    assert torch.equal(enc.prompt_ids, written.prompt_ids)
+    reference = tcp_processor(text=[with_image(action_prompt("pick up the red cube", None, tcp))],
+                              images=[[_image()]], return_tensors="pt")
+    assert torch.equal(enc.prompt_ids, reference["input_ids"][0])
+    assert not torch.equal(enc.prompt_ids, plain.encode_robot(frame).prompt_ids)
+    assert plain.tcp_position_of(frame) is None  # the default encoder ignores the joints
+    assert enc.target_ids == written.target_ids
+    # LeRobotDataset frames name it "state"
+    renamed = {**{k: v for k, v in frame.items() if k != "observation.state"},
+               "state": TCP_STATE}
+    assert torch.equal(with_tcp.encode_robot(renamed).prompt_ids, enc.prompt_ids)
+    # the indices pick the joints out of the state, the offset moves the tcp
+    shuffled = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                              tcp_position_indices=(2, 3, 4, 5, 6, 7, 8))
+    padded = {**frame, "observation.state": np.concatenate([[9.0, 9.0], TCP_STATE])}
+    assert torch.equal(shuffled.encode_robot(padded).prompt_ids, enc.prompt_ids)
+    flange = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                            tcp_position_indices=range(7), tcp_offset=0.0)
+    assert _tcp_bins(TCP_STATE[:7], 0.0) != (x, y, z)
+    assert tcp_processor.tokenizer.decode(flange.encode_robot(frame).prompt_ids.tolist(),
+                                          skip_special_tokens=True).endswith(
+        "tcp {} {} {} ? a :".format(*_tcp_bins(TCP_STATE[:7], 0.0)))
+
+
+def test_tcp_position_after_the_gripper_state(tcp_processor, tiny_vla_dir):
+    both = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                          gripper_state_indices=(7, 8), tcp_position_indices=range(7))
+    frame = {"image": _image(), "task": "pick up the red cube", "action": ACTION,
+             "state": TCP_STATE}  # fingers 3/8 closed → gripper 96
+    x, y, z = _tcp_bins(ARM)
+    text = both.tokenizer.decode(both.encode_robot(frame).prompt_ids.tolist(),
+                                 skip_special_tokens=True)
+    assert text.endswith(f"pick up the red cube , gripper 96 , tcp {x} {y} {z} ? a :"), text
+
+
+def test_tcp_position_errors(tcp_processor, tiny_vla_dir):
+    with_tcp = ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                              tcp_position_indices=range(7))
+    frame = {"image": _image(), "task": "pick up the red cube", "action": ACTION}
+    with pytest.raises(ValueError, match="expected key 'state' or 'observation.state'"):
+        with_tcp.encode_robot(frame)  # no state
+    with pytest.raises(ValueError, match="tcp_position_indices: expected positions < 6"):
+        with_tcp.encode_robot({**frame, "observation.state": TCP_STATE[:6]})
+    with pytest.raises(ValueError, match="joint_positions: expected 7 finite radians"):
+        with_tcp.encode_robot({**frame, "observation.state": np.full(9, np.nan)})
+    for indices in (range(6), range(8), (0,)):
+        with pytest.raises(ValueError, match="tcp_position_indices: expected the 7 arm joints"):
+            ExampleEncoder(tcp_processor, *load_action_config(tiny_vla_dir),
+                           tcp_position_indices=indices)

@@ -277,11 +277,35 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
     ({"gripper_state_indices": (7, -1)}, "gripper_state_indices: expected a sequence of ints >= 0"),
     ({"gripper_open_position": 0.0}, "gripper_open_position: expected metres > 0"),
     ({"grounding_point": "reference"}, "grounding_point: expected one of ('target', 'goal')"),
+    ({"tcp_position_indices": (0, 1, 2, 3, 4, 5)},
+     "tcp_position_indices: expected no or 7 ints >= 0 (the arm joints), got (0, 1, 2, 3, 4, 5)"),
+    ({"tcp_position_indices": (0, 1, 2, 3, 4, 5, 6, 7)},
+     "tcp_position_indices: expected no or 7 ints >= 0"),
+    ({"tcp_position_indices": (0, 1, 2, -3, 4, 5, 6)},
+     "tcp_position_indices: expected no or 7 ints >= 0 (the arm joints), got (0, 1, 2, -3,"),
+    ({"tcp_position_indices": (0, 1, 2, 3, 4, 5, 6.0)}, "tcp_position_indices: expected no or 7"),
+    ({"tcp_position_indices": "0123456"}, "tcp_position_indices: expected no or 7 ints >= 0"),
+    ({"tcp_offset": -0.1}, "tcp_offset: expected metres in [0, 1], got -0.1"),
+    ({"tcp_offset": 2.0}, "tcp_offset: expected metres in [0, 1], got 2.0"),
+    ({"tcp_offset": float("nan")}, "tcp_offset: expected metres in [0, 1], got nan"),
+    ({"tcp_offset": "0.13"}, "tcp_offset: expected metres in [0, 1], got '0.13'"),
 ])
 def test_config_validation(overrides, message):
     values = {"robot_datasets": ("x",), **overrides}
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.from_dict(values)
+
+
+def test_tcp_position_config_defaults_and_accepted_values():
+    cfg = TrainConfig.from_dict({"robot_datasets": ("x",)})
+    assert cfg.tcp_position_indices == () and cfg.tcp_offset == 0.13
+    cfg = TrainConfig.from_dict({"robot_datasets": ("x",), "tcp_position_indices": list(range(7)),
+                                 "tcp_offset": 0.1034})
+    assert cfg.tcp_position_indices == (0, 1, 2, 3, 4, 5, 6) and cfg.tcp_offset == 0.1034
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    for offset in (0, 0.0, 1.0):  # the ends are in
+        assert TrainConfig.from_dict({"robot_datasets": ("x",), "tcp_offset": offset}
+                                     ).tcp_offset == offset
 
 
 def test_cli_flags_and_config_files(tmp_path):

@@ -228,3 +228,66 @@ def test_gripper_state_models_read_it_in_the_prompt(tmp_path):
     assert policy.infer_batch([with_state])[0].extra["prompt"] == action.extra["prompt"]
     with pytest.raises(ValueError, match="gripper_state: expected a number in"):
         policy.infer(_obs(0))
+
+
+def test_tcp_position_models_read_it_in_the_prompt(tiny_vla_dir, tmp_path):
+    """A checkpoint stored with ``"tcp_position": true`` puts the observation's tcp position
+    (binned over TCP_POSITION_BOUNDS) into the action prompt, after the gripper state when the
+    model reads both, and refuses observations without it; other models ignore it."""
+    from rt2_policy.token_mapping import (
+        load_action_config,
+        load_gripper_state,
+        load_tcp_position,
+        save_action_config,
+    )
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_vla_dir, path)
+    assert not load_tcp_position(path) and not load_tcp_position(tmp_path)  # none stored
+    image = _obs(0).image
+    with_tcp = Observation(image, "pick up the red cube", tcp_position=[0.4, -0.25, 0.7])
+    plain = VLAPolicy.from_pretrained(path)
+    assert not plain.tcp_position and plain.metadata["tcp_position"] is False
+    assert plain.infer(with_tcp).extra["prompt"] == plain.infer(_obs(0)).extra["prompt"]
+
+    save_action_config(path, *load_action_config(path), tcp_position=True)
+    assert load_tcp_position(path) and not load_gripper_state(path)
+    policy = VLAPolicy.from_pretrained(path)
+    assert policy.tcp_position is True and policy.gripper_state is False
+    assert policy.metadata["tcp_position"] is True
+    assert policy.metadata["prompt_template"] == (
+        "Q: what action should the robot take to {instruction}, tcp {x_bin} {y_bin} {z_bin}? A:")
+    action = policy.infer(with_tcp)
+    assert action.extra["prompt"] == (
+        "<image>Q: what action should the robot take to pick up the red cube, "
+        "tcp 102 64 204? A:")
+    assert policy.infer_batch([with_tcp])[0].extra["prompt"] == action.extra["prompt"]
+    moved = Observation(image, "pick up the red cube", tcp_position=[0.5, 0.0, 0.4])
+    assert policy.infer(moved).extra["prompt"].endswith(", tcp 128 128 128? A:")
+    with pytest.raises(ValueError, match="tcp_position: expected 3 finite metres"):
+        policy.infer(_obs(0))
+    with pytest.raises(ValueError, match="tcp_position"):
+        policy.infer_batch([with_tcp, _obs(1)])
+
+    # both: the gripper state first, each refused when missing
+    save_action_config(path, *load_action_config(path), gripper_state=True)
+    both = VLAPolicy.from_pretrained(path)
+    assert both.gripper_state and both.tcp_position
+    assert both.metadata["prompt_template"] == (
+        "Q: what action should the robot take to {instruction}, gripper {gripper_state_bin}, "
+        "tcp {x_bin} {y_bin} {z_bin}? A:")
+    full = Observation(image, "pick up the red cube", gripper_state=0.375,
+                       tcp_position=[0.4, -0.25, 0.7])
+    assert both.infer(full).extra["prompt"] == (
+        "<image>Q: what action should the robot take to pick up the red cube, gripper 96, "
+        "tcp 102 64 204? A:")
+    with pytest.raises(ValueError, match="tcp_position"):
+        both.infer(Observation(image, "pick up the red cube", gripper_state=0.375))
+    with pytest.raises(ValueError, match="gripper_state"):
+        both.infer(with_tcp)
+
+    # switched off again: the tcp is ignored
+    save_action_config(path, *load_action_config(path), gripper_state=False, tcp_position=False)
+    off = VLAPolicy.from_pretrained(path)
+    assert not off.tcp_position and off.infer(with_tcp).extra["prompt"] == (
+        "<image>Q: what action should the robot take to pick up the red cube? A:")

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from rt2_sim.scene import FINGER_OPEN_POSITION
+from rt2_sim.scene import FINGER_OPEN_POSITION, TCP_OFFSET
 from rt2_sim.tasks import EVAL_SEED_START, TASK_FAMILIES, sample_episode
 
 
@@ -42,14 +42,17 @@ def _policy_driver(model: str):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
     from rt2_policy.contract import Observation
     from rt2_policy.policy_factory import make_policy
-    from rt2_policy.proprioception import gripper_state
+    from rt2_policy.proprioception import gripper_state, panda_tcp_position
 
     policy = make_policy("local", model_path=model, num_threads=1)
 
     def drive(image: np.ndarray, instruction: str, joints: np.ndarray) -> np.ndarray:
-        # The finger joints, as the policy node reads them from /joint_states.
+        # The finger joints and the arm's forward kinematics, as the policy node reads them
+        # from /joint_states.
         state = gripper_state(joints[7:], FINGER_OPEN_POSITION)
-        return policy.infer(Observation(image, instruction, gripper_state=state)).values()
+        tcp = panda_tcp_position(joints[:7], TCP_OFFSET)
+        return policy.infer(Observation(image, instruction, gripper_state=state,
+                                        tcp_position=tcp)).values()
 
     return drive
 

@@ -193,3 +193,23 @@ def test_pose_tcp_places_the_tool_by_inverse_kinematics(sim):
         sim.pose_arm(np.zeros(6))
     sim.pose_arm(np.asarray(READY_POSE))
     sim.reset(seed=3)  # the servo is back in step with the arm
+
+
+def test_panda_forward_kinematics_matches_the_simulated_tcp(sim):
+    """What a tcp-position model reads in its prompt (rt2_policy.proprioception, computed from
+    /joint_states by the policy node and from observation.state in training) is where MuJoCo
+    puts the tcp site, over random arm poses: the DH table, the joint zeros of joints 6 and 7
+    and the flange/hand/tcp offsets all agree with this scene."""
+    from rt2_policy.proprioception import panda_tcp_position
+
+    assert scene.TCP_OFFSET == pytest.approx(0.13)
+    rng = np.random.default_rng(3)
+    ready = np.asarray(scene.READY_POSE)
+    errors = []
+    for _ in range(12):
+        sim.pose_arm(ready + rng.uniform(-0.6, 0.6, 7))
+        position, _ = sim.ee_pose()
+        errors.append(np.linalg.norm(panda_tcp_position(sim.joint_positions()[:7],
+                                                        scene.TCP_OFFSET) - position))
+    assert max(errors) < 1e-3  # metres (joint zeros differ by 1.57 vs pi/2: ~0.2 mm)
+    sim.reset()

@@ -423,8 +423,9 @@ def warm_up(policy: Policy, max_batch_size: int, size: int | None = None) -> flo
     side = int(size or getattr(policy, "image_size", None) or 224)
     started = time.perf_counter()
     image = np.zeros((side, side, 3), np.uint8)
-    # A gripper state too: models that read it refuse observations without it (others ignore it).
-    warm = Observation(image, "warm up the policy server", gripper_state=0.0)
+    # Proprioception too: models that read it refuse observations without it (others ignore it).
+    warm = Observation(image, "warm up the policy server", gripper_state=0.0,
+                       tcp_position=(0.3, 0.0, 0.5))
     for n in range(1, max_batch_size + 1):
         run_policy_batch(policy, [warm] * n)
     return time.perf_counter() - started

@@ -49,7 +49,12 @@ from rt2_policy.prompts import (  # noqa: E402
     vqa_prompt,
     with_image,
 )
-from rt2_policy.proprioception import PANDA_FINGER_OPEN_POSITION, gripper_state  # noqa: E402
+from rt2_policy.proprioception import (  # noqa: E402
+    PANDA_FINGER_OPEN_POSITION,
+    PANDA_TCP_OFFSET,
+    gripper_state,
+    panda_tcp_position,
+)
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
 from rt2_policy.training.config import GROUNDING_POINTS  # noqa: E402
 from rt2_policy.training.cot import choose_plan  # noqa: E402
@@ -127,6 +132,24 @@ class EncodedExample:
 HOLDING_STATE = (0.2, 0.9)
 
 
+def _state_at(example: Mapping[str, Any], indices: tuple[int, ...], field: str) -> np.ndarray:
+    """``observation.state[indices]`` of a robot frame, float64.
+
+    Raises:
+        ValueError: on a frame without state, or indices past its end (naming ``field``).
+    """
+    # LeRobotDataset frames name it "state"; raw LeRobot rows "observation.state".
+    state = example.get("state", example.get(STATE_KEY))
+    if state is None:
+        raise ValueError(f"robot example: expected key 'state' or {STATE_KEY!r} for "
+                         f"{field}, got {sorted(example)}")
+    state = np.asarray(state, dtype=float).ravel()
+    if max(indices) >= state.size:
+        raise ValueError(f"{field}: expected positions < {state.size} (the length of "
+                         f"{STATE_KEY}), got {indices}")
+    return state[list(indices)]
+
+
 class ExampleEncoder:
     """Encode robot / VQA examples for one checkpoint's processor and action token mapping.
 
@@ -147,6 +170,9 @@ class ExampleEncoder:
             closes the gripper and, with ``gripper_state_indices``, the fingers are between
             :data:`HOLDING_STATE` bounds: on something, not closed on nothing), so the pointer
             follows what the arm moves towards (the target, then where it goes).
+        tcp_position_indices: positions of the 7 arm joints (radians) in a robot frame's
+            ``observation.state``; when given the action prompt carries the tool centre point
+            (:func:`rt2_policy.proprioception.panda_tcp_position` with ``tcp_offset``, metres).
 
     Raises:
         ValueError: when the processor has no tokenizer, the mapping and tokenizer disagree on
@@ -159,7 +185,9 @@ class ExampleEncoder:
                  plans: Mapping[str, str] | None = None, image_position: str = "prefix",
                  gripper_state_indices: Sequence[int] = (),
                  gripper_open_position: float = PANDA_FINGER_OPEN_POSITION,
-                 grounding_point: str = "target") -> None:
+                 grounding_point: str = "target",
+                 tcp_position_indices: Sequence[int] = (),
+                 tcp_offset: float = PANDA_TCP_OFFSET) -> None:
         if grounding_point not in GROUNDING_POINTS:
             raise ValueError(f"grounding_point: expected one of {GROUNDING_POINTS}, got "
                              f"{grounding_point!r}")
@@ -186,6 +214,11 @@ class ExampleEncoder:
         self.gripper_state_indices = tuple(int(i) for i in gripper_state_indices)
         self.gripper_open_position = float(gripper_open_position)
         self.grounding_point = grounding_point
+        self.tcp_position_indices = tuple(int(i) for i in tcp_position_indices)
+        if self.tcp_position_indices and len(self.tcp_position_indices) != 7:
+            raise ValueError(f"tcp_position_indices: expected the 7 arm joints' positions, got "
+                             f"{self.tcp_position_indices}")
+        self.tcp_offset = float(tcp_offset)
 
     # ------------------------------------------------------------------ pieces
     def text_ids(self, text: str) -> tuple[int, ...]:
@@ -254,8 +287,8 @@ class ExampleEncoder:
             if key not in example:
                 raise ValueError(f"robot example: expected key {key!r}, got {sorted(example)}")
         state = self.gripper_state_of(example)
-        prompt_ids, images = self.encode_prompt(example["image"],
-                                                action_prompt(example["task"], state))
+        prompt_ids, images = self.encode_prompt(
+            example["image"], action_prompt(example["task"], state, self.tcp_position_of(example)))
         action_ids = self.action_ids(example["action"])  # validates the action's shape
         plan = {"task": str(example["task"])}
         if isinstance(example.get("plan"), str) and example["plan"].strip():
@@ -279,16 +312,21 @@ class ExampleEncoder:
         """
         if not self.gripper_state_indices:
             return None
-        # LeRobotDataset frames name it "state"; raw LeRobot rows "observation.state".
-        state = example.get("state", example.get(STATE_KEY))
-        if state is None:
-            raise ValueError(f"robot example: expected key 'state' or {STATE_KEY!r} for the "
-                             f"gripper state, got {sorted(example)}")
-        state = np.asarray(state, dtype=float).ravel()
-        if max(self.gripper_state_indices) >= state.size:
-            raise ValueError(f"gripper_state_indices: expected positions < {state.size} (the "
-                             f"length of {STATE_KEY}), got {self.gripper_state_indices}")
-        return gripper_state(state[list(self.gripper_state_indices)], self.gripper_open_position)
+        state = _state_at(example, self.gripper_state_indices, "gripper_state_indices")
+        return gripper_state(state, self.gripper_open_position)
+
+    def tcp_position_of(self, example: Mapping[str, Any]) -> np.ndarray | None:
+        """The frame's tool centre point, ``(x, y, z)`` metres in the arm's base frame, for its
+        prompt, or None when this encoder adds none.
+
+        Raises:
+            ValueError: when the frame has no ``state`` (``observation.state``), it is too
+                short, or the joint positions are not finite.
+        """
+        if not self.tcp_position_indices:
+            return None
+        joints = _state_at(example, self.tcp_position_indices, "tcp_position_indices")
+        return panda_tcp_position(joints, self.tcp_offset)
 
     def encode_vqa(self, example: Mapping[str, Any]) -> EncodedExample:
         """Encode ``{"image", "question", "answer"}``.

@@ -208,6 +208,17 @@ class TrainConfig:
     gripper_open_position: float = _doc(
         "one finger's joint position when the gripper is fully open, metres (Franka Hand: "
         "0.04); used with gripper_state_indices", default=0.04)
+    tcp_position_indices: tuple[int, ...] = _doc(
+        "positions of the 7 arm joints (radians, panda_joint1..7) in each robot frame's "
+        "observation.state, e.g. 0 1 2 3 4 5 6 in rt2_sim's demos; when given, the action "
+        "prompt carries the tool centre point's position in the base frame, from Franka Panda "
+        "forward kinematics (rt2_policy.proprioception.panda_tcp_position), binned over "
+        "rt2_policy.prompts.TCP_POSITION_BOUNDS, and the checkpoint records it; () = without",
+        default=())
+    tcp_offset: float = _doc(
+        "flange to tool centre point along the flange z axis, metres (rt2_sim's Panda: 0.13; "
+        "franka_description's panda_hand_tcp: 0.1034); used with tcp_position_indices",
+        default=0.13)
     action_label_sigma: float = _doc(
         "width in bins of the Gaussian that spreads each bin target over its neighbours "
         "(ordinal label smoothing); 0 = plain cross-entropy as in RT-2", default=0.0)
@@ -286,6 +297,13 @@ class TrainConfig:
                and all(_is_int(i) and i >= 0 for i in indices), "gripper_state_indices",
                "a sequence of ints >= 0", indices)
         object.__setattr__(self, "gripper_state_indices", tuple(int(i) for i in indices))
+        indices = self.tcp_position_indices
+        _check(isinstance(indices, Sequence) and not isinstance(indices, str)
+               and len(indices) in (0, 7) and all(_is_int(i) and i >= 0 for i in indices),
+               "tcp_position_indices", "no or 7 ints >= 0 (the arm joints)", indices)
+        object.__setattr__(self, "tcp_position_indices", tuple(int(i) for i in indices))
+        _check(_is_number(self.tcp_offset) and 0 <= self.tcp_offset <= 1, "tcp_offset",
+               "metres in [0, 1]", self.tcp_offset)
         _check(_is_number(self.gripper_open_position) and self.gripper_open_position > 0,
                "gripper_open_position", "metres > 0", self.gripper_open_position)
         betas = tuple(self.adam_betas)

@@ -60,6 +60,7 @@ from rt2_policy.token_mapping import (  # noqa: E402
     load_action_config,
     load_gripper_state,
     load_image_position,
+    load_tcp_position,
     save_action_config,
 )
 from rt2_policy.training.collate import (  # noqa: E402
@@ -325,8 +326,9 @@ class Trainer:
         vqa_sets = [self.vqa] + ([self.eval_vqa] if self.eval_vqa is not self.vqa else [])
         for data in robot_sets:
             for task in robot_texts(data) if len(data) else ():
-                texts.append(action_prompt(task, 0.0 if self.config.gripper_state_indices
-                                           else None))
+                texts.append(action_prompt(
+                    task, 0.0 if self.config.gripper_state_indices else None,
+                    (0.5, 0.0, 0.4) if self.config.tcp_position_indices else None))
                 texts.append(plan_target_text(task, "0"))
         for data in vqa_sets:
             if len(data):
@@ -436,6 +438,10 @@ class Trainer:
         if load_gripper_state(source) and not cfg.gripper_state_indices:
             raise ValueError(f"gripper_state_indices: expected the finger joints' positions in "
                              f"observation.state ({source} reads the gripper state in its "
+                             f"prompt), got ()")
+        if load_tcp_position(source) and not cfg.tcp_position_indices:
+            raise ValueError(f"tcp_position_indices: expected the arm joints' positions in "
+                             f"observation.state ({source} reads the tcp position in its "
                              f"prompt), got ()")
         vocab = int(model.get_output_embeddings().weight.shape[0])
         if max(mapping.token_ids) >= vocab:
@@ -575,7 +581,8 @@ class Trainer:
             model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         save_action_config(tmp, action_tokenizer, mapping, self.image_position,
-                           gripper_state=bool(self.config.gripper_state_indices))
+                           gripper_state=bool(self.config.gripper_state_indices),
+                           tcp_position=bool(self.config.tcp_position_indices))
         state = {
             "format_version": STATE_FORMAT_VERSION,
             "step": int(step),
@@ -768,7 +775,9 @@ class Trainer:
                                  image_position=self.image_position,
                                  gripper_state_indices=cfg.gripper_state_indices,
                                  gripper_open_position=cfg.gripper_open_position,
-                                 grounding_point=cfg.grounding_point)
+                                 grounding_point=cfg.grounding_point,
+                                 tcp_position_indices=cfg.tcp_position_indices,
+                                 tcp_offset=cfg.tcp_offset)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
