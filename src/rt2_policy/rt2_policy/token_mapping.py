@@ -434,10 +434,7 @@ def stored_gripper_state(data: dict) -> bool:
 
 def load_gripper_state(directory: str | Path) -> bool:
     """:func:`stored_gripper_state` of ``directory``'s action config (False without the file)."""
-    path = Path(directory) / ACTION_CONFIG_NAME
-    if not path.is_file():
-        return False
-    return stored_gripper_state(json.loads(path.read_text(encoding="utf-8")))
+    return _stored_flag(directory, stored_gripper_state)
 
 
 def stored_tcp_position(data: dict) -> bool:
@@ -448,10 +445,15 @@ def stored_tcp_position(data: dict) -> bool:
 
 def load_tcp_position(directory: str | Path) -> bool:
     """:func:`stored_tcp_position` of ``directory``'s action config (False without the file)."""
+    return _stored_flag(directory, stored_tcp_position)
+
+
+def _stored_flag(directory: str | Path, read) -> bool:
+    """``read(config)`` of ``directory``'s action config, False without the file."""
     path = Path(directory) / ACTION_CONFIG_NAME
     if not path.is_file():
         return False
-    return stored_tcp_position(json.loads(path.read_text(encoding="utf-8")))
+    return read(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_action_config(directory: str | Path) -> tuple[ActionTokenizer, ActionTokenMapping]:

@@ -100,12 +100,17 @@ def test_config_validation():
 MOVE = "0 255 128 128 128 128 128 200"
 
 
-class _NeedsGripperState(ScriptedPolicy):
-    """Like a VLAPolicy trained with the gripper state: refuses an observation without it."""
+class _Needs(ScriptedPolicy):
+    """Like a VLAPolicy trained with proprioception in its prompt: refuses an observation
+    without ``field`` (``"gripper_state"`` or ``"tcp_position"``)."""
+
+    def __init__(self, field: str, actions):
+        super().__init__(actions)
+        self.field = field
 
     def infer(self, observation):
-        if observation.gripper_state is None:
-            raise ValueError("observation.gripper_state: expected a number in [0, 1], got None")
+        if getattr(observation, self.field) is None:
+            raise ValueError(f"observation.{self.field}: expected a value, got None")
         return super().infer(observation)
 
 
@@ -130,7 +135,7 @@ def test_stale_or_missing_gripper_reading_gives_none():
 
 
 def test_policy_that_needs_the_gripper_state_holds_without_it():
-    loop = ControlLoop(_NeedsGripperState([MOVE]), ControlConfig(control_rate=5.0))
+    loop = ControlLoop(_Needs("gripper_state", [MOVE]), ControlConfig(control_rate=5.0))
     ep = Episode("pick up the red cube", EpisodeLimits(max_consecutive_faults=3), now=0.0)
     for now, reading in ((0.1, None), (0.3, GripperReading(stamp=0.3 - 0.6, state=0.75))):
         held = loop.step(ep, _frame(now), now=now, gripper=reading)
@@ -152,15 +157,6 @@ def test_policy_that_needs_the_gripper_state_holds_without_it():
 
 # ---------------------------------------------------------------------------- tcp position
 TCP = np.array([0.45, -0.1, 0.3])
-
-
-class _NeedsTcpPosition(ScriptedPolicy):
-    """Like a VLAPolicy trained with the tcp position: refuses an observation without it."""
-
-    def infer(self, observation):
-        if observation.tcp_position is None:
-            raise ValueError("observation.tcp_position: expected 3 finite metres, got None")
-        return super().infer(observation)
 
 
 def test_fresh_tcp_reading_reaches_the_policy():
@@ -204,7 +200,7 @@ def test_gripper_and_tcp_readings_are_judged_each_on_its_own_stamp():
 
 
 def test_policy_that_needs_the_tcp_position_holds_without_it():
-    loop = ControlLoop(_NeedsTcpPosition([MOVE]), ControlConfig(control_rate=5.0))
+    loop = ControlLoop(_Needs("tcp_position", [MOVE]), ControlConfig(control_rate=5.0))
     ep = Episode("pick up the red cube", EpisodeLimits(max_consecutive_faults=3), now=0.0)
     for now, reading in ((0.1, None), (0.3, TcpReading(stamp=0.3 - 0.6, position=TCP))):
         held = loop.step(ep, _frame(now), now=now, tcp=reading)
