@@ -52,20 +52,24 @@ def test_the_trained_model_is_shipped_small_and_is_the_default(monkeypatch):
     assert trained_model_dir() == MODEL and default_model() == MODEL
 
 
-def test_the_model_reads_its_prompt_layout_and_the_gripper_state(policy):
-    """Trained with the image after the text and the gripper state in every action prompt
-    (``make train``): both are stored with it, and it refuses an observation without the
-    state rather than act on a prompt it never saw."""
+def test_the_model_reads_its_prompt_layout_gripper_state_and_tcp_position(policy):
+    """Trained with the image after the text, the gripper state and the tcp position in every
+    action prompt (``make train``): all are stored with it, and it refuses an observation
+    without either rather than act on a prompt it never saw."""
     import numpy as np
 
     from rt2_policy.contract import Observation
 
-    assert policy.image_position == "suffix" and policy.gripper_state
+    assert policy.image_position == "suffix" and policy.gripper_state and policy.tcp_position
     image = np.zeros((96, 96, 3), np.uint8)
+    tcp = (0.307, 0.0, 0.487)  # the ready pose's tcp, m in panda_link0
     with pytest.raises(ValueError, match="gripper_state"):
-        policy.infer(Observation(image, "pick up the red cube"))
-    action = policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0))
-    assert "pick up the red cube, gripper 0? A:" in action.extra["prompt"]
+        policy.infer(Observation(image, "pick up the red cube", tcp_position=tcp))
+    with pytest.raises(ValueError, match="tcp_position"):
+        policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0))
+    action = policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0,
+                                      tcp_position=tcp))
+    assert "pick up the red cube, gripper 0, tcp 78 128 150? A:" in action.extra["prompt"]
 
 
 def test_the_model_card_states_data_steps_mixture_and_results():
@@ -82,7 +86,7 @@ def test_the_model_card_states_data_steps_mixture_and_results():
 @pytest.mark.parametrize(("seed", "family"), SOLVED)
 def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
     from rt2_policy.contract import Observation
-    from rt2_policy.proprioception import gripper_state
+    from rt2_policy.proprioception import gripper_state, panda_tcp_position
     from rt2_sim.expert import execute
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import check_success, sample_episode, task_scene_config
@@ -92,10 +96,12 @@ def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
         sim.reset_episode(spec)
         sim.step(0.2)  # let objects settle, as the expert rollouts do
         for _ in range(60):
-            # the finger joints' closure, as the policy node reads it from /joint_states
-            state = gripper_state(sim.joint_positions()[7:])
+            # the finger joints' closure and the arm's forward kinematics, as the policy node
+            # reads them from /joint_states
+            joints = sim.joint_positions()
             action = policy.infer(Observation(sim.render(), spec.task.instruction,
-                                              gripper_state=state))
+                                              gripper_state=gripper_state(joints[7:]),
+                                              tcp_position=panda_tcp_position(joints[:7])))
             if action.terminate:
                 break
             execute(sim, policy.action_tokenizer, action.values(), 0.2)
