@@ -153,8 +153,8 @@ class ControlLoop:
                                       gripper_state=gripper.state if fresh else None,
                                       tcp_position=tcp.position if tcp_fresh else None)
         except ValueError as exc:
-            what = "bad proprioception" if str(exc).startswith("tcp_position") else \
-                "bad camera frame"
+            what = ("bad proprioception" if str(exc).startswith(("tcp_position", "gripper_state"))
+                    else "bad camera frame")
             return self._fault(episode, f"{what}: {exc}", now)
         start = time.perf_counter()
         try:
