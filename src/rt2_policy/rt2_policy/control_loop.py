@@ -153,9 +153,8 @@ class ControlLoop:
                                       gripper_state=gripper.state if fresh else None,
                                       tcp_position=tcp.position if tcp_fresh else None)
         except ValueError as exc:
-            what = ("bad proprioception" if str(exc).startswith(("tcp_position", "gripper_state"))
-                    else "bad camera frame")
-            return self._fault(episode, f"{what}: {exc}", now)
+            # Observation's errors name the field: "image: …", "tcp_position: …"
+            return self._fault(episode, f"bad observation: {exc}", now)
         start = time.perf_counter()
         try:
             action = self.policy.infer(observation)

@@ -219,5 +219,5 @@ def test_bad_tcp_reading_is_a_fault_not_a_crash():
     bad = loop.step(ep, _frame(1.0), now=1.1,
                     tcp=TcpReading(stamp=1.05, position=np.array([math.nan, 0.0, 0.4])))
     assert bad.twist.is_zero() and bad.action is None
-    assert bad.fault.startswith("bad proprioception: tcp_position")
+    assert bad.fault.startswith("bad observation: tcp_position")
     assert loop.policy.observations == []
