@@ -19,12 +19,20 @@ At inference (:meth:`rt2_policy.vla_policy.VLAPolicy.infer` with ``chain_of_thou
 plan is generated over the full vocabulary until the tokens of :data:`ACTION_MARKER`, then the
 8 action tokens are decoded with the constrained decoder on prompt + plan.
 
+Besides plans in words, :func:`goal_plan` writes a *goal plan*: the phase of the task and
+the image point of where the arm is heading, ``"reach 112 80"`` (to the instructed object) or
+``"bring 40 141"`` (holding it, to where it goes). The point is in the 0..255 image
+coordinates of the pointing answers (PaLI-X-style integer tokens, RT-2 §3.1), so the model
+first writes down *where* it goes, in the words it already uses to point at objects, and the
+8 action tokens then attend to that point (trained with ``TrainConfig.cot_plan="goal"``).
+
 Nothing in this module imports torch, transformers or rclpy.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 #: Word that opens the plan (RT-2 Fig. 9: "Plan:").
 PLAN_PREFIX = "plan:"
@@ -32,6 +40,10 @@ PLAN_PREFIX = "plan:"
 #: Marker between plan and action tokens (RT-2 Fig. 9: "Action:"); generation of the plan
 #: stops once the model has written it.
 ACTION_MARKER = "action:"
+
+#: Phases of a goal plan: moving to the instructed object, and carrying it (the gripper holds
+#: it) to where the task puts it.
+GOAL_PLAN_PHASES = ("reach", "bring")
 
 _WS_RE = re.compile(r"\s+")
 _MARKER_RE = re.compile(r"\baction\s*:", re.IGNORECASE)
@@ -103,6 +115,43 @@ def parse_plan_and_action(text: str) -> tuple[str, str]:
     return plan, action
 
 
+def goal_plan(carrying: bool, point: tuple[int, int] | None) -> str:
+    """The goal plan of one frame: ``"{phase} {x} {y}"``, or ``"{phase}"`` without a point.
+
+    Args:
+        carrying: the gripper holds the instructed object (phase ``"bring"``), else
+            ``"reach"``.
+        point: ``(x, y)`` of where the arm is heading, ints in 0..255 (image coordinates scaled
+            to 256 per axis, x right, y down, as ``observation.target_point``); None when it is
+            out of view.
+
+    Raises:
+        ValueError: on a point that is not two ints in 0..255.
+    """
+    phase = GOAL_PLAN_PHASES[1] if carrying else GOAL_PLAN_PHASES[0]
+    if point is None:
+        return phase
+    if (len(point) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                   and 0 <= v <= 255 for v in point)):
+        raise ValueError(f"point: expected two ints in 0..255, got {point!r}")
+    return f"{phase} {point[0]} {point[1]}"
+
+
+def parse_goal_plan(plan: str) -> tuple[str, tuple[int, int] | None] | None:
+    """``(phase, point)`` of a goal plan written by :func:`goal_plan`, or None when ``plan`` is
+    not one (a plan in words, or a malformed generation); ``point`` is None when absent."""
+    if not isinstance(plan, str):
+        return None
+    words = plan.lower().replace(".", " ").split()
+    if not words or words[0] not in GOAL_PLAN_PHASES or len(words) not in (1, 3):
+        return None
+    if len(words) == 1:
+        return words[0], None
+    if not all(w.isdigit() and int(w) <= 255 for w in words[1:]):
+        return None
+    return words[0], (int(words[1]), int(words[2]))
+
+
 def _text_ids(tokenizer: object, text: str) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
     return [int(i) for i in ids]
@@ -121,6 +170,66 @@ def action_marker_ids(tokenizer: object) -> list[int]:
     if not ids:
         raise ValueError(f"tokenizer: expected ids for {ACTION_MARKER!r}, got none")
     return ids
+
+
+@dataclass(frozen=True)
+class GoalPlanGrammar:
+    """How a tokenizer spells ``" plan: {phase} {x} {y}. action:"``, one token per word.
+
+    Constrained decoding of a goal plan (:class:`rt2_policy.vla_policy.VLAPolicy`) appends
+    ``head_ids`` to the prompt, then decodes one of ``phase_ids``, two of ``point_ids``
+    (``point_ids[v]`` spells the integer ``v``), then ``tail_ids`` (the period and the action
+    marker) forced, then the 8 action tokens — so the plan always parses and the action
+    follows exactly the ids training put after it (:func:`plan_prefix_ids` then
+    :func:`action_marker_ids`).
+
+    Attributes:
+        head_ids: ids of ``" plan:"``.
+        phase_ids: id of each of :data:`GOAL_PLAN_PHASES`.
+        point_ids: id of ``"0"`` … ``"255"``, 256 entries.
+        tail_ids: ids of the period after the point, then of :func:`action_marker_ids`.
+    """
+
+    head_ids: tuple[int, ...]
+    phase_ids: tuple[int, ...]
+    point_ids: tuple[int, ...]
+    tail_ids: tuple[int, ...]
+
+    def allowed_ids_per_step(self) -> list[list[int]]:
+        """The plan's steps for :func:`rt2_policy.constrained_decoding.build_allowed_mask`:
+        phase, x, y, then one forced id per tail token (``3 + len(tail_ids)`` steps)."""
+        return [list(self.phase_ids), list(self.point_ids), list(self.point_ids),
+                *([i] for i in self.tail_ids)]
+
+
+def goal_plan_grammar(tokenizer: object) -> GoalPlanGrammar | None:
+    """The :class:`GoalPlanGrammar` of ``tokenizer``, or None when it does not spell every
+    phase and every integer 0..255 as one token each, or spells a whole plan differently
+    from its pieces (e.g. subword tokenizers that merge ``"34."``); the caller then generates
+    the plan over the full vocabulary instead.
+    """
+    head = _text_ids(tokenizer, " " + PLAN_PREFIX)
+
+    def single(word: str) -> int | None:
+        ids = _text_ids(tokenizer, " " + word)
+        return ids[0] if len(ids) == 1 else None
+
+    phases = [single(p) for p in GOAL_PLAN_PHASES]
+    points = [single(str(v)) for v in range(256)]
+    if not head or None in phases or None in points:
+        return None
+    marker = action_marker_ids(tokenizer)
+    tail: list[int] | None = None
+    for phase, x, y in ((0, 12, 34), (1, 255, 0)):
+        full = plan_prefix_ids(tokenizer, goal_plan(bool(phase), (x, y)))
+        body = [*head, phases[phase], points[x], points[y]]
+        if full[:len(body)] != body or len(full) == len(body):
+            return None
+        if tail is not None and full[len(body):] != tail:
+            return None
+        tail = full[len(body):]
+    return GoalPlanGrammar(tuple(head), tuple(phases), tuple(points),  # type: ignore[arg-type]
+                           tuple([*(tail or ()), *marker]))
 
 
 def plan_prefix_ids(tokenizer: object, plan: str) -> list[int]:

@@ -372,7 +372,8 @@ def token_counts(
 def save_action_config(
     directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping,
     image_position: str | None = None, gripper_state: bool | None = None,
-    tcp_position: bool | None = None,
+    tcp_position: bool | None = None, chain_of_thought: bool | None = None,
+    cot_plan: str | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
@@ -380,7 +381,11 @@ def save_action_config(
     is stored as ``{"prompt": {"image_position": ...}}``, ``gripper_state`` (the action prompt
     carries the gripper state, :func:`rt2_policy.prompts.action_prompt`) as
     ``{"prompt": {"gripper_state": ...}}``, ``tcp_position`` (it carries the tool centre
-    point's position) as ``{"prompt": {"tcp_position": ...}}``; None leaves that entry as it is.
+    point's position) as ``{"prompt": {"tcp_position": ...}}``, ``chain_of_thought`` (every
+    robot target of its training began with a plan, RT-2 §4.4: the model must plan before it
+    acts) as ``{"prompt": {"chain_of_thought": ...}}``, ``cot_plan`` (what its plans say,
+    ``"task"`` or ``"goal"``, :mod:`rt2_policy.plans`) as ``{"prompt": {"cot_plan": ...}}``;
+    None leaves that entry as it is.
 
     Raises:
         ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
@@ -404,6 +409,10 @@ def save_action_config(
         prompt["gripper_state"] = bool(gripper_state)
     if tcp_position is not None:
         prompt["tcp_position"] = bool(tcp_position)
+    if chain_of_thought is not None:
+        prompt["chain_of_thought"] = bool(chain_of_thought)
+    if cot_plan is not None:
+        prompt["cot_plan"] = str(cot_plan)
     if prompt:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["prompt"] = prompt
@@ -446,6 +455,18 @@ def stored_tcp_position(data: dict) -> bool:
 def load_tcp_position(directory: str | Path) -> bool:
     """:func:`stored_tcp_position` of ``directory``'s action config (False without the file)."""
     return _stored_flag(directory, stored_tcp_position)
+
+
+def stored_chain_of_thought(data: dict) -> bool:
+    """Whether a loaded action config's model was trained to write a plan before every action
+    (RT-2 §4.4; False when the ``"prompt"`` section or the entry is missing)."""
+    return bool((data.get("prompt") or {}).get("chain_of_thought", False))
+
+
+def stored_cot_plan(data: dict) -> str:
+    """What a loaded action config's model writes in its plans: ``"goal"`` (goal plans,
+    :func:`rt2_policy.plans.goal_plan`) or ``"task"`` (words; also when the entry is missing)."""
+    return str((data.get("prompt") or {}).get("cot_plan", "task"))
 
 
 def _stored_flag(directory: str | Path, read) -> bool:

@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import json  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -47,7 +48,8 @@ from rt2_policy.constrained_decoding import (  # noqa: E402
     build_allowed_mask,
     generate_text,
 )
-from rt2_policy.contract import ACTION_DIM_NAMES, Observation, RobotAction  # noqa: E402
+from rt2_policy.contract import ACTION_DIM_NAMES, ACTION_DIMS, Observation, RobotAction  # noqa: E402
+from rt2_policy.plans import goal_plan_grammar  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     ACTION_PROMPT_TEMPLATE,
     DEFAULT_IMAGE_TOKEN,
@@ -59,6 +61,8 @@ from rt2_policy.prompts import (  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     SCHEMES,
     ActionTokenMapping,
+    stored_chain_of_thought,
+    stored_cot_plan,
     stored_gripper_state,
     stored_image_position,
     stored_tcp_position,
@@ -143,6 +147,13 @@ class VLAPolicy:
         tcp_position: the model was trained with the tool centre point's position in its action
             prompt (stored with the checkpoint): ``infer`` then needs
             ``Observation.tcp_position``.
+        goal_plans: the model's plans are goal plans (``"reach X Y"``/``"bring X Y"``,
+            :func:`rt2_policy.plans.goal_plan`; stored with the checkpoint). With
+            ``chain_of_thought`` and a tokenizer that spells them one token per word
+            (:func:`rt2_policy.plans.goal_plan_grammar`), plan and action are one constrained
+            greedy decode, batched: ``" plan:"`` is appended to the prompt, then phase, x, y,
+            the forced period and ``" action:"``, then the 8 action tokens (so the plan always
+            parses); otherwise the plan is generated as for plans in words.
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -164,6 +175,7 @@ class VLAPolicy:
         image_position: str = "prefix",
         gripper_state: bool = False,
         tcp_position: bool = False,
+        goal_plans: bool = False,
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -197,6 +209,17 @@ class VLAPolicy:
         # Fast path of the same decode (equal ids): reduced LM head, optional static cache and
         # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
         self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile)
+        # Goal plans in one constrained decode: plan steps, then the action's.
+        self._goal_grammar = (goal_plan_grammar(tokenizer)
+                              if goal_plans and self.chain_of_thought and tokenizer is not None
+                              else None)
+        self._goal_decoder = None
+        if self._goal_grammar is not None:
+            steps = [*self._goal_grammar.allowed_ids_per_step(),
+                     *token_mapping.allowed_ids_per_step()]
+            self._goal_decoder = ActionDecoder(
+                self.model, build_allowed_mask(steps, self.vocab_size, device=self.device),
+                cache=cache, compile=compile)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -229,7 +252,10 @@ class VLAPolicy:
                 ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"`` (GPU, needs ``flash-attn``).
             cache: KV cache of the action decode, ``"dynamic"`` or ``"static"`` (preallocated).
             compile: ``torch.compile`` the one-token decode step (implies a static cache).
-            chain_of_thought: plan before acting (RT-2 §4.4), see the class docstring.
+            chain_of_thought: plan before acting (RT-2 §4.4), see the class docstring. A
+                checkpoint trained with a plan before every action (``TrainConfig.cot`` = 1,
+                stored as ``{"prompt": {"chain_of_thought": true}}``) always plans: it was
+                never taught to act without one.
 
         Raises:
             ValueError: when no action config is stored and no ``token_scheme`` is given, for
@@ -277,7 +303,9 @@ class VLAPolicy:
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
-                   compile=compile, chain_of_thought=chain_of_thought,
+                   compile=compile,
+                   chain_of_thought=chain_of_thought or stored_chain_of_thought(data),
+                   goal_plans=stored_cot_plan(data) == "goal",
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
                    tcp_position=stored_tcp_position(data))
@@ -308,10 +336,11 @@ class VLAPolicy:
             inputs[key] = value
         return inputs
 
-    def _decode(self, inputs: dict[str, torch.Tensor]):
-        """Constrained decode; any failure surfaces as RuntimeError (the caller stops the arm)."""
+    def _decode(self, inputs: dict[str, torch.Tensor], decoder: ActionDecoder | None = None):
+        """Constrained decode (``decoder``, default the action's); any failure surfaces as
+        RuntimeError (the caller stops the arm)."""
         try:
-            return self._decoder(inputs)
+            return (decoder or self._decoder)(inputs)
         except RuntimeError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend failure stops the arm
@@ -392,6 +421,8 @@ class VLAPolicy:
         obs = [self._check_observation(o) for o in observations]
         if not obs:
             return []
+        if self._goal_decoder is not None:
+            return self._goal_plans_and_acts(obs, start)
         if self.chain_of_thought:
             return [self._plan_and_act(o) for o in obs]
         prompts = [self._action_prompt(o) for o in obs]
@@ -405,11 +436,34 @@ class VLAPolicy:
             actions.append(action)
         return actions
 
+    def _goal_plans_and_acts(self, obs: list[Observation], start: float) -> list[RobotAction]:
+        """Goal plan and action in one constrained decode per batch (see ``goal_plans``)."""
+        grammar = self._goal_grammar
+        assert grammar is not None and self._goal_decoder is not None
+        prompts = [self._action_prompt(o) for o in obs]
+        inputs = self._prepare([to_pil_rgb(o.image) for o in obs], prompts)
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        head = torch.as_tensor(grammar.head_ids, dtype=ids.dtype,
+                               device=ids.device).expand(ids.shape[0], -1)
+        inputs["input_ids"] = torch.cat([ids, head], dim=1)  # left padded: append on the right
+        if mask is not None:
+            inputs["attention_mask"] = torch.cat([mask, torch.ones_like(head, dtype=mask.dtype)],
+                                                 dim=1)
+        result = self._decode(inputs, self._goal_decoder)
+        plan_ids = result.token_ids[:, :3]
+        actions = self._actions(result.token_ids[:, -ACTION_DIMS:], time.perf_counter() - start)
+        tokenizer = self.processor.tokenizer
+        out = []
+        for row, action in enumerate(actions):
+            plan = " ".join(tokenizer.decode([i]).strip() for i in plan_ids[row].tolist())
+            action.extra.update(prompt=prompts[row], step_times=result.step_times,
+                                plan_token_ids=plan_ids[row].tolist())
+            out.append(replace(action, plan=plan))
+        return out
+
     def _plan_and_act(self, observation: Observation) -> RobotAction:
         """RT-2 §4.4: greedy plan over the full vocabulary up to the action marker (forced if
         the budget runs out), then the constrained 8-token decode on prompt + plan."""
-        from dataclasses import replace
-
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         from rt2_policy.plans import ACTION_MARKER, action_marker_ids, parse_plan_and_action

@@ -9,8 +9,12 @@ import torch
 from rt2_policy.contract import Observation
 from rt2_policy.plans import (
     ACTION_MARKER,
+    GOAL_PLAN_PHASES,
     action_marker_ids,
+    goal_plan,
+    goal_plan_grammar,
     normalize_plan,
+    parse_goal_plan,
     parse_plan_and_action,
     plan_prefix_ids,
     plan_target_text,
@@ -57,6 +61,42 @@ def test_every_plan_token_is_in_the_tiny_vocabulary():
     assert tok.unk_token_id not in ids
     assert tok.convert_ids_to_tokens(ids) == [
         "plan", ":", "pick", "up", "the", "red", "cube", ".", "action", ":"]
+
+
+@pytest.mark.parametrize("carrying, point, text", [
+    (False, (112, 80), "reach 112 80"),
+    (True, (0, 255), "bring 0 255"),
+    (True, None, "bring"),
+    (False, None, "reach"),
+])
+def test_goal_plan_round_trips(carrying, point, text):
+    assert goal_plan(carrying, point) == text
+    assert parse_goal_plan(text) == (text.split()[0], point)
+    # what the WordLevel tokenizer decodes a generated plan to, with its period
+    assert parse_goal_plan(f"{text.upper()} .") == (text.split()[0], point)
+    answer = plan_target_text(text, "0 1 2 3 4 5 6 7")
+    assert parse_goal_plan(parse_plan_and_action(answer)[0]) == (text.split()[0], point)
+
+
+@pytest.mark.parametrize("plan", [
+    "pick up the red cube", "reach 12", "reach 12 300", "bring 1 2 3", "move 1 2", "reach x y",
+    "", None])
+def test_other_plans_are_not_goal_plans(plan):
+    assert parse_goal_plan(plan) is None
+
+
+@pytest.mark.parametrize("point", [(256, 0), (-1, 4), (1.5, 2), (True, 3), (1, 2, 3)])
+def test_goal_plan_rejects_bad_points(point):
+    with pytest.raises(ValueError, match="point: expected two ints in 0..255"):
+        goal_plan(False, point)
+
+
+def test_goal_plans_spell_in_the_tiny_vocabulary():
+    tok = build_tokenizer()  # the phases are built-in words
+    assert set(GOAL_PLAN_PHASES) <= set(tok.get_vocab())
+    ids = plan_prefix_ids(tok, goal_plan(True, (7, 255)))
+    assert tok.unk_token_id not in ids
+    assert tok.convert_ids_to_tokens(ids) == ["plan", ":", "bring", "7", "255", "."]
 
 
 @pytest.fixture
@@ -119,3 +159,70 @@ def test_plan_budget_runs_out_and_the_marker_is_forced(cot_policy, monkeypatch):
     assert action.bins.shape == (8,)
     batch = cot_policy.infer_batch([_observation(), _observation()])
     assert [a.text for a in batch] == [action.text, action.text]
+
+
+def test_goal_plan_grammar_of_the_tiny_tokenizer():
+    tok = build_tokenizer()
+    grammar = goal_plan_grammar(tok)
+    assert grammar is not None
+    assert tok.convert_ids_to_tokens(list(grammar.head_ids)) == ["plan", ":"]
+    assert tok.convert_ids_to_tokens(list(grammar.phase_ids)) == list(GOAL_PLAN_PHASES)
+    assert tok.convert_ids_to_tokens(list(grammar.point_ids)) == [str(v) for v in range(256)]
+    assert tok.convert_ids_to_tokens(list(grammar.tail_ids)) == [".", "action", ":"]
+    steps = grammar.allowed_ids_per_step()
+    assert [len(s) for s in steps] == [2, 256, 256, 1, 1, 1]
+    # the pieces spell exactly what training puts before the action ids
+    plan = goal_plan(True, (3, 200))
+    assert [*grammar.head_ids, grammar.phase_ids[1], grammar.point_ids[3],
+            grammar.point_ids[200], *grammar.tail_ids] == \
+        plan_prefix_ids(tok, plan) + action_marker_ids(tok)
+
+
+class _CharTokenizer:
+    """Spells every character as its own token (numbers take several)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text if not c.isspace()]}
+
+
+def test_goal_plan_grammar_needs_one_token_per_word():
+    assert goal_plan_grammar(_CharTokenizer()) is None
+
+
+def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir):
+    """A goal-plan checkpoint plans and acts in one batched decode whose ids equal the slow
+    reference decode over the same steps, and whose plan always parses."""
+    from rt2_policy.constrained_decoding import decode_action_tokens
+    from rt2_policy.token_mapping import load_action_config
+    from rt2_policy.vla_policy import VLAPolicy
+
+    plain = VLAPolicy.from_pretrained(tiny_vla_dir)
+    policy = VLAPolicy(plain.model, plain.processor, *load_action_config(tiny_vla_dir),
+                       chain_of_thought=True, goal_plans=True)
+    assert policy._goal_decoder is not None
+    rng = np.random.default_rng(3)
+    observations = [Observation(image=rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+                                instruction=text)
+                    for text in ("pick up the red cube", "push the blue ball to the left")]
+    actions = policy.infer_batch(observations)
+    grammar = policy._goal_grammar
+    steps = [*grammar.allowed_ids_per_step(), *policy.token_mapping.allowed_ids_per_step()]
+    for obs, action in zip(observations, actions, strict=True):
+        phase, point = parse_goal_plan(action.plan)
+        assert phase in GOAL_PLAN_PHASES and point is not None
+        inputs = policy._prepare([obs.image], [policy._action_prompt(obs)])
+        head = torch.as_tensor([grammar.head_ids])
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], head], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        reference = decode_action_tokens(policy.model, inputs, steps).token_ids[0].tolist()
+        assert reference[:3] == action.extra["plan_token_ids"]
+        assert reference[-8:] == action.extra["token_ids"].tolist()
+        assert reference[3:6] == list(grammar.tail_ids)
+        assert action.bins[0] in (0, 1) and len(action.extra["step_times"]) == 14
+    # one observation alone decodes as in the batch (left padding handled)
+    alone = policy.infer(observations[1])
+    assert alone.plan == actions[1].plan
+    assert alone.extra["token_ids"].tolist() == actions[1].extra["token_ids"].tolist()
+    # without chain_of_thought the flag does nothing: the action alone, as before
+    assert VLAPolicy(plain.model, plain.processor, *load_action_config(tiny_vla_dir),
+                     goal_plans=True)._goal_decoder is None

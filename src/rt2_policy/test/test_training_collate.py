@@ -232,6 +232,43 @@ def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
         ExampleEncoder(processor, *load_action_config(tiny_vla_dir), grounding_point="both")
 
 
+@pytest.mark.parametrize(("fingers", "closes", "reference", "expected"), [
+    (0.04, 1.0, (200.0, 90.0), "reach 40 60"),   # the grasp: to the target
+    (0.02, 1.0, (200.0, 90.0), "bring 200 90"),  # holding it: to the reference
+    (0.02, 1.0, (-1.0, -1.0), "bring 40 60"),    # pick (no reference): the held target
+    (0.02, 0.0, (200.0, 90.0), "reach 40 60"),   # the release
+    (0.0, 1.0, (200.0, 90.0), "reach 40 60"),    # closed on nothing (a push)
+])
+def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, fingers, closes,
+                                            reference, expected):
+    _model, processor = tiny_vla_parts
+    encoder = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                             gripper_state_indices=(7, 8), cot_plan="goal")
+    action = ACTION.copy()
+    action[7] = closes
+    frame = {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
+             "plan": "a plan in the data is not a goal plan",
+             "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
+             "observation.target_point": np.array([40.0, 60.0], np.float32),
+             "observation.reference_point": np.array(reference, np.float32)}
+    enc = encoder.encode_robot(frame)
+    assert enc.plan["plan"] == expected
+    target = encoder.target_ids(enc, plan=enc.plan["plan"])
+    text = encoder.tokenizer.decode(list(target), skip_special_tokens=True)
+    assert text.startswith(f"plan : {expected} . action :")
+    assert enc.point == (40, 60)  # the pointer still grounds the target (grounding_point)
+    # a target out of view: the phase alone
+    hidden = {**frame, "observation.target_point": np.array([-1.0, -1.0], np.float32)}
+    if expected.startswith("reach") or reference[0] < 0:
+        assert encoder.encode_robot(hidden).plan["plan"] == expected.split()[0]
+    # the default plans in words: the data's plan
+    words = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                           gripper_state_indices=(7, 8))
+    assert words.encode_robot(frame).plan["plan"] == frame["plan"]
+    with pytest.raises(ValueError, match="cot_plan: expected one of"):
+        ExampleEncoder(processor, *load_action_config(tiny_vla_dir), cot_plan="goals")
+
+
 
 # A Panda pose away from the centre on every axis (radians, panda_joint1..7), then the fingers.
 ARM = np.array([0.3, -0.3, 0.1, -2.2, 0.1, 2.0, 0.79])

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from rt2_policy.training.trainer import (
     latest_checkpoint,
     lr_factor,
     ordinal_smoothed_losses,
+    rank_from_end,
     read_metrics,
     token_losses,
 )
@@ -241,25 +243,36 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
 
     num_bins, vocab = 16, 40
     action_ids = torch.arange(20, 20 + num_bins)  # bin b is token 20 + b
-    # robot row 0: terminate (bin 0), Δ bin 5, Δ bin 15, then a word; VQA row 1: "x y" bins 7, 8
-    targets = torch.tensor([20, 25, 35, 3, 27, 28])
-    kinds = torch.tensor([KIND_ROBOT] * 4 + [KIND_VQA] * 2)
-    rows = torch.tensor([0, 0, 0, 0, 1, 1])
-    logits = torch.randn(6, vocab)
+    action = [20, 25, 35, 21, 22, 23, 24, 26]  # terminate (bin 0), then 7 bins
+    # robot row 0: action, EOS (a word, 3); robot row 1: a goal plan ("reach", bins 9 4, ".")
+    # then marker words, the action, EOS; VQA row 2: "x y" bins 7, 8
+    targets = torch.tensor([*action, 3, 5, 29, 24, 6, 7, 8, *action, 3, 27, 28])
+    kinds = torch.tensor([KIND_ROBOT] * 24 + [KIND_VQA] * 2)
+    rows = torch.tensor([0] * 9 + [1] * 15 + [2] * 2)
+    logits = torch.randn(len(targets), vocab)
     plain = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     assert torch.equal(ordinal_smoothed_losses(plain, logits, targets, kinds, rows, action_ids,
                                                0.0), plain)
     smoothed = ordinal_smoothed_losses(plain, logits, targets, kinds, rows, action_ids, 1.5)
-    assert torch.equal(smoothed[[0, 3]], plain[[0, 3]])  # terminate and the word stay hard
-    assert not torch.allclose(smoothed[[1, 2, 4, 5]], plain[[1, 2, 4, 5]])
+    hard = [0, 8, 9, 12, 13, 14, 15, 23]  # terminates, EOS, plan words
+    assert torch.equal(smoothed[hard], plain[hard])
+    soft = [i for i in range(len(targets)) if i not in hard]  # Δ bins, plan and VQA points
+    assert soft == [1, 2, 3, 4, 5, 6, 7, 10, 11, 16, 17, 18, 19, 20, 21, 22, 24, 25]
+    assert not torch.isclose(smoothed[soft], plain[soft]).any()
     # the loss is lowest when the model puts its mass on the neighbours of the target bin
     def loss_for(peak_bin):
         lg = torch.full((1, vocab), -10.0)
         lg[0, 20 + peak_bin] = 10.0
         base = torch.nn.functional.cross_entropy(lg, targets[1:2], reduction="none")
-        return float(ordinal_smoothed_losses(base, lg, targets[1:2], kinds[4:5], rows[4:5],
+        return float(ordinal_smoothed_losses(base, lg, targets[1:2], kinds[24:25], rows[24:25],
                                              action_ids, 1.5)[0])
     assert loss_for(5) < loss_for(6) < loss_for(8) < loss_for(12)
+
+
+def test_rank_from_end_counts_back_within_each_row():
+    rows = torch.tensor([0, 0, 0, 2, 5, 5])
+    assert rank_from_end(rows).tolist() == [2, 1, 0, 0, 1, 0]
+    assert rank_from_end(torch.zeros(0, dtype=torch.int64)).tolist() == []
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -285,6 +298,7 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
      "tcp_position_indices: expected no or 7 ints >= 0 (the arm joints), got (0, 1, 2, -3,"),
     ({"tcp_position_indices": (0, 1, 2, 3, 4, 5, 6.0)}, "tcp_position_indices: expected no or 7"),
     ({"tcp_position_indices": "0123456"}, "tcp_position_indices: expected no or 7 ints >= 0"),
+    ({"cot_plan": "where"}, "cot_plan: expected one of ('task', 'goal'), got 'where'"),
     ({"tcp_offset": -0.1}, "tcp_offset: expected metres in [0, 1], got -0.1"),
     ({"tcp_offset": 2.0}, "tcp_offset: expected metres in [0, 1], got 2.0"),
     ({"tcp_offset": float("nan")}, "tcp_offset: expected metres in [0, 1], got nan"),
@@ -392,3 +406,43 @@ def test_gripper_state_runs_put_it_in_the_prompt_and_record_it(tmp_path, data):
     with pytest.raises(ValueError, match="observation.state"):
         Trainer(_config(tmp_path, max_steps=1, output_dir=str(tmp_path / "nostate"),
                         gripper_state_indices=(7, 8)), robot=data[0], vqa=vqa).train()
+
+
+def test_goal_plan_runs_teach_and_record_planning_before_every_action(tmp_path, data):
+    """``cot=1, cot_plan="goal"``: every robot target starts with ``"reach X Y"`` /
+    ``"bring X Y"``; the checkpoint records that it always plans, so the policy loaded from it
+    plans even when not asked to; ``cot`` < 1 leaves the choice to the caller."""
+    from transformers import AutoTokenizer
+
+    from rt2_policy.plans import parse_goal_plan
+    from rt2_policy.token_mapping import ACTION_CONFIG_NAME
+    from rt2_policy.vla_policy import VLAPolicy
+
+    robot, vqa = data
+    fingers = (0.04, 0.025)  # open, closed on an object (metres per finger)
+    robot = [{**frame, "observation.state": np.array([0.0] * 7 + [fingers[i % 2]] * 2,
+                                                     np.float32),
+              "observation.target_point": np.array([10.0 * i, 20.0], np.float32),
+              "observation.reference_point": np.array([100.0, 5.0 * i], np.float32)}
+             for i, frame in enumerate(robot)]
+    result = Trainer(_config(tmp_path, max_steps=2, cot=1.0, cot_plan="goal", eval_interval=2,
+                             gripper_state_indices=(7, 8)), robot=robot, vqa=vqa).train()
+    # teacher-forced evaluation reads the action after the plan
+    evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "eval_robot_loss" in r]
+    assert evals and 0.0 <= evals[-1]["eval_action_acc"] <= 1.0
+    assert 0.0 <= evals[-1]["eval_action_bin_l1"] <= 255.0
+    stored = json.loads((Path(result.checkpoint) / ACTION_CONFIG_NAME).read_text("utf-8"))
+    assert stored["prompt"]["chain_of_thought"] is True and stored["prompt"]["cot_plan"] == "goal"
+    tok = AutoTokenizer.from_pretrained(result.checkpoint)
+    assert tok.unk_token_id not in tok.convert_tokens_to_ids(["reach", "bring"])
+    policy = VLAPolicy.from_pretrained(result.checkpoint)
+    assert policy.chain_of_thought and policy.metadata["chain_of_thought"]
+    action = policy.infer(Observation(robot[0]["image"], "lift the red zebra",
+                                      gripper_state=0.0))
+    assert parse_goal_plan(action.plan) is not None  # the constrained goal-plan decode
+
+    sometimes = Trainer(_config(tmp_path, max_steps=1, cot=0.5, cot_plan="goal",
+                                output_dir=str(tmp_path / "half"),
+                                gripper_state_indices=(7, 8)), robot=robot, vqa=vqa).train()
+    assert not VLAPolicy.from_pretrained(sometimes.checkpoint).chain_of_thought
+    assert VLAPolicy.from_pretrained(sometimes.checkpoint, chain_of_thought=True).chain_of_thought

@@ -41,7 +41,7 @@ from rt2_policy.data.lerobot_dataset import (  # noqa: E402
     STATE_KEY,
     TARGET_POINT_KEY,
 )
-from rt2_policy.plans import action_marker_ids, plan_prefix_ids  # noqa: E402
+from rt2_policy.plans import action_marker_ids, goal_plan, plan_prefix_ids  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
@@ -56,8 +56,8 @@ from rt2_policy.proprioception import (  # noqa: E402
     panda_tcp_position,
 )
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
-from rt2_policy.training.config import GROUNDING_POINTS  # noqa: E402
-from rt2_policy.training.cot import choose_plan  # noqa: E402
+from rt2_policy.training.config import COT_PLANS, GROUNDING_POINTS  # noqa: E402
+from rt2_policy.training.cot import choose_plan, example_plan  # noqa: E402
 from rt2_policy.training.grounding import answer_point  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
 
@@ -173,11 +173,17 @@ class ExampleEncoder:
         tcp_position_indices: positions of the 7 arm joints (radians) in a robot frame's
             ``observation.state``; when given the action prompt carries the tool centre point
             (:func:`rt2_policy.proprioception.panda_tcp_position` with ``tcp_offset``, metres).
+        cot_plan: what a robot frame's chain-of-thought plan says: ``"task"`` (its ``"plan"``
+            field, its ``plans`` entry, else the instruction) or ``"goal"``
+            (:func:`rt2_policy.plans.goal_plan`: ``"reach X Y"`` at the target point, then
+            ``"bring X Y"`` at the reference point while the target is held, as
+            ``grounding_point="goal"`` decides; the target point when there is no reference).
 
     Raises:
         ValueError: when the processor has no tokenizer, the mapping and tokenizer disagree on
-            the number of bins, or ``grounding_point`` is not one of
-            :data:`rt2_policy.training.config.GROUNDING_POINTS`.
+            the number of bins, ``grounding_point`` is not one of
+            :data:`rt2_policy.training.config.GROUNDING_POINTS` or ``cot_plan`` not one of
+            :data:`rt2_policy.training.config.COT_PLANS`.
     """
 
     def __init__(self, processor: Any, action_tokenizer: ActionTokenizer,
@@ -187,10 +193,13 @@ class ExampleEncoder:
                  gripper_open_position: float = PANDA_FINGER_OPEN_POSITION,
                  grounding_point: str = "target",
                  tcp_position_indices: Sequence[int] = (),
-                 tcp_offset: float = PANDA_TCP_OFFSET) -> None:
+                 tcp_offset: float = PANDA_TCP_OFFSET, cot_plan: str = "task") -> None:
         if grounding_point not in GROUNDING_POINTS:
             raise ValueError(f"grounding_point: expected one of {GROUNDING_POINTS}, got "
                              f"{grounding_point!r}")
+        if cot_plan not in COT_PLANS:
+            raise ValueError(f"cot_plan: expected one of {COT_PLANS}, got {cot_plan!r}")
+        self.cot_plan = cot_plan
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("processor: expected a .tokenizer attribute, got none")
@@ -290,16 +299,18 @@ class ExampleEncoder:
         prompt_ids, images = self.encode_prompt(
             example["image"], action_prompt(example["task"], state, self.tcp_position_of(example)))
         action_ids = self.action_ids(example["action"])  # validates the action's shape
+        target = _target_point(example.get(TARGET_POINT_KEY))
+        reference = _target_point(example.get(REFERENCE_POINT_KEY))
+        carrying = _carrying(float(np.asarray(example["action"], dtype=float)[7]), state)
+        goal = reference if carrying and reference is not None else target
         plan = {"task": str(example["task"])}
-        if isinstance(example.get("plan"), str) and example["plan"].strip():
+        if self.cot_plan == "goal":
+            plan["plan"] = goal_plan(carrying, goal)
+        elif isinstance(example.get("plan"), str) and example["plan"].strip():
             plan["plan"] = example["plan"]
         elif plan["task"] in self.plans:
             plan["plan"] = self.plans[plan["task"]]
-        point = _target_point(example.get(TARGET_POINT_KEY))
-        reference = _target_point(example.get(REFERENCE_POINT_KEY))
-        if (self.grounding_point == "goal" and reference is not None
-                and _carrying(float(np.asarray(example["action"], dtype=float)[7]), state)):
-            point = reference
+        point = goal if self.grounding_point == "goal" else target
         return EncodedExample(KIND_ROBOT, prompt_ids, images, action_ids, plan,
                               point=point, reference_point=reference)
 
@@ -520,12 +531,14 @@ class MixtureBatches(torch.utils.data.Dataset):
         batch["step"] = torch.tensor(int(index))
         return batch
 
-    def fixed_batches(self, samples: Sequence[tuple[str, int]],
-                      batch_size: int) -> list[dict[str, torch.Tensor]]:
-        """Collated batches of the given ``(source, index)`` samples, no plans (evaluation)."""
+    def fixed_batches(self, samples: Sequence[tuple[str, int]], batch_size: int,
+                      plans: bool = False) -> list[dict[str, torch.Tensor]]:
+        """Collated batches of the given ``(source, index)`` samples (evaluation): robot
+        targets with their plan when ``plans`` (a run that always plans), else without."""
         rows = []
         for source, i in samples:
             encoded = self.example(source, i)
-            rows.append((encoded, self.encoder.target_ids(encoded)))
+            plan = example_plan(encoded.plan) if plans and encoded.kind == KIND_ROBOT else None
+            rows.append((encoded, self.encoder.target_ids(encoded, plan)))
         return [collate(rows[s:s + batch_size], self.encoder.pad_id)
                 for s in range(0, len(rows), batch_size)]

@@ -34,6 +34,8 @@ TOKEN_SCHEMES = ("", "integer_tokens", "least_used", "last_n")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 #: What the pointer loss points at on robot frames (TrainingConfig.grounding_point).
 GROUNDING_POINTS = ("target", "goal")
+#: What a chain-of-thought plan says (TrainingConfig.cot_plan).
+COT_PLANS = ("task", "goal")
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -200,6 +202,12 @@ class TrainConfig:
     plans_file: str = _doc("JSON object instruction -> plan for chain-of-thought targets (e.g. "
                            "a paraphrase -> its canonical task); '' = plan from the data or the "
                            "instruction", default="")
+    cot_plan: str = _doc(
+        "what a chain-of-thought plan says: 'task' (the frame's plan, its plans_file entry or "
+        "the instruction) or 'goal' (the phase and the image point, 0..255, of where the arm "
+        "heads: 'reach X Y' to observation.target_point, 'bring X Y' to "
+        "observation.reference_point while the target is held; rt2_policy.plans.goal_plan)",
+        default="task")
     gripper_state_indices: tuple[int, ...] = _doc(
         "positions of the finger joints (prismatic, metres) in each robot frame's "
         "observation.state, e.g. 7 8 for the Franka Hand in rt2_sim's demos; when given, the "
@@ -292,6 +300,7 @@ class TrainConfig:
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         _check(self.grounding_point in GROUNDING_POINTS, "grounding_point",
                f"one of {GROUNDING_POINTS}", self.grounding_point)
+        _check(self.cot_plan in COT_PLANS, "cot_plan", f"one of {COT_PLANS}", self.cot_plan)
         indices = self.gripper_state_indices
         _check(isinstance(indices, Sequence) and not isinstance(indices, str)
                and all(_is_int(i) and i >= 0 for i in indices), "gripper_state_indices",

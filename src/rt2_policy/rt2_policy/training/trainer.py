@@ -53,7 +53,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionTokenizer  # noqa: E402
-from rt2_policy.plans import plan_target_text  # noqa: E402
+from rt2_policy.contract import ACTION_DIMS  # noqa: E402
+from rt2_policy.plans import GOAL_PLAN_PHASES, plan_target_text  # noqa: E402
 from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
@@ -221,6 +222,23 @@ def _bin_lookup(action_ids: torch.Tensor, size: int) -> torch.Tensor:
     return bin_of
 
 
+def rank_from_end(rows: torch.Tensor) -> torch.Tensor:
+    """Position of each element from the end of its run of equal ``rows`` values.
+
+    Args:
+        rows: ``(N,)`` int64 row index of each selected target token, non-decreasing (the
+            order of :func:`token_losses`' output).
+
+    Returns:
+        ``(N,)`` int64: 0 for the last token of its row, 1 for the one before, …
+    """
+    if rows.numel() == 0:
+        return rows.new_zeros(0)
+    _, counts = torch.unique_consecutive(rows, return_counts=True)
+    ends = torch.repeat_interleave(torch.cumsum(counts, 0) - 1, counts)
+    return ends - torch.arange(rows.numel(), device=rows.device)
+
+
 def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
                             kinds: torch.Tensor, rows: torch.Tensor, action_ids: torch.Tensor,
                             sigma: float) -> torch.Tensor:
@@ -230,9 +248,10 @@ def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets:
     almost the same action, so a target spread as ``exp(-(k - b)² / 2σ²)`` over the bins
     ``k`` (renormalised, truncated at the range ends) teaches the ordering and gives neighbours
     of a rare bin a gradient, which matters with few demonstrations. Applies to every target
-    token that is a bin id (``action_ids``) except the first of each robot row (the discrete
-    terminate flag, RT-2 §3.2); VQA answers written with bin tokens (pointing coordinates)
-    are smoothed too. Other tokens keep their plain loss.
+    token that is a bin id (``action_ids``) except each robot row's terminate flag (discrete,
+    RT-2 §3.2: the first of the row's last 8 bin tokens, after any plan); VQA answers and goal
+    plans written with bin tokens (pointing coordinates) are smoothed too. Other tokens keep
+    their plain loss.
 
     Args:
         losses: plain per-token cross-entropy, ``(N,)`` float32 (from :func:`token_losses`).
@@ -249,14 +268,12 @@ def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets:
     num_bins = action_ids.numel()
     target_bins = _bin_lookup(action_ids.to(targets.device), logits.shape[-1])[targets]
     smooth = target_bins >= 0
-    # the first bin token of each robot row is terminate: keep it a hard label
-    is_robot_bin = smooth & (kinds == KIND_ROBOT)
-    first_in_row = torch.ones_like(is_robot_bin)
-    idx = torch.nonzero(is_robot_bin).flatten()
+    # terminate, the first of the 8 action tokens that end each robot row's bin tokens (a
+    # goal plan's point comes before them), keeps a hard label
+    idx = torch.nonzero(smooth & (kinds == KIND_ROBOT)).flatten()
     if idx.numel():
-        r = rows[idx]
-        first_in_row[idx[1:]] = r[1:] != r[:-1]
-        smooth = smooth & ~(is_robot_bin & first_in_row)
+        smooth = smooth.clone()
+        smooth[idx[rank_from_end(rows[idx]) == ACTION_DIMS - 1]] = False
     if not bool(smooth.any()):
         return losses
     sel = torch.nonzero(smooth).flatten()
@@ -335,6 +352,8 @@ class Trainer:
                 texts.extend(vqa_texts(data))
         texts.append(vqa_prompt("what"))
         texts.extend(self._plans().values())
+        if self.config.cot_plan == "goal":
+            texts.append(" ".join(GOAL_PLAN_PHASES))
         for path in self.config.tiny.words_files:
             texts.append(Path(path).read_text(encoding="utf-8"))
         self._corpus_cache = texts
@@ -582,7 +601,9 @@ class Trainer:
         processor.save_pretrained(tmp)
         save_action_config(tmp, action_tokenizer, mapping, self.image_position,
                            gripper_state=bool(self.config.gripper_state_indices),
-                           tcp_position=bool(self.config.tcp_position_indices))
+                           tcp_position=bool(self.config.tcp_position_indices),
+                           chain_of_thought=self.config.cot >= 1.0,
+                           cot_plan=self.config.cot_plan if self.config.cot > 0 else None)
         state = {
             "format_version": STATE_FORMAT_VERSION,
             "step": int(step),
@@ -642,7 +663,9 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, model: Any, batches: list[dict[str, torch.Tensor]],
                  mapping: ActionTokenMapping, eos_len: int) -> dict[str, float]:
-        """Teacher-forced metrics on fixed batches (no plans).
+        """Teacher-forced metrics on fixed batches (with their plans when the run always
+        plans, see :meth:`MixtureBatches.fixed_batches`; the action metrics read the last
+        8 + ``eos_len`` target tokens of each robot row).
 
         Returns:
             ``eval_robot_loss``/``eval_vqa_loss`` (mean per token, nats),
@@ -665,7 +688,7 @@ class Trainer:
         bin_of = _bin_lookup(action_ids, int(action_ids.max()) + 1)
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            losses, logits, targets, kinds, _rows, hidden = token_losses(
+            losses, logits, targets, kinds, rows, hidden = token_losses(
                 model, batch, self.config.bf16, return_hidden=True)
             for prefix, (_loss, ok, n) in self._grounding(hidden, batch).items():
                 tally = grounded.setdefault(prefix, [0, 0])
@@ -677,9 +700,10 @@ class Trainer:
                 sums[kind][1] += int(sel.sum())
             robot = kinds == KIND_ROBOT
             if robot.any():
-                width = 8 + eos_len
-                r_logits = logits[robot].reshape(-1, width, logits.shape[-1])[:, :8]
-                r_targets = targets[robot].reshape(-1, width)[:, :8]
+                width = ACTION_DIMS + eos_len
+                robot = robot & (rank_from_end(rows) < width)  # the action, not the plan
+                r_logits = logits[robot].reshape(-1, width, logits.shape[-1])[:, :ACTION_DIMS]
+                r_targets = targets[robot].reshape(-1, width)[:, :ACTION_DIMS]
                 pred = action_ids[r_logits.float()[..., action_ids].argmax(-1)]
                 correct += int((pred == r_targets).sum())
                 total += r_targets.numel()
@@ -777,7 +801,7 @@ class Trainer:
                                  gripper_open_position=cfg.gripper_open_position,
                                  grounding_point=cfg.grounding_point,
                                  tcp_position_indices=cfg.tcp_position_indices,
-                                 tcp_offset=cfg.tcp_offset)
+                                 tcp_offset=cfg.tcp_offset, cot_plan=cfg.cot_plan)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
@@ -793,7 +817,8 @@ class Trainer:
         eval_data = batches if same_data else MixtureBatches(
             self.eval_robot, self.eval_vqa, encoder, None, cache_bytes=0)
         eval_samples = self._eval_samples()
-        eval_batches = eval_data.fixed_batches(eval_samples, cfg.batch_size)
+        eval_batches = eval_data.fixed_batches(eval_samples, cfg.batch_size,
+                                               plans=cfg.cot >= 1.0)
 
         checkpoint = str(resume) if resume is not None else ""
         result = TrainResult(start_step, start_step, 0.0, 0.0, "max_steps", checkpoint)
