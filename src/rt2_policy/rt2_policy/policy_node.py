@@ -116,7 +116,8 @@ PARAMETERS = {
     "scripted_delay": (0.0, float_range(0.0, 10.0, "seconds per scripted infer call")),
     "chain_of_thought": (False, ParameterDescriptor(
         description="backend local: write a plan before each action (RT-2 Sec. 4.4; needs a "
-                    "checkpoint trained with plans); RT2Action.plan carries it", read_only=True)),
+                    "checkpoint trained with plans; one trained with a plan before every "
+                    "action always plans); RT2Action.plan carries it", read_only=True)),
     "answer_max_new_tokens": (32, int_range(1, 1024,
                               "~/answer_question token budget when the request's "
                               "max_new_tokens is 0")),
