@@ -201,6 +201,16 @@ class GoalPlanGrammar:
         return [list(self.phase_ids), list(self.point_ids), list(self.point_ids),
                 *([i] for i in self.tail_ids)]
 
+    def plan_of(self, ids: list[int]) -> str:
+        """The :func:`goal_plan` text of the 3 ids decoded at the plan's steps (phase, x, y).
+
+        Raises:
+            ValueError: when an id is not one the grammar allows at its step.
+        """
+        phase, x, y = ids
+        return goal_plan(self.phase_ids.index(phase) == 1,
+                         (self.point_ids.index(x), self.point_ids.index(y)))
+
 
 def goal_plan_grammar(tokenizer: object) -> GoalPlanGrammar | None:
     """The :class:`GoalPlanGrammar` of ``tokenizer``, or None when it does not spell every

@@ -432,13 +432,13 @@ def load_image_position(directory: str | Path) -> str:
 def stored_image_position(data: dict) -> str:
     """The ``image_position`` of a loaded action config, ``"prefix"`` when the ``"prompt"``
     section is missing."""
-    return str((data.get("prompt") or {}).get("image_position", "prefix"))
+    return str(_prompt_setting(data, "image_position", "prefix"))
 
 
 def stored_gripper_state(data: dict) -> bool:
     """Whether a loaded action config's model reads the gripper state in its action prompt
     (False when the ``"prompt"`` section or the entry is missing)."""
-    return bool((data.get("prompt") or {}).get("gripper_state", False))
+    return bool(_prompt_setting(data, "gripper_state", False))
 
 
 def load_gripper_state(directory: str | Path) -> bool:
@@ -449,7 +449,7 @@ def load_gripper_state(directory: str | Path) -> bool:
 def stored_tcp_position(data: dict) -> bool:
     """Whether a loaded action config's model reads the tool centre point's position in its
     action prompt (False when the ``"prompt"`` section or the entry is missing)."""
-    return bool((data.get("prompt") or {}).get("tcp_position", False))
+    return bool(_prompt_setting(data, "tcp_position", False))
 
 
 def load_tcp_position(directory: str | Path) -> bool:
@@ -460,13 +460,19 @@ def load_tcp_position(directory: str | Path) -> bool:
 def stored_chain_of_thought(data: dict) -> bool:
     """Whether a loaded action config's model was trained to write a plan before every action
     (RT-2 §4.4; False when the ``"prompt"`` section or the entry is missing)."""
-    return bool((data.get("prompt") or {}).get("chain_of_thought", False))
+    return bool(_prompt_setting(data, "chain_of_thought", False))
 
 
 def stored_cot_plan(data: dict) -> str:
     """What a loaded action config's model writes in its plans: ``"goal"`` (goal plans,
     :func:`rt2_policy.plans.goal_plan`) or ``"task"`` (words; also when the entry is missing)."""
-    return str((data.get("prompt") or {}).get("cot_plan", "task"))
+    return str(_prompt_setting(data, "cot_plan", "task"))
+
+
+def _prompt_setting(data: dict, key: str, default: object) -> object:
+    """``key`` of a loaded action config's ``"prompt"`` section, ``default`` when the section
+    or the entry is missing (checkpoints written before it existed)."""
+    return (data.get("prompt") or {}).get(key, default)
 
 
 def _stored_flag(directory: str | Path, read) -> bool:

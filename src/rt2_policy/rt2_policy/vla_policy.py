@@ -452,13 +452,12 @@ class VLAPolicy:
         result = self._decode(inputs, self._goal_decoder)
         plan_ids = result.token_ids[:, :3]
         actions = self._actions(result.token_ids[:, -ACTION_DIMS:], time.perf_counter() - start)
-        tokenizer = self.processor.tokenizer
         out = []
         for row, action in enumerate(actions):
-            plan = " ".join(tokenizer.decode([i]).strip() for i in plan_ids[row].tolist())
+            ids = plan_ids[row].tolist()
             action.extra.update(prompt=prompts[row], step_times=result.step_times,
-                                plan_token_ids=plan_ids[row].tolist())
-            out.append(replace(action, plan=plan))
+                                plan_token_ids=ids)
+            out.append(replace(action, plan=grammar.plan_of(ids)))
         return out
 
     def _plan_and_act(self, observation: Observation) -> RobotAction:

@@ -176,6 +176,11 @@ def test_goal_plan_grammar_of_the_tiny_tokenizer():
     assert [*grammar.head_ids, grammar.phase_ids[1], grammar.point_ids[3],
             grammar.point_ids[200], *grammar.tail_ids] == \
         plan_prefix_ids(tok, plan) + action_marker_ids(tok)
+    # and read back: the 3 decoded ids give the same text
+    assert grammar.plan_of([grammar.phase_ids[1], grammar.point_ids[3],
+                            grammar.point_ids[200]]) == plan
+    with pytest.raises(ValueError):
+        grammar.plan_of([grammar.point_ids[3], grammar.point_ids[3], grammar.point_ids[3]])
 
 
 class _CharTokenizer:

@@ -202,6 +202,17 @@ def test_gripper_state_prompt_from_the_finger_joints(tiny_vla_parts, tiny_vla_di
         short.encode_robot(frame)
 
 
+def _move_near_frame(fingers, closes, reference=(200.0, 90.0)):
+    """A move-near frame: both fingers at ``fingers`` (m), the action's gripper ``closes``,
+    the target at (40, 60) and the reference at ``reference`` (0..255, -1 -1 = none)."""
+    action = ACTION.copy()
+    action[7] = closes
+    return {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
+            "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
+            "observation.target_point": np.array([40.0, 60.0], np.float32),
+            "observation.reference_point": np.array(reference, np.float32)}
+
+
 @pytest.mark.parametrize(("fingers", "closes", "expected"), [
     (0.02, 1.0, (200, 90)),    # closed on the object (state 0.5), carrying it: the reference
     (0.04, 1.0, (40, 60)),     # open, closing now (the grasp): still the target
@@ -213,12 +224,7 @@ def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
     _model, processor = tiny_vla_parts
     goal = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
                           gripper_state_indices=(7, 8), grounding_point="goal")
-    action = ACTION.copy()
-    action[7] = closes
-    frame = {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
-             "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
-             "observation.target_point": np.array([40.0, 60.0], np.float32),
-             "observation.reference_point": np.array([200.0, 90.0], np.float32)}
+    frame = _move_near_frame(fingers, closes)
     enc = goal.encode_robot(frame)
     assert enc.point == expected and enc.reference_point == (200, 90)
     # pick and push frames have no reference (-1 -1): the target, whatever the gripper does
@@ -244,13 +250,8 @@ def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, finger
     _model, processor = tiny_vla_parts
     encoder = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
                              gripper_state_indices=(7, 8), cot_plan="goal")
-    action = ACTION.copy()
-    action[7] = closes
-    frame = {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
-             "plan": "a plan in the data is not a goal plan",
-             "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
-             "observation.target_point": np.array([40.0, 60.0], np.float32),
-             "observation.reference_point": np.array(reference, np.float32)}
+    frame = {**_move_near_frame(fingers, closes, reference),
+             "plan": "a plan in the data is not a goal plan"}
     enc = encoder.encode_robot(frame)
     assert enc.plan["plan"] == expected
     target = encoder.target_ids(enc, plan=enc.plan["plan"])

@@ -335,6 +335,12 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     @property
+    def always_plans(self) -> bool:
+        """True when every robot target starts with a chain-of-thought plan (``cot`` = 1):
+        the checkpoint then plans before every action and its evaluation reads plans."""
+        return self.cot >= 1.0
+
+    @property
     def is_tiny(self) -> bool:
         """True when the run builds a fresh tiny model."""
         return self.model == "tiny"

@@ -272,7 +272,6 @@ def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets:
     # goal plan's point comes before them), keeps a hard label
     idx = torch.nonzero(smooth & (kinds == KIND_ROBOT)).flatten()
     if idx.numel():
-        smooth = smooth.clone()
         smooth[idx[rank_from_end(rows[idx]) == ACTION_DIMS - 1]] = False
     if not bool(smooth.any()):
         return losses
@@ -602,7 +601,7 @@ class Trainer:
         save_action_config(tmp, action_tokenizer, mapping, self.image_position,
                            gripper_state=bool(self.config.gripper_state_indices),
                            tcp_position=bool(self.config.tcp_position_indices),
-                           chain_of_thought=self.config.cot >= 1.0,
+                           chain_of_thought=self.config.always_plans,
                            cot_plan=self.config.cot_plan if self.config.cot > 0 else None)
         state = {
             "format_version": STATE_FORMAT_VERSION,
@@ -818,7 +817,7 @@ class Trainer:
             self.eval_robot, self.eval_vqa, encoder, None, cache_bytes=0)
         eval_samples = self._eval_samples()
         eval_batches = eval_data.fixed_batches(eval_samples, cfg.batch_size,
-                                               plans=cfg.cot >= 1.0)
+                                               plans=cfg.always_plans)
 
         checkpoint = str(resume) if resume is not None else ""
         result = TrainResult(start_step, start_step, 0.0, 0.0, "max_steps", checkpoint)
