@@ -46,7 +46,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 [ -f "$DATA/patch_labels.npz" ] ||
   python -m rt2_sim.patch_labels --output "$DATA/patch_labels.npz" --scenes "$PATCH_SCENES" --seed 10000
 
-# 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only. Each
+# 3. Two runs, same steps: co-fine-tuned (66 % robot, RT2_ROBOT_FRACTION) and robot data only. Each
 #    first pre-trains the vision tower on the patch labels (1,500 steps, ~7 min); then the tower
 #    and connector learn 10x slower than the decoder (at the full rate their output collapses to
 #    one constant massive activation; see README, "Train -> Status"). The image follows the text
@@ -60,15 +60,19 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    Every action prompt carries the gripper state, from the finger joints (positions 7 and 8
 #    of observation.state; the policy node reads them from /joint_states): at 96 px the camera
 #    cannot show whether the fingers hold the object (README, "Train -> Status").
-#    A goal plan before every action (RT-2 §4.4's chain of thought, --cot 1 --cot-plan goal:
-#    "plan: reach X Y." at the target's image point, then "plan: bring X Y." at the
-#    reference's while the target is held) was tried and is off: the robot-only model learned
-#    to carry towards the destination offline, but both models scored lower closed loop and
-#    the co-fine-tuned one did not learn the destination (README, "Train -> Status", item 14).
+#    A plan before every action (RT-2 §4.4's chain of thought) says where the arm heads, in
+#    the prompt's tcp bins: "plan: reach X Y Z." / "plan: bring X Y Z." (--cot 1
+#    --cot-plan waypoint: the expert's current waypoint, observation.goal_position), so the
+#    action is the step from the prompt's tcp towards the plan's point. With the destination
+#    as an image point instead (--cot-plan goal) the step followed the point as a fixed
+#    direction, not relative to the gripper (README, "Train -> Status", item 14).
+#    The co-fine-tuned run sees 66 % robot data, RT-2's upper mixture (§4, Appendix D).
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
         --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
+        --cot 1 --cot-plan waypoint
         --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
+COF_FRACTION=${RT2_ROBOT_FRACTION:-0.66}
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
 common=("${shared[@]}" --model tiny --tiny.image-size 96 --tiny.patch-size 12
@@ -78,7 +82,7 @@ common=("${shared[@]}" --model tiny --tiny.image-size 96 --tiny.patch-size 12
         --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
         --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
-  --vqa-datasets "${vqa_data[@]}" --robot-fraction 0.5 > "$RUNS/cofinetuned.log" 2>&1 &
+  --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned.log" 2>&1 &
 cofinetuned=$!
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \
   --robot-fraction 1.0 > "$RUNS/robot_only.log" 2>&1 &
@@ -114,7 +118,7 @@ for round in $(seq 1 "$ROUNDS"); do
               --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
     --max-steps $((total - done_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
-    --vqa-datasets "${vqa_data[@]}" --robot-fraction 0.5 > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
+    --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
   cofinetuned=$!
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
     --max-steps $((total - done_rob)) --output-dir "$RUNS/robot_only_dagger$round" \

@@ -25,6 +25,10 @@ the image point of where the arm is heading, ``"reach 112 80"`` (to the instruct
 coordinates of the pointing answers (PaLI-X-style integer tokens, RT-2 §3.1), so the model
 first writes down *where* it goes, in the words it already uses to point at objects, and the
 8 action tokens then attend to that point (trained with ``TrainConfig.cot_plan="goal"``).
+A *waypoint plan* (``TrainConfig.cot_plan="waypoint"``) names the point in the arm's base
+frame instead, in the bins of the prompt's tcp position (``"bring 131 140 25"``,
+:func:`rt2_policy.prompts.tcp_position_bins`): the demonstrator's current waypoint, so the
+action is the step from the prompt's tcp towards the plan's point, the same units on both sides.
 
 Nothing in this module imports torch, transformers or rclpy.
 """
@@ -115,41 +119,56 @@ def parse_plan_and_action(text: str) -> tuple[str, str]:
     return plan, action
 
 
-def goal_plan(carrying: bool, point: tuple[int, int] | None) -> str:
-    """The goal plan of one frame: ``"{phase} {x} {y}"``, or ``"{phase}"`` without a point.
+#: Coordinates of a goal plan's point: 2 for an image point (``cot_plan="goal"``), 3 for a
+#: waypoint in the prompt's tcp bins (``cot_plan="waypoint"``).
+GOAL_PLAN_COORDINATES = (2, 3)
+
+#: Coordinates of the point of each kind of goal plan, by ``TrainConfig.cot_plan`` (the kind a
+#: checkpoint stores, ``"prompt": {"cot_plan": …}``); plans in words (``"task"``) are absent.
+GOAL_PLAN_KINDS = {"goal": 2, "waypoint": 3}
+
+
+def goal_plan(carrying: bool, point: tuple[int, ...] | None) -> str:
+    """The goal plan of one frame: ``"{phase} {x} {y}"`` (an image point), ``"{phase} {x} {y}
+    {z}"`` (a waypoint in tcp bins), or ``"{phase}"`` without a point.
 
     Args:
         carrying: the gripper holds the instructed object (phase ``"bring"``), else
             ``"reach"``.
-        point: ``(x, y)`` of where the arm is heading, ints in 0..255 (image coordinates scaled
-            to 256 per axis, x right, y down, as ``observation.target_point``); None when it is
+        point: where the arm is heading, ints in 0..255: ``(x, y)`` in image coordinates
+            scaled to 256 per axis (x right, y down, as ``observation.target_point``), or
+            ``(x, y, z)`` in the bins of the prompt's tcp position
+            (:func:`rt2_policy.prompts.tcp_position_bins`, ``panda_link0``); None when it is
             out of view.
 
     Raises:
-        ValueError: on a point that is not two ints in 0..255.
+        ValueError: on a point that is not two or three ints in 0..255.
     """
     phase = GOAL_PLAN_PHASES[1] if carrying else GOAL_PLAN_PHASES[0]
     if point is None:
         return phase
-    if (len(point) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
-                                   and 0 <= v <= 255 for v in point)):
-        raise ValueError(f"point: expected two ints in 0..255, got {point!r}")
-    return f"{phase} {point[0]} {point[1]}"
+    if (len(point) not in GOAL_PLAN_COORDINATES
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                       for v in point)):
+        raise ValueError(f"point: expected two or three ints in 0..255, got {point!r}")
+    return " ".join([phase, *(str(v) for v in point)])
 
 
-def parse_goal_plan(plan: str) -> tuple[str, tuple[int, int] | None] | None:
+def parse_goal_plan(plan: str) -> tuple[str, tuple[int, ...] | None] | None:
     """``(phase, point)`` of a goal plan written by :func:`goal_plan`, or None when ``plan`` is
-    not one (a plan in words, or a malformed generation); ``point`` is None when absent."""
+    not one (a plan in words, or a malformed generation); ``point`` is None when absent, else
+    two (image point) or three (waypoint) ints."""
     if not isinstance(plan, str):
         return None
     words = plan.lower().replace(".", " ").split()
-    if not words or words[0] not in GOAL_PLAN_PHASES or len(words) not in (1, 3):
+    if (not words or words[0] not in GOAL_PLAN_PHASES
+            or len(words) - 1 not in (0, *GOAL_PLAN_COORDINATES)):
         return None
     if len(words) == 1:
         return words[0], None
     if not all(w.isdigit() and int(w) <= 255 for w in words[1:]):
         return None
-    return words[0], (int(words[1]), int(words[2]))
+    return words[0], tuple(int(w) for w in words[1:])
 
 
 def _text_ids(tokenizer: object, text: str) -> list[int]:
@@ -174,13 +193,13 @@ def action_marker_ids(tokenizer: object) -> list[int]:
 
 @dataclass(frozen=True)
 class GoalPlanGrammar:
-    """How a tokenizer spells ``" plan: {phase} {x} {y}. action:"``, one token per word.
+    """How a tokenizer spells ``" plan: {phase} {x} {y}[ {z}]. action:"``, one token per word.
 
     Constrained decoding of a goal plan (:class:`rt2_policy.vla_policy.VLAPolicy`) appends
-    ``head_ids`` to the prompt, then decodes one of ``phase_ids``, two of ``point_ids``
-    (``point_ids[v]`` spells the integer ``v``), then ``tail_ids`` (the period and the action
-    marker) forced, then the 8 action tokens — so the plan always parses and the action
-    follows exactly the ids training put after it (:func:`plan_prefix_ids` then
+    ``head_ids`` to the prompt, then decodes one of ``phase_ids``, ``coordinates`` of
+    ``point_ids`` (``point_ids[v]`` spells the integer ``v``), then ``tail_ids`` (the period
+    and the action marker) forced, then the 8 action tokens — so the plan always parses and
+    the action follows exactly the ids training put after it (:func:`plan_prefix_ids` then
     :func:`action_marker_ids`).
 
     Attributes:
@@ -188,36 +207,55 @@ class GoalPlanGrammar:
         phase_ids: id of each of :data:`GOAL_PLAN_PHASES`.
         point_ids: id of ``"0"`` … ``"255"``, 256 entries.
         tail_ids: ids of the period after the point, then of :func:`action_marker_ids`.
+        coordinates: integers in the point, one of :data:`GOAL_PLAN_COORDINATES`.
     """
 
     head_ids: tuple[int, ...]
     phase_ids: tuple[int, ...]
     point_ids: tuple[int, ...]
     tail_ids: tuple[int, ...]
+    coordinates: int = 2
+
+    @property
+    def plan_steps(self) -> int:
+        """Decoded steps of the plan: the phase and the point's coordinates."""
+        return 1 + self.coordinates
 
     def allowed_ids_per_step(self) -> list[list[int]]:
         """The plan's steps for :func:`rt2_policy.constrained_decoding.build_allowed_mask`:
-        phase, x, y, then one forced id per tail token (``3 + len(tail_ids)`` steps)."""
-        return [list(self.phase_ids), list(self.point_ids), list(self.point_ids),
+        phase, each coordinate, then one forced id per tail token (``plan_steps +
+        len(tail_ids)`` steps)."""
+        return [list(self.phase_ids), *(list(self.point_ids) for _ in range(self.coordinates)),
                 *([i] for i in self.tail_ids)]
 
     def plan_of(self, ids: list[int]) -> str:
-        """The :func:`goal_plan` text of the 3 ids decoded at the plan's steps (phase, x, y).
+        """The :func:`goal_plan` text of the ids decoded at the plan's steps (phase, then the
+        coordinates).
 
         Raises:
-            ValueError: when an id is not one the grammar allows at its step.
+            ValueError: when an id is not one the grammar allows at its step, or there are not
+                :attr:`plan_steps` ids.
         """
-        phase, x, y = ids
+        if len(ids) != self.plan_steps:
+            raise ValueError(f"ids: expected {self.plan_steps} (phase and {self.coordinates} "
+                             f"coordinates), got {len(ids)}")
+        phase, *point = ids
         return goal_plan(self.phase_ids.index(phase) == 1,
-                         (self.point_ids.index(x), self.point_ids.index(y)))
+                         tuple(self.point_ids.index(v) for v in point))
 
 
-def goal_plan_grammar(tokenizer: object) -> GoalPlanGrammar | None:
-    """The :class:`GoalPlanGrammar` of ``tokenizer``, or None when it does not spell every
-    phase and every integer 0..255 as one token each, or spells a whole plan differently
-    from its pieces (e.g. subword tokenizers that merge ``"34."``); the caller then generates
-    the plan over the full vocabulary instead.
+def goal_plan_grammar(tokenizer: object, coordinates: int = 2) -> GoalPlanGrammar | None:
+    """The :class:`GoalPlanGrammar` of ``tokenizer`` for points of ``coordinates`` integers, or
+    None when it does not spell every phase and every integer 0..255 as one token each, or
+    spells a whole plan differently from its pieces (e.g. subword tokenizers that merge
+    ``"34."``); the caller then generates the plan over the full vocabulary instead.
+
+    Raises:
+        ValueError: ``coordinates`` not one of :data:`GOAL_PLAN_COORDINATES`.
     """
+    if coordinates not in GOAL_PLAN_COORDINATES:
+        raise ValueError(f"coordinates: expected one of {GOAL_PLAN_COORDINATES}, got "
+                         f"{coordinates!r}")
     head = _text_ids(tokenizer, " " + PLAN_PREFIX)
 
     def single(word: str) -> int | None:
@@ -230,16 +268,17 @@ def goal_plan_grammar(tokenizer: object) -> GoalPlanGrammar | None:
         return None
     marker = action_marker_ids(tokenizer)
     tail: list[int] | None = None
-    for phase, x, y in ((0, 12, 34), (1, 255, 0)):
-        full = plan_prefix_ids(tokenizer, goal_plan(bool(phase), (x, y)))
-        body = [*head, phases[phase], points[x], points[y]]
+    for phase, *point in ((0, 12, 34, 56), (1, 255, 0, 7)):
+        point = point[:coordinates]
+        full = plan_prefix_ids(tokenizer, goal_plan(bool(phase), tuple(point)))
+        body = [*head, phases[phase], *(points[v] for v in point)]
         if full[:len(body)] != body or len(full) == len(body):
             return None
         if tail is not None and full[len(body):] != tail:
             return None
         tail = full[len(body):]
     return GoalPlanGrammar(tuple(head), tuple(phases), tuple(points),  # type: ignore[arg-type]
-                           tuple([*(tail or ()), *marker]))
+                           tuple([*(tail or ()), *marker]), coordinates)
 
 
 def plan_prefix_ids(tokenizer: object, plan: str) -> list[int]:

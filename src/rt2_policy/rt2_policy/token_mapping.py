@@ -464,8 +464,9 @@ def stored_chain_of_thought(data: dict) -> bool:
 
 
 def stored_cot_plan(data: dict) -> str:
-    """What a loaded action config's model writes in its plans: ``"goal"`` (goal plans,
-    :func:`rt2_policy.plans.goal_plan`) or ``"task"`` (words; also when the entry is missing)."""
+    """What a loaded action config's model writes in its plans: ``"goal"`` (goal plans with an
+    image point, :func:`rt2_policy.plans.goal_plan`), ``"waypoint"`` (goal plans with a point in
+    tcp bins) or ``"task"`` (words; also when the entry is missing)."""
     return str(_prompt_setting(data, "cot_plan", "task"))
 
 

@@ -49,7 +49,7 @@ from rt2_policy.constrained_decoding import (  # noqa: E402
     generate_text,
 )
 from rt2_policy.contract import ACTION_DIM_NAMES, ACTION_DIMS, Observation, RobotAction  # noqa: E402
-from rt2_policy.plans import goal_plan_grammar  # noqa: E402
+from rt2_policy.plans import GOAL_PLAN_KINDS, goal_plan_grammar  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     ACTION_PROMPT_TEMPLATE,
     DEFAULT_IMAGE_TOKEN,
@@ -154,6 +154,9 @@ class VLAPolicy:
             greedy decode, batched: ``" plan:"`` is appended to the prompt, then phase, x, y,
             the forced period and ``" action:"``, then the 8 action tokens (so the plan always
             parses); otherwise the plan is generated as for plans in words.
+        goal_plan_coordinates: integers in a goal plan's point: 2 (an image point,
+            ``cot_plan="goal"``) or 3 (a waypoint in the prompt's tcp bins,
+            ``"reach X Y Z"``, ``cot_plan="waypoint"``; stored with the checkpoint).
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -176,6 +179,7 @@ class VLAPolicy:
         gripper_state: bool = False,
         tcp_position: bool = False,
         goal_plans: bool = False,
+        goal_plan_coordinates: int = 2,
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -210,7 +214,7 @@ class VLAPolicy:
         # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
         self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile)
         # Goal plans in one constrained decode: plan steps, then the action's.
-        self._goal_grammar = (goal_plan_grammar(tokenizer)
+        self._goal_grammar = (goal_plan_grammar(tokenizer, goal_plan_coordinates)
                               if goal_plans and self.chain_of_thought and tokenizer is not None
                               else None)
         self._goal_decoder = None
@@ -305,7 +309,8 @@ class VLAPolicy:
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile,
                    chain_of_thought=chain_of_thought or stored_chain_of_thought(data),
-                   goal_plans=stored_cot_plan(data) == "goal",
+                   goal_plans=stored_cot_plan(data) in GOAL_PLAN_KINDS,
+                   goal_plan_coordinates=GOAL_PLAN_KINDS.get(stored_cot_plan(data), 2),
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
                    tcp_position=stored_tcp_position(data))
@@ -450,7 +455,7 @@ class VLAPolicy:
             inputs["attention_mask"] = torch.cat([mask, torch.ones_like(head, dtype=mask.dtype)],
                                                  dim=1)
         result = self._decode(inputs, self._goal_decoder)
-        plan_ids = result.token_ids[:, :3]
+        plan_ids = result.token_ids[:, :grammar.plan_steps]
         actions = self._actions(result.token_ids[:, -ACTION_DIMS:], time.perf_counter() - start)
         out = []
         for row, action in enumerate(actions):

@@ -68,6 +68,8 @@ def test_every_plan_token_is_in_the_tiny_vocabulary():
     (True, (0, 255), "bring 0 255"),
     (True, None, "bring"),
     (False, None, "reach"),
+    (True, (131, 140, 25), "bring 131 140 25"),
+    (False, (0, 255, 7), "reach 0 255 7"),
 ])
 def test_goal_plan_round_trips(carrying, point, text):
     assert goal_plan(carrying, point) == text
@@ -79,15 +81,17 @@ def test_goal_plan_round_trips(carrying, point, text):
 
 
 @pytest.mark.parametrize("plan", [
-    "pick up the red cube", "reach 12", "reach 12 300", "bring 1 2 3", "move 1 2", "reach x y",
+    "pick up the red cube", "reach 12", "reach 12 300", "bring 1 2 3 4", "move 1 2",
+    "reach 1 2 256", "reach x y",
     "", None])
 def test_other_plans_are_not_goal_plans(plan):
     assert parse_goal_plan(plan) is None
 
 
-@pytest.mark.parametrize("point", [(256, 0), (-1, 4), (1.5, 2), (True, 3), (1, 2, 3)])
+@pytest.mark.parametrize("point", [(256, 0), (-1, 4), (1.5, 2), (True, 3), (1, 2, 3, 4), (5,),
+                                   (1, 2, 300)])
 def test_goal_plan_rejects_bad_points(point):
-    with pytest.raises(ValueError, match="point: expected two ints in 0..255"):
+    with pytest.raises(ValueError, match="point: expected two or three ints in 0..255"):
         goal_plan(False, point)
 
 
@@ -192,18 +196,38 @@ class _CharTokenizer:
 
 def test_goal_plan_grammar_needs_one_token_per_word():
     assert goal_plan_grammar(_CharTokenizer()) is None
+    assert goal_plan_grammar(_CharTokenizer(), coordinates=3) is None
 
 
-def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir):
+def test_waypoint_plan_grammar_has_three_coordinates():
+    tok = build_tokenizer()
+    grammar = goal_plan_grammar(tok, coordinates=3)
+    assert grammar is not None and grammar.plan_steps == 4
+    assert [len(s) for s in grammar.allowed_ids_per_step()] == [2, 256, 256, 256, 1, 1, 1]
+    plan = goal_plan(False, (131, 140, 25))
+    ids = [grammar.phase_ids[0], *(grammar.point_ids[v] for v in (131, 140, 25))]
+    assert [*grammar.head_ids, *ids, *grammar.tail_ids] == \
+        plan_prefix_ids(tok, plan) + action_marker_ids(tok)
+    assert grammar.plan_of(ids) == plan
+    with pytest.raises(ValueError, match="expected 4"):
+        grammar.plan_of(ids[:3])
+    with pytest.raises(ValueError, match="coordinates: expected one of"):
+        goal_plan_grammar(tok, coordinates=4)
+
+
+@pytest.mark.parametrize("coordinates", [2, 3])
+def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir, coordinates):
     """A goal-plan checkpoint plans and acts in one batched decode whose ids equal the slow
-    reference decode over the same steps, and whose plan always parses."""
+    reference decode over the same steps, and whose plan always parses (image points and
+    waypoints alike)."""
     from rt2_policy.constrained_decoding import decode_action_tokens
     from rt2_policy.token_mapping import load_action_config
     from rt2_policy.vla_policy import VLAPolicy
 
     plain = VLAPolicy.from_pretrained(tiny_vla_dir)
     policy = VLAPolicy(plain.model, plain.processor, *load_action_config(tiny_vla_dir),
-                       chain_of_thought=True, goal_plans=True)
+                       chain_of_thought=True, goal_plans=True,
+                       goal_plan_coordinates=coordinates)
     assert policy._goal_decoder is not None
     rng = np.random.default_rng(3)
     observations = [Observation(image=rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
@@ -214,16 +238,17 @@ def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir)
     steps = [*grammar.allowed_ids_per_step(), *policy.token_mapping.allowed_ids_per_step()]
     for obs, action in zip(observations, actions, strict=True):
         phase, point = parse_goal_plan(action.plan)
-        assert phase in GOAL_PLAN_PHASES and point is not None
+        assert phase in GOAL_PLAN_PHASES and point is not None and len(point) == coordinates
         inputs = policy._prepare([obs.image], [policy._action_prompt(obs)])
         head = torch.as_tensor([grammar.head_ids])
         inputs["input_ids"] = torch.cat([inputs["input_ids"], head], dim=1)
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
         reference = decode_action_tokens(policy.model, inputs, steps).token_ids[0].tolist()
-        assert reference[:3] == action.extra["plan_token_ids"]
+        n = 1 + coordinates
+        assert reference[:n] == action.extra["plan_token_ids"]
         assert reference[-8:] == action.extra["token_ids"].tolist()
-        assert reference[3:6] == list(grammar.tail_ids)
-        assert action.bins[0] in (0, 1) and len(action.extra["step_times"]) == 14
+        assert reference[n:n + 3] == list(grammar.tail_ids)
+        assert action.bins[0] in (0, 1) and len(action.extra["step_times"]) == n + 3 + 8
     # one observation alone decodes as in the batch (left padding handled)
     alone = policy.infer(observations[1])
     assert alone.plan == actions[1].plan

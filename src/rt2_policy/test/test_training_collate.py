@@ -271,6 +271,36 @@ def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, finger
 
 
 
+@pytest.mark.parametrize(("fingers", "closes", "phase"), [
+    (0.04, 1.0, "reach"),  # the grasp
+    (0.02, 1.0, "bring"),  # carrying
+    (0.02, 0.0, "reach"),  # the release
+])
+def test_waypoint_plans_name_the_goal_position_in_tcp_bins(tiny_vla_parts, tiny_vla_dir,
+                                                            fingers, closes, phase):
+    _model, processor = tiny_vla_parts
+    encoder = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                             gripper_state_indices=(7, 8), cot_plan="waypoint")
+    # (0.5, -0.1, 0.1) m in panda_link0 over TCP_POSITION_BOUNDS' 3.9 mm bins
+    frame = {**_move_near_frame(fingers, closes),
+             "observation.goal_position": np.array([0.5, -0.1, 0.1], np.float32)}
+    enc = encoder.encode_robot(frame)
+    assert enc.plan["plan"] == f"{phase} 128 102 51"
+    text = encoder.tokenizer.decode(list(encoder.target_ids(enc, plan=enc.plan["plan"])),
+                                    skip_special_tokens=True)
+    assert text.startswith(f"plan : {phase} 128 102 51 . action :")
+    # outside the bins' box: saturated, as the prompt's tcp position
+    far = {**frame, "observation.goal_position": np.array([2.0, -1.0, 0.1], np.float32)}
+    assert encoder.encode_robot(far).plan["plan"] == f"{phase} 255 0 51"
+    missing = {k: v for k, v in frame.items() if k != "observation.goal_position"}
+    with pytest.raises(ValueError, match="expected key 'observation.goal_position'"):
+        encoder.encode_robot(missing)
+    bad = {**frame, "observation.goal_position": np.array([np.nan, 0.0, 0.1], np.float32)}
+    with pytest.raises(ValueError, match="observation.goal_position: tcp_position: expected 3"):
+        encoder.encode_robot(bad)
+
+
+
 # A Panda pose away from the centre on every axis (radians, panda_joint1..7), then the fingers.
 ARM = np.array([0.3, -0.3, 0.1, -2.2, 0.1, 2.0, 0.79])
 TCP_STATE = np.concatenate([ARM, [0.025, 0.025]]).astype(np.float32)

@@ -298,7 +298,7 @@ def test_rank_from_end_counts_back_within_each_row():
      "tcp_position_indices: expected no or 7 ints >= 0 (the arm joints), got (0, 1, 2, -3,"),
     ({"tcp_position_indices": (0, 1, 2, 3, 4, 5, 6.0)}, "tcp_position_indices: expected no or 7"),
     ({"tcp_position_indices": "0123456"}, "tcp_position_indices: expected no or 7 ints >= 0"),
-    ({"cot_plan": "where"}, "cot_plan: expected one of ('task', 'goal'), got 'where'"),
+    ({"cot_plan": "where"}, "cot_plan: expected one of ('task', 'goal', 'waypoint'), got 'where'"),
     ({"tcp_offset": -0.1}, "tcp_offset: expected metres in [0, 1], got -0.1"),
     ({"tcp_offset": 2.0}, "tcp_offset: expected metres in [0, 1], got 2.0"),
     ({"tcp_offset": float("nan")}, "tcp_offset: expected metres in [0, 1], got nan"),
@@ -446,3 +446,34 @@ def test_goal_plan_runs_teach_and_record_planning_before_every_action(tmp_path, 
                                 gripper_state_indices=(7, 8)), robot=robot, vqa=vqa).train()
     assert not VLAPolicy.from_pretrained(sometimes.checkpoint).chain_of_thought
     assert VLAPolicy.from_pretrained(sometimes.checkpoint, chain_of_thought=True).chain_of_thought
+
+
+def test_waypoint_plan_runs_record_and_decode_three_coordinate_plans(tmp_path, data):
+    """``cot_plan="waypoint"``: the targets plan the frame's goal position in tcp bins, the
+    checkpoint records it, and the loaded policy decodes ``"reach X Y Z"`` constrained."""
+    from rt2_policy.plans import parse_goal_plan
+    from rt2_policy.token_mapping import ACTION_CONFIG_NAME
+    from rt2_policy.vla_policy import VLAPolicy
+
+    robot, vqa = data
+    robot = [{**frame, "observation.state": np.array([0.0] * 7 + [0.04, 0.04], np.float32),
+              "observation.goal_position": np.array([0.4 + 0.01 * i, 0.0, 0.1], np.float32)}
+             for i, frame in enumerate(robot)]
+    result = Trainer(_config(tmp_path, max_steps=2, cot=1.0, cot_plan="waypoint",
+                             eval_interval=2, gripper_state_indices=(7, 8),
+                             tcp_position_indices=tuple(range(7))),
+                     robot=robot, vqa=vqa).train()
+    stored = json.loads((Path(result.checkpoint) / ACTION_CONFIG_NAME).read_text("utf-8"))
+    assert stored["prompt"]["cot_plan"] == "waypoint"
+    policy = VLAPolicy.from_pretrained(result.checkpoint)
+    assert policy.chain_of_thought and policy._goal_grammar.coordinates == 3
+    action = policy.infer(Observation(robot[0]["image"], "lift the red zebra",
+                                      gripper_state=0.0, tcp_position=(0.4, 0.0, 0.3)))
+    phase, point = parse_goal_plan(action.plan)
+    assert len(point) == 3 and len(action.extra["plan_token_ids"]) == 4
+    # frames without a goal position cannot train waypoint plans
+    bare = [{k: v for k, v in frame.items() if k != "observation.goal_position"}
+            for frame in robot]
+    with pytest.raises(ValueError, match="observation.goal_position"):
+        Trainer(_config(tmp_path, max_steps=1, cot=1.0, cot_plan="waypoint",
+                        output_dir=str(tmp_path / "bare")), robot=bare, vqa=vqa).train()

@@ -111,6 +111,10 @@ class ScriptedExpert:
         self._index = 0
         self._held = 0
         self._steps_on_waypoint = 0
+        #: Where the last :meth:`act` heads the tcp: the current waypoint, ``(x, y, z)``
+        #: metres in ``panda_link0`` (the tcp itself once done or terminating); None before
+        #: the first call.
+        self.goal_position: np.ndarray | None = None
 
     # ------------------------------------------------------------------ geometry
     def _base(self) -> np.ndarray:
@@ -204,11 +208,12 @@ class ScriptedExpert:
             shape (8,), float64: terminate (0/1), Δx, Δy, Δz (metres), Δroll, Δpitch, Δyaw
             (radians), gripper (0..1); quantised to bin centres.
         """
+        tcp = self.sim.ee_pose()[0]
+        self.goal_position = tcp.copy()
         if check_success(self.sim, self.spec):
             return self._quantise(1.0, np.zeros(3), np.zeros(3), self.sim.gripper_command)
         if not self.give_up:
             self._follow_grasp_state()
-        tcp = self.sim.ee_pose()[0]
         # Advance past reached waypoints (one per step at most, so grasps get their hold).
         while not self.done:
             wp = self._waypoints[self._index]
@@ -231,7 +236,8 @@ class ScriptedExpert:
             return self._quantise(0.0, np.zeros(3), self._rotation_correction(),
                                   self._waypoints[-1].gripper)
         wp = self._waypoints[self._index]
-        delta = wp.goal() - tcp
+        self.goal_position = np.asarray(wp.goal(), dtype=np.float64).copy()
+        delta = self.goal_position - tcp
         norm = float(np.linalg.norm(delta))
         if norm > wp.max_step:
             delta *= wp.max_step / norm
@@ -313,6 +319,9 @@ class Rollout:
         reference_points: the same for the task's reference object (move near: the object to
             put the target next to; place: the container), ``(-1, -1)`` when the task has none
             (pick, push) or it is out of view.
+        goal_positions: where each action heads the tcp (:attr:`ScriptedExpert.goal_position`,
+            the expert's current waypoint), each ``(x, y, z)`` float32 metres in
+            ``panda_link0``: the label of waypoint plans (``TrainConfig.cot_plan="waypoint"``).
         instruction: the task's instruction.
         success: the success check at the end.
         terminated: the expert emitted terminate.
@@ -323,6 +332,7 @@ class Rollout:
     states: list[np.ndarray] = field(default_factory=list)
     target_points: list[np.ndarray] = field(default_factory=list)
     reference_points: list[np.ndarray] = field(default_factory=list)
+    goal_positions: list[np.ndarray] = field(default_factory=list)
     instruction: str = ""
     success: bool = False
     terminated: bool = False
@@ -410,6 +420,7 @@ def rollout(sim: ArmSimulation, spec: EpisodeSpec, control_rate: float = 5.0,
         out.states.append(sim.joint_positions())
         values = expert.act()
         out.actions.append(values)
+        out.goal_positions.append(np.asarray(expert.goal_position, np.float32))
         if values[0] >= 0.5:
             out.terminated = True
             sim.command_twist(np.zeros(3), np.zeros(3), BASE_FRAME, sim.time)

@@ -12,7 +12,9 @@ writes too) and the instruction as the task, and the image position of the instr
 object as ``observation.target_point`` (``(x, y)`` in 0..255, ``(-1, -1)`` out of view; for the
 grounding loss), and that of the task's reference object (move near, place) as
 ``observation.reference_point`` (``(-1, -1)`` when the task has none; for the reference
-grounding loss). The last line printed is a JSON summary.
+grounding loss), and where the expert's action heads the tcp (its current waypoint, ``(x, y,
+z)`` metres in ``panda_link0``) as ``observation.goal_position`` (for waypoint plans). The last
+line printed is a JSON summary.
 
 DAgger (Ross et al., 2011): ``--policy MODEL`` lets a trained checkpoint drive (the expert's
 action is executed with probability ``--expert-share`` per step) while every frame is labelled
@@ -75,7 +77,7 @@ def _worker(args: tuple) -> dict:
         "seed": seed, "family": spec.task.family, "instruction": run.instruction,
         "success": run.success and run.terminated, "images": run.images,
         "actions": run.actions, "states": run.states, "target_points": run.target_points,
-        "reference_points": run.reference_points,
+        "reference_points": run.reference_points, "goal_positions": run.goal_positions,
     }
 
 
@@ -132,6 +134,7 @@ def generate(output: str, episodes: int, seed: int = 0,
     if not 0.0 <= expert_share <= 1.0:
         raise ValueError(f"expert_share: expected 0..1, got {expert_share}")
     from rt2_policy.data.lerobot_dataset import (
+        GOAL_POSITION_KEY,
         REFERENCE_POINT_KEY,
         TARGET_POINT_KEY,
         LeRobotDatasetWriter,
@@ -147,7 +150,8 @@ def generate(output: str, episodes: int, seed: int = 0,
                                   state_dim=len(PANDA_STATE_JOINTS),
                                   state_names=PANDA_STATE_JOINTS,
                                   extra_features={TARGET_POINT_KEY: 2,
-                                                  REFERENCE_POINT_KEY: 2})
+                                                  REFERENCE_POINT_KEY: 2,
+                                                  GOAL_POSITION_KEY: 3})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,
                       max_steps, policy, expert_share))
     per_family: dict[str, list[bool]] = {f: [] for f in families}
@@ -163,13 +167,15 @@ def generate(output: str, episodes: int, seed: int = 0,
         for result in pool.imap(_worker, jobs, chunksize=2):
             per_family[result["family"]].append(result["success"])
             if result["success"] or policy is not None:
-                for image, action, state, point, reference in zip(
+                for image, action, state, point, reference, goal in zip(
                         result["images"], result["actions"], result["states"],
-                        result["target_points"], result["reference_points"], strict=True):
+                        result["target_points"], result["reference_points"],
+                        result["goal_positions"], strict=True):
                     writer.add_frame(image, action.astype(np.float32), result["instruction"],
                                      state=state.astype(np.float32),
                                      extras={TARGET_POINT_KEY: point,
-                                             REFERENCE_POINT_KEY: reference})
+                                             REFERENCE_POINT_KEY: reference,
+                                             GOAL_POSITION_KEY: goal})
                 writer.save_episode()
                 written += 1
                 frames += len(result["actions"])

@@ -220,3 +220,26 @@ def test_reference_point_lies_on_the_reference_object(sim, family):
     label = labels[int((y + 0.5) / 256 * height), int((x + 0.5) / 256 * width)]
     assert CLASSES[label] == spec.object(spec.task.reference).colour
     assert np.abs(point - target_point(sim, spec)).max() > 10  # not the target's point
+
+
+@pytest.mark.parametrize("family", TASK_FAMILIES)
+def test_each_action_steps_towards_the_recorded_goal_position(sim, family):
+    """``Rollout.goal_positions`` (the waypoint plans' label) is where each action heads the
+    tcp: the action's translation is ``goal - tcp``, shortened to the waypoint's step limit
+    (4.8 cm, 2.5 cm on descents and pushes), and the goal lies on the task's objects' path."""
+    from rt2_policy.proprioception import panda_tcp_position
+
+    run = rollout(sim, sample_episode(3, "seen", family), render=False)
+    assert run.success and len(run.goal_positions) == run.steps
+    for action, goal, joints in zip(run.actions, run.goal_positions, run.states, strict=True):
+        assert goal.shape == (3,) and goal.dtype == np.float32
+        delta = goal - panda_tcp_position(joints[:7])
+        step = np.asarray(action[1:4])
+        if np.linalg.norm(delta) <= 0.02:  # within every limit: the whole step
+            np.testing.assert_allclose(step, delta, atol=0.002)
+        else:  # the step goes the goal's way
+            assert np.dot(step, delta) > 0.9 * np.linalg.norm(step) * np.linalg.norm(delta)
+    # terminate: no goal beyond where the tcp is
+    np.testing.assert_allclose(run.goal_positions[-1], panda_tcp_position(run.states[-1][:7]),
+                               atol=0.002)
+    assert len({tuple(np.round(g, 3)) for g in run.goal_positions}) >= 3  # several waypoints

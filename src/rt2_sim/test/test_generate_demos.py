@@ -55,7 +55,7 @@ def test_two_object_tasks_record_the_reference_point(tmp_path):
     """Place (and move near) frames carry where the reference object is (the container here;
     :func:`rt2_sim.expert.reference_point`, checked against the segmentation in test_expert);
     single-object tasks carry (-1, -1)."""
-    from rt2_policy.data.lerobot_dataset import REFERENCE_POINT_KEY
+    from rt2_policy.data.lerobot_dataset import GOAL_POSITION_KEY, REFERENCE_POINT_KEY
     from rt2_sim.expert import reference_point
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import task_scene_config
@@ -77,6 +77,11 @@ def test_two_object_tasks_record_the_reference_point(tmp_path):
     push = ds[ds.episode_frames(1)[0]]
     assert push["task"] == sample_episode(8, "seen", "push").task.instruction
     assert push[REFERENCE_POINT_KEY].tolist() == [-1.0, -1.0]
+    # every frame records where the expert heads the tcp (metres, panda_link0)
+    assert GOAL_POSITION_KEY in ds.extra_keys
+    goals = np.array([ds[i][GOAL_POSITION_KEY] for i in range(len(ds))])
+    assert goals.shape == (len(ds), 3) and np.all(np.isfinite(goals))
+    assert np.all((goals[:, 0] > 0.1) & (goals[:, 0] < 0.9) & (goals[:, 2] > -0.05))
 
 
 def test_state_is_named_by_the_simulation_joints_in_info_json(tmp_path):

@@ -75,6 +75,10 @@ TARGET_POINT_KEY = "observation.target_point"
 #: *blue cylinder*", "place ... into the *white bowl*"), same units, ``(-1, -1)`` when the task
 #: has none or it is not in view: an optional extra feature for the reference grounding loss.
 REFERENCE_POINT_KEY = "observation.reference_point"
+#: Where the demonstrator's action heads the tool centre point (the scripted expert's current
+#: waypoint), ``(x, y, z)`` metres in ``panda_link0`` (REP 103/105): an optional extra feature
+#: of simulated demonstrations, the label of waypoint plans (``TrainConfig.cot_plan``).
+GOAL_POSITION_KEY = "observation.goal_position"
 _CORE_KEYS = (IMAGE_KEY, STATE_KEY, ACTION_KEY, "timestamp", *_INDEX_KEYS, DONE_KEY)
 #: Features whose stats.json entry also carries the 1st and 99th percentiles (OpenVLA-style
 #: q01/q99 normalisation).

@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.contract import ACTION_DIMS  # noqa: E402
 from rt2_policy.data.lerobot_dataset import (  # noqa: E402
+    GOAL_POSITION_KEY,
     REFERENCE_POINT_KEY,
     STATE_KEY,
     TARGET_POINT_KEY,
@@ -46,6 +47,7 @@ from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
     check_image_position,
+    tcp_position_bins,
     vqa_prompt,
     with_image,
 )
@@ -177,7 +179,10 @@ class ExampleEncoder:
             field, its ``plans`` entry, else the instruction) or ``"goal"``
             (:func:`rt2_policy.plans.goal_plan`: ``"reach X Y"`` at the target point, then
             ``"bring X Y"`` at the reference point while the target is held, as
-            ``grounding_point="goal"`` decides; the target point when there is no reference).
+            ``grounding_point="goal"`` decides; the target point when there is no reference)
+            or ``"waypoint"`` (the same phases with the frame's ``observation.goal_position``,
+            where the demonstrator's action heads the tcp, in the prompt's tcp bins:
+            ``"bring 131 140 25"``, :func:`rt2_policy.prompts.tcp_position_bins`).
 
     Raises:
         ValueError: when the processor has no tokenizer, the mapping and tokenizer disagree on
@@ -285,12 +290,14 @@ class ExampleEncoder:
     # ------------------------------------------------------------------ examples
     def encode_robot(self, example: Mapping[str, Any]) -> EncodedExample:
         """Encode ``{"image", "task", "action"[, "plan"][, "observation.target_point"]
-        [, "observation.reference_point"]}`` (a LeRobot frame; the target point, ``(x, y)`` in
-        0..255 or negative when out of view, feeds the grounding loss; the reference point,
-        likewise, the reference grounding loss).
+        [, "observation.reference_point"][, "observation.goal_position"]}`` (a LeRobot frame;
+        the target point, ``(x, y)`` in 0..255 or negative when out of view, feeds the
+        grounding loss; the reference point, likewise, the reference grounding loss; the goal
+        position, ``(x, y, z)`` metres in ``panda_link0``, the waypoint plan).
 
         Raises:
-            ValueError: on a missing key, empty task, bad image or bad action.
+            ValueError: on a missing key, empty task, bad image or bad action; with
+                ``cot_plan="waypoint"``, on a frame without a finite goal position.
         """
         for key in ("image", "task", "action"):
             if key not in example:
@@ -306,6 +313,8 @@ class ExampleEncoder:
         plan = {"task": str(example["task"])}
         if self.cot_plan == "goal":
             plan["plan"] = goal_plan(carrying, goal)
+        elif self.cot_plan == "waypoint":
+            plan["plan"] = goal_plan(carrying, _goal_position_bins(example))
         elif isinstance(example.get("plan"), str) and example["plan"].strip():
             plan["plan"] = example["plan"]
         elif plan["task"] in self.plans:
@@ -382,6 +391,23 @@ def _target_point(value: Any) -> tuple[int, int] | None:
         return None
     x, y = np.minimum(np.floor(point), 255).astype(int)
     return int(x), int(y)
+
+
+def _goal_position_bins(example: Mapping[str, Any]) -> tuple[int, int, int]:
+    """A frame's ``observation.goal_position`` in the prompt's tcp bins.
+
+    Raises:
+        ValueError: when the frame has none (demonstrations recorded without a scripted expert)
+            or it is not 3 finite metres.
+    """
+    if example.get(GOAL_POSITION_KEY) is None:
+        raise ValueError(f"robot example: cot_plan 'waypoint' expected key {GOAL_POSITION_KEY!r} "
+                         f"(x, y, z metres in panda_link0, rt2_sim.generate_demos), got "
+                         f"{sorted(example)}")
+    try:
+        return tcp_position_bins(example[GOAL_POSITION_KEY])
+    except ValueError as err:
+        raise ValueError(f"{GOAL_POSITION_KEY}: {err}") from None
 
 
 def _points(points: Sequence[tuple[int, int] | None]) -> torch.Tensor:

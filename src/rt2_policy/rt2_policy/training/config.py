@@ -35,7 +35,7 @@ LR_SCHEDULES = ("cosine", "linear", "constant")
 #: What the pointer loss points at on robot frames (TrainingConfig.grounding_point).
 GROUNDING_POINTS = ("target", "goal")
 #: What a chain-of-thought plan says (TrainingConfig.cot_plan).
-COT_PLANS = ("task", "goal")
+COT_PLANS = ("task", "goal", "waypoint")
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -206,7 +206,9 @@ class TrainConfig:
         "what a chain-of-thought plan says: 'task' (the frame's plan, its plans_file entry or "
         "the instruction) or 'goal' (the phase and the image point, 0..255, of where the arm "
         "heads: 'reach X Y' to observation.target_point, 'bring X Y' to "
-        "observation.reference_point while the target is held; rt2_policy.plans.goal_plan)",
+        "observation.reference_point while the target is held; rt2_policy.plans.goal_plan) "
+        "or 'waypoint' (the same phases with where the demonstrator's action heads the tcp, "
+        "observation.goal_position, in the prompt's tcp bins: 'bring X Y Z')",
         default="task")
     gripper_state_indices: tuple[int, ...] = _doc(
         "positions of the finger joints (prismatic, metres) in each robot frame's "

@@ -54,7 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from rt2_policy.action_tokenizer import ACTION_CONFIG_NAME, ActionTokenizer  # noqa: E402
 from rt2_policy.contract import ACTION_DIMS  # noqa: E402
-from rt2_policy.plans import GOAL_PLAN_PHASES, plan_target_text  # noqa: E402
+from rt2_policy.plans import GOAL_PLAN_KINDS, GOAL_PLAN_PHASES, plan_target_text  # noqa: E402
 from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
@@ -351,7 +351,7 @@ class Trainer:
                 texts.extend(vqa_texts(data))
         texts.append(vqa_prompt("what"))
         texts.extend(self._plans().values())
-        if self.config.cot_plan == "goal":
+        if self.config.cot_plan in GOAL_PLAN_KINDS:
             texts.append(" ".join(GOAL_PLAN_PHASES))
         for path in self.config.tiny.words_files:
             texts.append(Path(path).read_text(encoding="utf-8"))
