@@ -46,7 +46,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 [ -f "$DATA/patch_labels.npz" ] ||
   python -m rt2_sim.patch_labels --output "$DATA/patch_labels.npz" --scenes "$PATCH_SCENES" --seed 10000
 
-# 3. Two runs, same steps: co-fine-tuned (66 % robot, RT2_ROBOT_FRACTION) and robot data only. Each
+# 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only. Each
 #    first pre-trains the vision tower on the patch labels (1,500 steps, ~7 min); then the tower
 #    and connector learn 10x slower than the decoder (at the full rate their output collapses to
 #    one constant massive activation; see README, "Train -> Status"). The image follows the text
@@ -60,19 +60,18 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    Every action prompt carries the gripper state, from the finger joints (positions 7 and 8
 #    of observation.state; the policy node reads them from /joint_states): at 96 px the camera
 #    cannot show whether the fingers hold the object (README, "Train -> Status").
-#    A plan before every action (RT-2 §4.4's chain of thought) says where the arm heads, in
-#    the prompt's tcp bins: "plan: reach X Y Z." / "plan: bring X Y Z." (--cot 1
-#    --cot-plan waypoint: the expert's current waypoint, observation.goal_position), so the
-#    action is the step from the prompt's tcp towards the plan's point. With the destination
-#    as an image point instead (--cot-plan goal) the step followed the point as a fixed
-#    direction, not relative to the gripper (README, "Train -> Status", item 14).
-#    The co-fine-tuned run sees 66 % robot data, RT-2's upper mixture (§4, Appendix D).
+#    A plan before every action (RT-2 §4.4's chain of thought) was tried twice and is off:
+#    with the destination as an image point (--cot 1 --cot-plan goal) the step followed the
+#    point as a fixed direction, not relative to the gripper (README, "Train -> Status", item
+#    14); with where the expert heads the tcp, in the prompt's tcp bins (--cot-plan waypoint,
+#    and 66 % robot data for the co-fine-tuned run), the step follows the plan, but the model
+#    ends most pushes with a terminate at the first step, and scored 14 % seen (item 15).
+#    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
         --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
-        --cot 1 --cot-plan waypoint
         --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
-COF_FRACTION=${RT2_ROBOT_FRACTION:-0.66}
+COF_FRACTION=${RT2_ROBOT_FRACTION:-0.5}
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
 common=("${shared[@]}" --model tiny --tiny.image-size 96 --tiny.patch-size 12
