@@ -119,13 +119,12 @@ def parse_plan_and_action(text: str) -> tuple[str, str]:
     return plan, action
 
 
-#: Coordinates of a goal plan's point: 2 for an image point (``cot_plan="goal"``), 3 for a
-#: waypoint in the prompt's tcp bins (``cot_plan="waypoint"``).
-GOAL_PLAN_COORDINATES = (2, 3)
-
 #: Coordinates of the point of each kind of goal plan, by ``TrainConfig.cot_plan`` (the kind a
-#: checkpoint stores, ``"prompt": {"cot_plan": …}``); plans in words (``"task"``) are absent.
+#: checkpoint stores, ``"prompt": {"cot_plan": …}``): 2 for an image point, 3 for a waypoint
+#: in the prompt's tcp bins; plans in words (``"task"``) are absent.
 GOAL_PLAN_KINDS = {"goal": 2, "waypoint": 3}
+#: The coordinate counts a goal plan's point may have.
+GOAL_PLAN_COORDINATES = tuple(sorted(set(GOAL_PLAN_KINDS.values())))
 
 
 def goal_plan(carrying: bool, point: tuple[int, ...] | None) -> str:

@@ -147,13 +147,14 @@ class VLAPolicy:
         tcp_position: the model was trained with the tool centre point's position in its action
             prompt (stored with the checkpoint): ``infer`` then needs
             ``Observation.tcp_position``.
-        goal_plans: the model's plans are goal plans (``"reach X Y"``/``"bring X Y"``,
-            :func:`rt2_policy.plans.goal_plan`; stored with the checkpoint). With
-            ``chain_of_thought`` and a tokenizer that spells them one token per word
-            (:func:`rt2_policy.plans.goal_plan_grammar`), plan and action are one constrained
-            greedy decode, batched: ``" plan:"`` is appended to the prompt, then phase, x, y,
-            the forced period and ``" action:"``, then the 8 action tokens (so the plan always
-            parses); otherwise the plan is generated as for plans in words.
+        goal_plans: the model's plans are goal plans (``"reach X Y"``/``"bring X Y"``, or
+            with a third coordinate, :func:`rt2_policy.plans.goal_plan`; stored with the
+            checkpoint). With ``chain_of_thought`` and a tokenizer that spells them one token
+            per word (:func:`rt2_policy.plans.goal_plan_grammar`), plan and action are one
+            constrained greedy decode, batched: ``" plan:"`` is appended to the prompt, then
+            the phase, the point's coordinates, the forced period and ``" action:"``, then the
+            8 action tokens (so the plan always parses); otherwise the plan is generated as for
+            plans in words.
         goal_plan_coordinates: integers in a goal plan's point: 2 (an image point,
             ``cot_plan="goal"``) or 3 (a waypoint in the prompt's tcp bins,
             ``"reach X Y Z"``, ``cot_plan="waypoint"``; stored with the checkpoint).
@@ -306,11 +307,12 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
+        cot_plan = stored_cot_plan(data)
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile,
                    chain_of_thought=chain_of_thought or stored_chain_of_thought(data),
-                   goal_plans=stored_cot_plan(data) in GOAL_PLAN_KINDS,
-                   goal_plan_coordinates=GOAL_PLAN_KINDS.get(stored_cot_plan(data), 2),
+                   goal_plans=cot_plan in GOAL_PLAN_KINDS,
+                   goal_plan_coordinates=GOAL_PLAN_KINDS.get(cot_plan, 2),
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
                    tcp_position=stored_tcp_position(data))
