@@ -45,20 +45,21 @@ def graph(tmp_path):
     os.environ.pop("ROS_DOMAIN_ID", None)
 
 
-def _wait_until_still(poses, still_for=0.3, timeout=5.0, tolerance=0.0005):
-    """The tcp position once it has stayed within ``tolerance`` (m) of one point for
-    ``still_for`` seconds of wall clock, or None when that does not happen within ``timeout``."""
-    anchor, since = None, time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
+def _still(poses, still_for=0.3, tolerance=0.0005):
+    """A predicate for :meth:`RosHarness.wait_for`: true once the latest tcp position has
+    stayed within ``tolerance`` (m) of one point for ``still_for`` seconds of wall clock."""
+    anchor, since = None, 0.0
+
+    def predicate() -> bool:
+        nonlocal anchor, since
         p = poses[-1].pose.position
         here = np.array([p.x, p.y, p.z])
         if anchor is None or np.linalg.norm(here - anchor) > tolerance:
             anchor, since = here, time.monotonic()
-        elif time.monotonic() - since >= still_for:
-            return p
-        time.sleep(0.02)
-    return None
+            return False
+        return time.monotonic() - since >= still_for
+
+    return predicate
 
 
 def test_scripted_episode_moves_the_simulated_arm(graph):
@@ -86,8 +87,8 @@ def test_scripted_episode_moves_the_simulated_arm(graph):
 
     # servo halts after the last hold window; on a loaded machine the last twist may still be
     # running when the result arrives, so wait for the arm to come to rest (it must)
-    end = _wait_until_still(poses)
-    assert end is not None, "the arm did not come to rest after terminate"
+    assert graph.wait_for(_still(poses), 5.0), "the arm did not come to rest after terminate"
+    end = poses[-1].pose.position
     moved = np.array([end.x - start.x, end.y - start.y, end.z - start.z])
     dx = ActionTokenizer().decode([int(b) for b in MOVE_X.split()]).delta_position[0]
     expected = STEPS * dx

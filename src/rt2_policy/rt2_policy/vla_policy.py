@@ -147,17 +147,16 @@ class VLAPolicy:
         tcp_position: the model was trained with the tool centre point's position in its action
             prompt (stored with the checkpoint): ``infer`` then needs
             ``Observation.tcp_position``.
-        goal_plans: the model's plans are goal plans (``"reach X Y"``/``"bring X Y"``, or
-            with a third coordinate, :func:`rt2_policy.plans.goal_plan`; stored with the
-            checkpoint). With ``chain_of_thought`` and a tokenizer that spells them one token
-            per word (:func:`rt2_policy.plans.goal_plan_grammar`), plan and action are one
+        cot_plan: what the model's plans say (``TrainConfig.cot_plan``, stored with the
+            checkpoint): ``"task"`` (words), or a kind of goal plan of
+            :data:`rt2_policy.plans.GOAL_PLAN_KINDS`, ``"goal"`` (``"reach X Y"``, an image
+            point) or ``"waypoint"`` (``"reach X Y Z"``, in the prompt's tcp bins). For goal
+            plans, with ``chain_of_thought`` and a tokenizer that spells them one token per
+            word (:func:`rt2_policy.plans.goal_plan_grammar`), plan and action are one
             constrained greedy decode, batched: ``" plan:"`` is appended to the prompt, then
             the phase, the point's coordinates, the forced period and ``" action:"``, then the
             8 action tokens (so the plan always parses); otherwise the plan is generated as for
             plans in words.
-        goal_plan_coordinates: integers in a goal plan's point: 2 (an image point,
-            ``cot_plan="goal"``) or 3 (a waypoint in the prompt's tcp bins,
-            ``"reach X Y Z"``, ``cot_plan="waypoint"``; stored with the checkpoint).
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -179,8 +178,7 @@ class VLAPolicy:
         image_position: str = "prefix",
         gripper_state: bool = False,
         tcp_position: bool = False,
-        goal_plans: bool = False,
-        goal_plan_coordinates: int = 2,
+        cot_plan: str = "task",
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -215,9 +213,9 @@ class VLAPolicy:
         # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
         self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile)
         # Goal plans in one constrained decode: plan steps, then the action's.
-        self._goal_grammar = (goal_plan_grammar(tokenizer, goal_plan_coordinates)
-                              if goal_plans and self.chain_of_thought and tokenizer is not None
-                              else None)
+        self._goal_grammar = (goal_plan_grammar(tokenizer, GOAL_PLAN_KINDS[cot_plan])
+                              if cot_plan in GOAL_PLAN_KINDS and self.chain_of_thought
+                              and tokenizer is not None else None)
         self._goal_decoder = None
         if self._goal_grammar is not None:
             steps = [*self._goal_grammar.allowed_ids_per_step(),
@@ -307,12 +305,10 @@ class VLAPolicy:
             raise ValueError(
                 f"token_scheme: expected one of {SCHEMES} or None, got {token_scheme!r}"
             )
-        cot_plan = stored_cot_plan(data)
         return cls(model, processor, action_tokenizer, mapping, model_id=source, cache=cache,
                    compile=compile,
                    chain_of_thought=chain_of_thought or stored_chain_of_thought(data),
-                   goal_plans=cot_plan in GOAL_PLAN_KINDS,
-                   goal_plan_coordinates=GOAL_PLAN_KINDS.get(cot_plan, 2),
+                   cot_plan=stored_cot_plan(data),
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
                    tcp_position=stored_tcp_position(data))
@@ -444,7 +440,7 @@ class VLAPolicy:
         return actions
 
     def _goal_plans_and_acts(self, obs: list[Observation], start: float) -> list[RobotAction]:
-        """Goal plan and action in one constrained decode per batch (see ``goal_plans``)."""
+        """Goal plan and action in one constrained decode per batch (see ``cot_plan``)."""
         grammar = self._goal_grammar
         assert grammar is not None and self._goal_decoder is not None
         prompts = [self._action_prompt(o) for o in obs]

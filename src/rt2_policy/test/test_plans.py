@@ -215,8 +215,9 @@ def test_waypoint_plan_grammar_has_three_coordinates():
         goal_plan_grammar(tok, coordinates=4)
 
 
-@pytest.mark.parametrize("coordinates", [2, 3])
-def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir, coordinates):
+@pytest.mark.parametrize(("cot_plan", "coordinates"), [("goal", 2), ("waypoint", 3)])
+def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir, cot_plan,
+                                                                   coordinates):
     """A goal-plan checkpoint plans and acts in one batched decode whose ids equal the slow
     reference decode over the same steps, and whose plan always parses (image points and
     waypoints alike)."""
@@ -226,8 +227,7 @@ def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir,
 
     plain = VLAPolicy.from_pretrained(tiny_vla_dir)
     policy = VLAPolicy(plain.model, plain.processor, *load_action_config(tiny_vla_dir),
-                       chain_of_thought=True, goal_plans=True,
-                       goal_plan_coordinates=coordinates)
+                       chain_of_thought=True, cot_plan=cot_plan)
     assert policy._goal_decoder is not None
     rng = np.random.default_rng(3)
     observations = [Observation(image=rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
@@ -255,4 +255,4 @@ def test_goal_plans_decode_with_the_action_in_one_constrained_pass(tiny_vla_dir,
     assert alone.extra["token_ids"].tolist() == actions[1].extra["token_ids"].tolist()
     # without chain_of_thought the flag does nothing: the action alone, as before
     assert VLAPolicy(plain.model, plain.processor, *load_action_config(tiny_vla_dir),
-                     goal_plans=True)._goal_decoder is None
+                     cot_plan="goal")._goal_decoder is None

@@ -209,7 +209,7 @@ class ScriptedExpert:
             (radians), gripper (0..1); quantised to bin centres.
         """
         tcp = self.sim.ee_pose()[0]
-        self.goal_position = tcp.copy()
+        self.goal_position = tcp
         if check_success(self.sim, self.spec):
             return self._quantise(1.0, np.zeros(3), np.zeros(3), self.sim.gripper_command)
         if not self.give_up:
@@ -236,7 +236,7 @@ class ScriptedExpert:
             return self._quantise(0.0, np.zeros(3), self._rotation_correction(),
                                   self._waypoints[-1].gripper)
         wp = self._waypoints[self._index]
-        self.goal_position = np.asarray(wp.goal(), dtype=np.float64).copy()
+        self.goal_position = wp.goal()
         delta = self.goal_position - tcp
         norm = float(np.linalg.norm(delta))
         if norm > wp.max_step:
