@@ -60,12 +60,14 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    Every action prompt carries the gripper state, from the finger joints (positions 7 and 8
 #    of observation.state; the policy node reads them from /joint_states): at 96 px the camera
 #    cannot show whether the fingers hold the object (README, "Train -> Status").
-#    A plan before every action (RT-2 §4.4's chain of thought) was tried twice and is off:
+#    A plan before every action (RT-2 §4.4's chain of thought) was tried and is off:
 #    with the destination as an image point (--cot 1 --cot-plan goal) the step followed the
 #    point as a fixed direction, not relative to the gripper (README, "Train -> Status", item
 #    14); with where the expert heads the tcp, in the prompt's tcp bins (--cot-plan waypoint,
 #    and 66 % robot data for the co-fine-tuned run), the step follows the plan, but the model
-#    ends most pushes with a terminate at the first step, and scored 14 % seen (item 15).
+#    ends most pushes with a terminate at the first step, and scored 14 % seen (item 15); a
+#    plan phase "done" on terminating frames (now part of such plans) did not change that
+#    (item 16: the early terminates mark episodes that were failing anyway).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1

@@ -21,7 +21,8 @@ plan is generated over the full vocabulary until the tokens of :data:`ACTION_MAR
 
 Besides plans in words, :func:`goal_plan` writes a *goal plan*: the phase of the task and
 the image point of where the arm is heading, ``"reach 112 80"`` (to the instructed object) or
-``"bring 40 141"`` (holding it, to where it goes). The point is in the 0..255 image
+``"bring 40 141"`` (holding it, to where it goes), or ``"done …"`` on a frame whose action
+terminates the episode. The point is in the 0..255 image
 coordinates of the pointing answers (PaLI-X-style integer tokens, RT-2 §3.1), so the model
 first writes down *where* it goes, in the words it already uses to point at objects, and the
 8 action tokens then attend to that point (trained with ``TrainConfig.cot_plan="goal"``).
@@ -45,9 +46,11 @@ PLAN_PREFIX = "plan:"
 #: stops once the model has written it.
 ACTION_MARKER = "action:"
 
-#: Phases of a goal plan: moving to the instructed object, and carrying it (the gripper holds
-#: it) to where the task puts it.
-GOAL_PLAN_PHASES = ("reach", "bring")
+#: Phases of a goal plan: moving to the instructed object, carrying it (the gripper holds it)
+#: to where the task puts it, and done (the frame's action terminates the episode, RT-2's
+#: terminate dimension), so that terminating is decided by the plan's first word, which reads
+#: the whole prompt, and not only by the first action token after a plan.
+GOAL_PLAN_PHASES = ("reach", "bring", "done")
 
 _WS_RE = re.compile(r"\s+")
 _MARKER_RE = re.compile(r"\baction\s*:", re.IGNORECASE)
@@ -127,13 +130,21 @@ GOAL_PLAN_KINDS = {"goal": 2, "waypoint": 3}
 GOAL_PLAN_COORDINATES = tuple(sorted(set(GOAL_PLAN_KINDS.values())))
 
 
-def goal_plan(carrying: bool, point: tuple[int, ...] | None) -> str:
+def goal_plan_phase(carrying: bool, terminate: bool = False) -> str:
+    """The phase of a frame's goal plan (:data:`GOAL_PLAN_PHASES`): ``"done"`` when its action
+    terminates the episode, else ``"bring"`` when the gripper holds the instructed object, else
+    ``"reach"``."""
+    if terminate:
+        return GOAL_PLAN_PHASES[2]
+    return GOAL_PLAN_PHASES[1] if carrying else GOAL_PLAN_PHASES[0]
+
+
+def goal_plan(phase: str, point: tuple[int, ...] | None) -> str:
     """The goal plan of one frame: ``"{phase} {x} {y}"`` (an image point), ``"{phase} {x} {y}
     {z}"`` (a waypoint in tcp bins), or ``"{phase}"`` without a point.
 
     Args:
-        carrying: the gripper holds the instructed object (phase ``"bring"``), else
-            ``"reach"``.
+        phase: one of :data:`GOAL_PLAN_PHASES` (:func:`goal_plan_phase`).
         point: where the arm is heading, ints in 0..255: ``(x, y)`` in image coordinates
             scaled to 256 per axis (x right, y down, as ``observation.target_point``), or
             ``(x, y, z)`` in the bins of the prompt's tcp position
@@ -141,9 +152,10 @@ def goal_plan(carrying: bool, point: tuple[int, ...] | None) -> str:
             out of view.
 
     Raises:
-        ValueError: on a point that is not two or three ints in 0..255.
+        ValueError: on an unknown phase, or a point that is not two or three ints in 0..255.
     """
-    phase = GOAL_PLAN_PHASES[1] if carrying else GOAL_PLAN_PHASES[0]
+    if phase not in GOAL_PLAN_PHASES:
+        raise ValueError(f"phase: expected one of {GOAL_PLAN_PHASES}, got {phase!r}")
     if point is None:
         return phase
     if (len(point) not in GOAL_PLAN_COORDINATES
@@ -239,7 +251,7 @@ class GoalPlanGrammar:
             raise ValueError(f"ids: expected {self.plan_steps} (phase and {self.coordinates} "
                              f"coordinates), got {len(ids)}")
         phase, *point = ids
-        return goal_plan(self.phase_ids.index(phase) == 1,
+        return goal_plan(GOAL_PLAN_PHASES[self.phase_ids.index(phase)],
                          tuple(self.point_ids.index(v) for v in point))
 
 
@@ -267,9 +279,9 @@ def goal_plan_grammar(tokenizer: object, coordinates: int = 2) -> GoalPlanGramma
         return None
     marker = action_marker_ids(tokenizer)
     tail: list[int] | None = None
-    for phase, *point in ((0, 12, 34, 56), (1, 255, 0, 7)):
+    for phase, *point in ((0, 12, 34, 56), (1, 255, 0, 7), (2, 9, 100, 31)):
         point = point[:coordinates]
-        full = plan_prefix_ids(tokenizer, goal_plan(bool(phase), tuple(point)))
+        full = plan_prefix_ids(tokenizer, goal_plan(GOAL_PLAN_PHASES[phase], tuple(point)))
         body = [*head, phases[phase], *(points[v] for v in point)]
         if full[:len(body)] != body or len(full) == len(body):
             return None

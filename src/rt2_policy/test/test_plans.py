@@ -13,6 +13,7 @@ from rt2_policy.plans import (
     action_marker_ids,
     goal_plan,
     goal_plan_grammar,
+    goal_plan_phase,
     normalize_plan,
     parse_goal_plan,
     parse_plan_and_action,
@@ -63,16 +64,17 @@ def test_every_plan_token_is_in_the_tiny_vocabulary():
         "plan", ":", "pick", "up", "the", "red", "cube", ".", "action", ":"]
 
 
-@pytest.mark.parametrize("carrying, point, text", [
-    (False, (112, 80), "reach 112 80"),
-    (True, (0, 255), "bring 0 255"),
-    (True, None, "bring"),
-    (False, None, "reach"),
-    (True, (131, 140, 25), "bring 131 140 25"),
-    (False, (0, 255, 7), "reach 0 255 7"),
+@pytest.mark.parametrize("phase, point, text", [
+    ("reach", (112, 80), "reach 112 80"),
+    ("bring", (0, 255), "bring 0 255"),
+    ("bring", None, "bring"),
+    ("reach", None, "reach"),
+    ("bring", (131, 140, 25), "bring 131 140 25"),
+    ("reach", (0, 255, 7), "reach 0 255 7"),
+    ("done", (107, 100, 32), "done 107 100 32"),
 ])
-def test_goal_plan_round_trips(carrying, point, text):
-    assert goal_plan(carrying, point) == text
+def test_goal_plan_round_trips(phase, point, text):
+    assert goal_plan(phase, point) == text
     assert parse_goal_plan(text) == (text.split()[0], point)
     # what the WordLevel tokenizer decodes a generated plan to, with its period
     assert parse_goal_plan(f"{text.upper()} .") == (text.split()[0], point)
@@ -92,13 +94,26 @@ def test_other_plans_are_not_goal_plans(plan):
                                    (1, 2, 300)])
 def test_goal_plan_rejects_bad_points(point):
     with pytest.raises(ValueError, match="point: expected two or three ints in 0..255"):
-        goal_plan(False, point)
+        goal_plan("reach", point)
+
+
+@pytest.mark.parametrize("phase", ["carry", "", True, None])
+def test_goal_plan_rejects_unknown_phases(phase):
+    with pytest.raises(ValueError, match="phase: expected one of"):
+        goal_plan(phase, (1, 2))
+
+
+@pytest.mark.parametrize("carrying, terminate, phase", [
+    (False, False, "reach"), (True, False, "bring"), (False, True, "done"), (True, True, "done"),
+])
+def test_goal_plan_phase_says_done_on_terminating_frames(carrying, terminate, phase):
+    assert goal_plan_phase(carrying, terminate) == phase
 
 
 def test_goal_plans_spell_in_the_tiny_vocabulary():
     tok = build_tokenizer()  # the phases are built-in words
     assert set(GOAL_PLAN_PHASES) <= set(tok.get_vocab())
-    ids = plan_prefix_ids(tok, goal_plan(True, (7, 255)))
+    ids = plan_prefix_ids(tok, goal_plan("bring", (7, 255)))
     assert tok.unk_token_id not in ids
     assert tok.convert_ids_to_tokens(ids) == ["plan", ":", "bring", "7", "255", "."]
 
@@ -174,9 +189,9 @@ def test_goal_plan_grammar_of_the_tiny_tokenizer():
     assert tok.convert_ids_to_tokens(list(grammar.point_ids)) == [str(v) for v in range(256)]
     assert tok.convert_ids_to_tokens(list(grammar.tail_ids)) == [".", "action", ":"]
     steps = grammar.allowed_ids_per_step()
-    assert [len(s) for s in steps] == [2, 256, 256, 1, 1, 1]
+    assert [len(s) for s in steps] == [3, 256, 256, 1, 1, 1]
     # the pieces spell exactly what training puts before the action ids
-    plan = goal_plan(True, (3, 200))
+    plan = goal_plan("bring", (3, 200))
     assert [*grammar.head_ids, grammar.phase_ids[1], grammar.point_ids[3],
             grammar.point_ids[200], *grammar.tail_ids] == \
         plan_prefix_ids(tok, plan) + action_marker_ids(tok)
@@ -203,12 +218,14 @@ def test_waypoint_plan_grammar_has_three_coordinates():
     tok = build_tokenizer()
     grammar = goal_plan_grammar(tok, coordinates=3)
     assert grammar is not None and grammar.plan_steps == 4
-    assert [len(s) for s in grammar.allowed_ids_per_step()] == [2, 256, 256, 256, 1, 1, 1]
-    plan = goal_plan(False, (131, 140, 25))
-    ids = [grammar.phase_ids[0], *(grammar.point_ids[v] for v in (131, 140, 25))]
-    assert [*grammar.head_ids, *ids, *grammar.tail_ids] == \
-        plan_prefix_ids(tok, plan) + action_marker_ids(tok)
-    assert grammar.plan_of(ids) == plan
+    assert [len(s) for s in grammar.allowed_ids_per_step()] == [3, 256, 256, 256, 1, 1, 1]
+    for phase in GOAL_PLAN_PHASES:
+        plan = goal_plan(phase, (131, 140, 25))
+        ids = [grammar.phase_ids[GOAL_PLAN_PHASES.index(phase)],
+               *(grammar.point_ids[v] for v in (131, 140, 25))]
+        assert [*grammar.head_ids, *ids, *grammar.tail_ids] == \
+            plan_prefix_ids(tok, plan) + action_marker_ids(tok)
+        assert grammar.plan_of(ids) == plan
     with pytest.raises(ValueError, match="expected 4"):
         grammar.plan_of(ids[:3])
     with pytest.raises(ValueError, match="coordinates: expected one of"):

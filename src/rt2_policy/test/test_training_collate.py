@@ -202,11 +202,13 @@ def test_gripper_state_prompt_from_the_finger_joints(tiny_vla_parts, tiny_vla_di
         short.encode_robot(frame)
 
 
-def _move_near_frame(fingers, closes, reference=(200.0, 90.0)):
+def _move_near_frame(fingers, closes, reference=(200.0, 90.0), terminate=0.0):
     """A move-near frame: both fingers at ``fingers`` (m), the action's gripper ``closes``,
-    the target at (40, 60) and the reference at ``reference`` (0..255, -1 -1 = none)."""
+    the target at (40, 60) and the reference at ``reference`` (0..255, -1 -1 = none); the
+    action's terminate flag ``terminate``."""
     action = ACTION.copy()
     action[7] = closes
+    action[0] = terminate
     return {"image": _image(), "task": "move the red cube near the blue ball", "action": action,
             "observation.state": np.array([0.0] * 7 + [fingers, fingers], np.float32),
             "observation.target_point": np.array([40.0, 60.0], np.float32),
@@ -238,19 +240,21 @@ def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
         ExampleEncoder(processor, *load_action_config(tiny_vla_dir), grounding_point="both")
 
 
-@pytest.mark.parametrize(("fingers", "closes", "reference", "expected"), [
-    (0.04, 1.0, (200.0, 90.0), "reach 40 60"),   # the grasp: to the target
-    (0.02, 1.0, (200.0, 90.0), "bring 200 90"),  # holding it: to the reference
-    (0.02, 1.0, (-1.0, -1.0), "bring 40 60"),    # pick (no reference): the held target
-    (0.02, 0.0, (200.0, 90.0), "reach 40 60"),   # the release
-    (0.0, 1.0, (200.0, 90.0), "reach 40 60"),    # closed on nothing (a push)
+@pytest.mark.parametrize(("fingers", "closes", "reference", "expected", "terminate"), [
+    (0.04, 1.0, (200.0, 90.0), "reach 40 60", 0.0),   # the grasp: to the target
+    (0.02, 1.0, (200.0, 90.0), "bring 200 90", 0.0),  # holding it: to the reference
+    (0.02, 1.0, (-1.0, -1.0), "bring 40 60", 0.0),    # pick (no reference): the held target
+    (0.02, 0.0, (200.0, 90.0), "reach 40 60", 0.0),   # the release
+    (0.0, 1.0, (200.0, 90.0), "reach 40 60", 0.0),    # closed on nothing (a push)
+    (0.0, 1.0, (200.0, 90.0), "done 40 60", 1.0),  # the push's terminating frame
+    (0.02, 1.0, (200.0, 90.0), "done 200 90", 1.0),  # terminating while holding
 ])
 def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, fingers, closes,
-                                            reference, expected):
+                                            reference, expected, terminate):
     _model, processor = tiny_vla_parts
     encoder = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
                              gripper_state_indices=(7, 8), cot_plan="goal")
-    frame = {**_move_near_frame(fingers, closes, reference),
+    frame = {**_move_near_frame(fingers, closes, reference, terminate),
              "plan": "a plan in the data is not a goal plan"}
     enc = encoder.encode_robot(frame)
     assert enc.plan["plan"] == expected
@@ -271,18 +275,19 @@ def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, finger
 
 
 
-@pytest.mark.parametrize(("fingers", "closes", "phase"), [
-    (0.04, 1.0, "reach"),  # the grasp
-    (0.02, 1.0, "bring"),  # carrying
-    (0.02, 0.0, "reach"),  # the release
+@pytest.mark.parametrize(("fingers", "closes", "phase", "terminate"), [
+    (0.04, 1.0, "reach", 0.0),  # the grasp
+    (0.02, 1.0, "bring", 0.0),  # carrying
+    (0.02, 0.0, "reach", 0.0),  # the release
+    (0.0, 1.0, "done", 1.0),    # the terminating frame
 ])
 def test_waypoint_plans_name_the_goal_position_in_tcp_bins(tiny_vla_parts, tiny_vla_dir,
-                                                            fingers, closes, phase):
+                                                            fingers, closes, phase, terminate):
     _model, processor = tiny_vla_parts
     encoder = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
                              gripper_state_indices=(7, 8), cot_plan="waypoint")
     # (0.5, -0.1, 0.1) m in panda_link0 over TCP_POSITION_BOUNDS' 3.9 mm bins
-    frame = {**_move_near_frame(fingers, closes),
+    frame = {**_move_near_frame(fingers, closes, terminate=terminate),
              "observation.goal_position": np.array([0.5, -0.1, 0.1], np.float32)}
     enc = encoder.encode_robot(frame)
     assert enc.plan["plan"] == f"{phase} 128 102 51"

@@ -42,7 +42,12 @@ from rt2_policy.data.lerobot_dataset import (  # noqa: E402
     STATE_KEY,
     TARGET_POINT_KEY,
 )
-from rt2_policy.plans import action_marker_ids, goal_plan, plan_prefix_ids  # noqa: E402
+from rt2_policy.plans import (  # noqa: E402
+    action_marker_ids,
+    goal_plan,
+    goal_plan_phase,
+    plan_prefix_ids,
+)
 from rt2_policy.prompts import (  # noqa: E402
     DEFAULT_IMAGE_TOKEN,
     action_prompt,
@@ -179,7 +184,9 @@ class ExampleEncoder:
             field, its ``plans`` entry, else the instruction) or ``"goal"``
             (:func:`rt2_policy.plans.goal_plan`: ``"reach X Y"`` at the target point, then
             ``"bring X Y"`` at the reference point while the target is held, as
-            ``grounding_point="goal"`` decides; the target point when there is no reference)
+            ``grounding_point="goal"`` decides; the target point when there is no reference;
+            ``"done X Y"`` when the frame's action terminates,
+            :func:`~rt2_policy.plans.goal_plan_phase`)
             or ``"waypoint"`` (the same phases with the frame's ``observation.goal_position``,
             where the demonstrator's action heads the tcp, in the prompt's tcp bins:
             ``"bring 131 140 25"``, :func:`rt2_policy.prompts.tcp_position_bins`).
@@ -308,13 +315,15 @@ class ExampleEncoder:
         action_ids = self.action_ids(example["action"])  # validates the action's shape
         target = _target_point(example.get(TARGET_POINT_KEY))
         reference = _target_point(example.get(REFERENCE_POINT_KEY))
-        carrying = _carrying(float(np.asarray(example["action"], dtype=float)[7]), state)
+        action = np.asarray(example["action"], dtype=float)
+        carrying = _carrying(float(action[7]), state)
         goal = reference if carrying and reference is not None else target
+        phase = goal_plan_phase(carrying, terminate=bool(action[0] >= 0.5))
         plan = {"task": str(example["task"])}
         if self.cot_plan == "goal":
-            plan["plan"] = goal_plan(carrying, goal)
+            plan["plan"] = goal_plan(phase, goal)
         elif self.cot_plan == "waypoint":
-            plan["plan"] = goal_plan(carrying, _goal_position_bins(example))
+            plan["plan"] = goal_plan(phase, _goal_position_bins(example))
         elif isinstance(example.get("plan"), str) and example["plan"].strip():
             plan["plan"] = example["plan"]
         elif plan["task"] in self.plans:

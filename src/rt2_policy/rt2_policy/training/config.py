@@ -206,7 +206,8 @@ class TrainConfig:
         "what a chain-of-thought plan says: 'task' (the frame's plan, its plans_file entry or "
         "the instruction) or 'goal' (the phase and the image point, 0..255, of where the arm "
         "heads: 'reach X Y' to observation.target_point, 'bring X Y' to "
-        "observation.reference_point while the target is held; rt2_policy.plans.goal_plan) "
+        "observation.reference_point while the target is held, 'done X Y' on a terminating "
+        "frame; rt2_policy.plans.goal_plan) "
         "or 'waypoint' (the same phases with where the demonstrator's action heads the tcp, "
         "observation.goal_position, in the prompt's tcp bins: 'bring X Y Z')",
         default="task")
