@@ -48,8 +48,9 @@ ACTION_MARKER = "action:"
 
 #: Phases of a goal plan: moving to the instructed object, carrying it (the gripper holds it)
 #: to where the task puts it, and done (the frame's action terminates the episode, RT-2's
-#: terminate dimension), so that terminating is decided by the plan's first word, which reads
-#: the whole prompt, and not only by the first action token after a plan.
+#: terminate dimension), so that the plan names the end of the episode too. Decoding does not
+#: force the action's terminate flag to agree with the phase (README "Status", item 16:
+#: measured, forcing it would not have helped).
 GOAL_PLAN_PHASES = ("reach", "bring", "done")
 
 _WS_RE = re.compile(r"\s+")
