@@ -233,6 +233,16 @@ class TrainConfig:
     action_label_sigma: float = _doc(
         "width in bins of the Gaussian that spreads each bin target over its neighbours "
         "(ordinal label smoothing); 0 = plain cross-entropy as in RT-2", default=0.0)
+    gripper_loss_weight: float = _doc(
+        "weight of each robot row's gripper token (the last of its 8 action tokens) in the "
+        "loss, relative to the other tokens' 1; most gripper labels repeat the gripper's state "
+        "in the prompt, and the few that change it (grasp, release) are the decisions; "
+        "1 = as RT-2", default=1.0)
+    plan_word_loss_weight: float = _doc(
+        "weight of the words of robot rows' plans (not their bins, not EOS) in the loss; in "
+        "goal and waypoint plans every word but the phase is fixed, so this weights the "
+        "phase, the decision to carry, let go or end (rt2_policy.plans); 1 = unweighted",
+        default=1.0)
     grounding_loss_weight: float = _doc(
         "weight of the pointer loss over the image tokens on pointing questions (the token "
         "holding the named object; rt2_policy.training.grounding); needs the 'suffix' prompt "
@@ -298,7 +308,8 @@ class TrainConfig:
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}",
                self.lr_schedule)
         for name in ("weight_decay", "grad_clip", "time_budget_min", "action_label_sigma",
-                     "grounding_loss_weight", "reference_grounding_loss_weight"):
+                     "gripper_loss_weight", "plan_word_loss_weight", "grounding_loss_weight",
+                     "reference_grounding_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         _check(self.grounding_point in GROUNDING_POINTS, "grounding_point",
