@@ -22,13 +22,12 @@ from rt2_policy.training.config import (
 )
 from rt2_policy.training.trainer import (
     Trainer,
-    gripper_weighted_losses,
     latest_checkpoint,
     lr_factor,
     ordinal_smoothed_losses,
-    plan_word_weighted_losses,
     rank_from_end,
     read_metrics,
+    robot_token_weighted_losses,
     token_losses,
 )
 
@@ -271,45 +270,31 @@ def test_ordinal_smoothing_spreads_bin_targets_but_keeps_terminate_and_words_har
     assert loss_for(5) < loss_for(6) < loss_for(8) < loss_for(12)
 
 
-def test_gripper_weight_scales_only_each_robot_rows_gripper_token():
+@pytest.mark.parametrize("gripper_weight, plan_word_weight", [(4.0, 1.0), (1.0, 3.0), (4.0, 3.0)])
+def test_robot_token_weights_scale_only_the_gripper_token_and_the_plan_words(gripper_weight,
+                                                                            plan_word_weight):
     from rt2_policy.training.collate import KIND_ROBOT, KIND_VQA
 
     action_ids = torch.arange(20, 36)  # bin b is token 20 + b
     action = [20, 25, 35, 21, 22, 23, 24, 26]  # terminate, 6 deltas, gripper (bin 6)
-    # as above: robot row 0 = action, EOS; row 1 = goal plan with bins, action, EOS; VQA "x y"
-    targets = torch.tensor([*action, 3, 5, 29, 24, 6, 7, 8, *action, 3, 27, 28])
-    kinds = torch.tensor([KIND_ROBOT] * 24 + [KIND_VQA] * 2)
-    rows = torch.tensor([0] * 9 + [1] * 15 + [2] * 2)
-    losses = torch.rand(len(targets)) + 0.5
-    assert torch.equal(gripper_weighted_losses(losses, targets, kinds, rows, action_ids, 1.0),
-                       losses)
-    weighted = gripper_weighted_losses(losses, targets, kinds, rows, action_ids, 4.0)
-    gripper = [7, 22]  # the last bin token of each robot row, not EOS, not a VQA point
-    assert torch.allclose(weighted[gripper], 4.0 * losses[gripper])
-    others = [i for i in range(len(targets)) if i not in gripper]
-    assert torch.equal(weighted[others], losses[others])
-    assert gripper_weighted_losses(losses[:0], targets[:0], kinds[:0], rows[:0], action_ids,
-                                   4.0).numel() == 0
-
-
-def test_plan_word_weight_scales_only_the_words_of_robot_rows_plans():
-    from rt2_policy.training.collate import KIND_ROBOT, KIND_VQA
-
-    action_ids = torch.arange(20, 36)
-    action = [20, 25, 35, 21, 22, 23, 24, 26]
     # robot row 0: action, EOS (no plan); row 1: "plan:" (5), the phase (9), a point's bin
-    # (24), "." (6), the marker's words (7, 8), the action, EOS; VQA row 2: a word, EOS
-    targets = torch.tensor([*action, 3, 5, 9, 24, 6, 7, 8, *action, 3, 11, 3])
+    # (24), "." (6), the marker's words (7, 8), the action, EOS; VQA row 2: a bin, a word
+    targets = torch.tensor([*action, 3, 5, 9, 24, 6, 7, 8, *action, 3, 27, 11])
     kinds = torch.tensor([KIND_ROBOT] * 24 + [KIND_VQA] * 2)
     rows = torch.tensor([0] * 9 + [1] * 15 + [2] * 2)
     losses = torch.rand(len(targets)) + 0.5
-    assert torch.equal(plan_word_weighted_losses(losses, targets, kinds, rows, action_ids, 1.0),
+    assert torch.equal(robot_token_weighted_losses(losses, targets, kinds, rows, action_ids),
                        losses)
-    weighted = plan_word_weighted_losses(losses, targets, kinds, rows, action_ids, 3.0)
-    words = [9, 10, 12, 13, 14]  # "plan:", the phase, ".", the marker: not bins, not EOS
-    assert torch.allclose(weighted[words], 3.0 * losses[words])
-    others = [i for i in range(len(targets)) if i not in words]
+    weighted = robot_token_weighted_losses(losses, targets, kinds, rows, action_ids,
+                                           gripper_weight, plan_word_weight)
+    gripper = [7, 22]  # each robot row's last bin token, not EOS, not a VQA bin
+    words = [9, 10, 12, 13, 14]  # the plan's words and the marker: not bins, not EOS
+    assert torch.allclose(weighted[gripper], gripper_weight * losses[gripper])
+    assert torch.allclose(weighted[words], plan_word_weight * losses[words])
+    others = [i for i in range(len(targets)) if i not in gripper + words]
     assert torch.equal(weighted[others], losses[others])
+    assert robot_token_weighted_losses(losses[:0], targets[:0], kinds[:0], rows[:0],
+                                       action_ids, 4.0, 3.0).numel() == 0
 
 
 def test_rank_from_end_counts_back_within_each_row():

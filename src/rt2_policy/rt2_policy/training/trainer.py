@@ -285,67 +285,49 @@ def ordinal_smoothed_losses(losses: torch.Tensor, logits: torch.Tensor, targets:
     return out
 
 
-def gripper_weighted_losses(losses: torch.Tensor, targets: torch.Tensor, kinds: torch.Tensor,
-                            rows: torch.Tensor, action_ids: torch.Tensor,
-                            weight: float) -> torch.Tensor:
-    """Scale each robot row's gripper-token loss by ``weight``.
+def robot_token_weighted_losses(losses: torch.Tensor, targets: torch.Tensor,
+                                kinds: torch.Tensor, rows: torch.Tensor,
+                                action_ids: torch.Tensor, gripper_weight: float = 1.0,
+                                plan_word_weight: float = 1.0) -> torch.Tensor:
+    """Scale the losses of the decision tokens of robot rows.
 
-    The gripper is the last of RT-2's 8 action dims (§3.2), so its token is the last bin token
-    of each robot row (after any plan). Nearly every gripper label repeats the state the
-    prompt already gives; the few that change it (close on the object, let go over the
-    destination) are rare, and weighting the token lets their gradient count.
+    A robot row's targets are ``[plan words and bins…, marker…,] 8 action bins, EOS``
+    (RT-2 §3.2; §4.4 for the plan).
+
+    * ``gripper_weight``: the gripper is the last of the 8 action dims, so its token is the
+      row's last bin token. Nearly every gripper label repeats the state the prompt already
+      gives; the few that change it (close on the object, let go over the destination) are
+      rare, and the weight lets their gradient count.
+    * ``plan_word_weight``: the plan's words, the target tokens that are not bin ids except the
+      row's last (EOS). In a goal or waypoint plan (``plan: bring 139 85 51. action:``) every
+      word but the phase is fixed, so the weight falls on the phase: the decision to carry on,
+      let go (``bring`` → ``reach``) or end the episode (:mod:`rt2_policy.plans`); the action
+      then follows it. Rows without a plan have no such words.
+
+    The trainer's logged losses include the weights.
 
     Args:
         losses: per-token losses, ``(N,)`` float32 (from :func:`token_losses` or
             :func:`ordinal_smoothed_losses`).
         targets, kinds, rows: :func:`token_losses`' output, ``(N,)`` each.
         action_ids: vocabulary id of each bin, ``(num_bins,)`` int64.
-        weight: factor, >= 0; ``1`` returns ``losses`` unchanged.
+        gripper_weight, plan_word_weight: factors, >= 0; both ``1`` returns ``losses``
+            unchanged.
 
     Returns:
         ``(N,)`` float32 per-token losses.
     """
-    if weight == 1 or targets.numel() == 0:
+    if (gripper_weight == 1 and plan_word_weight == 1) or targets.numel() == 0:
         return losses
     size = max(int(targets.max()), int(action_ids.max())) + 1
-    target_bins = _bin_lookup(action_ids.to(targets.device), size)[targets]
-    idx = torch.nonzero((target_bins >= 0) & (kinds == KIND_ROBOT)).flatten()
-    if idx.numel() == 0:
-        return losses
+    is_bin = _bin_lookup(action_ids.to(targets.device), size)[targets] >= 0
+    robot = kinds == KIND_ROBOT
     out = losses.clone()
-    gripper = idx[rank_from_end(rows[idx]) == 0]
-    out[gripper] = out[gripper] * weight
-    return out
-
-
-def plan_word_weighted_losses(losses: torch.Tensor, targets: torch.Tensor,
-                              kinds: torch.Tensor, rows: torch.Tensor, action_ids: torch.Tensor,
-                              weight: float) -> torch.Tensor:
-    """Scale the loss of the words of each robot row's plan by ``weight``.
-
-    A robot row's targets are ``[plan words and bins…, marker…,] 8 action bins, EOS``
-    (RT-2 §4.4 for the plan); the words are the target tokens that are not bin ids, except the
-    row's last (EOS). In a goal or waypoint plan (``plan: bring 139 85 51. action:``) every
-    word but the phase is fixed, so the weight falls on the phase: the plan's decision to grasp,
-    carry, let go (``bring`` → ``reach``) or end the episode (:mod:`rt2_policy.plans`). Rows
-    without a plan have no such words.
-
-    Args:
-        losses: per-token losses, ``(N,)`` float32.
-        targets, kinds, rows: :func:`token_losses`' output, ``(N,)`` each.
-        action_ids: vocabulary id of each bin, ``(num_bins,)`` int64.
-        weight: factor, >= 0; ``1`` returns ``losses`` unchanged.
-
-    Returns:
-        ``(N,)`` float32 per-token losses.
-    """
-    if weight == 1 or targets.numel() == 0:
-        return losses
-    size = max(int(targets.max()), int(action_ids.max())) + 1
-    words = _bin_lookup(action_ids.to(targets.device), size)[targets] < 0
-    words &= (kinds == KIND_ROBOT) & (rank_from_end(rows) > 0)
-    out = losses.clone()
-    out[words] = out[words] * weight
+    words = ~is_bin & robot & (rank_from_end(rows) > 0)
+    out[words] = out[words] * plan_word_weight
+    bins = torch.nonzero(is_bin & robot).flatten()
+    gripper = bins[rank_from_end(rows[bins]) == 0]
+    out[gripper] = out[gripper] * gripper_weight
     return out
 
 
@@ -925,10 +907,9 @@ class Trainer:
                     model, batch, cfg.bf16, return_hidden=True)
                 losses = ordinal_smoothed_losses(losses, logits, targets, kinds, rows,
                                                  action_ids, cfg.action_label_sigma)
-                losses = gripper_weighted_losses(losses, targets, kinds, rows, action_ids,
-                                                 cfg.gripper_loss_weight)
-                losses = plan_word_weighted_losses(losses, targets, kinds, rows, action_ids,
-                                                   cfg.plan_word_loss_weight)
+                losses = robot_token_weighted_losses(losses, targets, kinds, rows, action_ids,
+                                                     cfg.gripper_loss_weight,
+                                                     cfg.plan_word_loss_weight)
                 loss = losses.mean()
                 for prefix, (g_loss, g_ok, g_n) in self._grounding(hidden, batch).items():
                     if g_loss is not None:
