@@ -333,7 +333,15 @@ class ServerThread:
     def uri(self) -> str:
         return f"ws://{self.server.config.host}:{self.port}"
 
+    @property
+    def alive(self) -> bool:
+        """True while the server's thread runs (from :meth:`start` until :meth:`stop` has
+        closed every connection and the event loop)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and the listening socket, then end the thread, waiting up to
+        ``timeout`` seconds for it (:attr:`alive` tells whether it ended)."""
         if self._thread.is_alive() and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
