@@ -21,11 +21,12 @@ plan is generated over the full vocabulary until the tokens of :data:`ACTION_MAR
 
 Besides plans in words, :func:`goal_plan` writes a *goal plan*: the phase of the task and
 the image point of where the arm is heading, ``"reach 112 80"`` (to the instructed object) or
-``"bring 40 141"`` (holding it, to where it goes), or ``"done …"`` on a frame whose action
-terminates the episode. The point is in the 0..255 image
-coordinates of the pointing answers (PaLI-X-style integer tokens, RT-2 §3.1), so the model
-first writes down *where* it goes, in the words it already uses to point at objects, and the
-8 action tokens then attend to that point (trained with ``TrainConfig.cot_plan="goal"``).
+``"bring 40 141"`` (holding it, to where it goes), ``"drop 40 141"`` on a frame whose action
+lets go of it there, or ``"done …"`` on a frame whose action terminates the episode. The point
+is in the 0..255 image coordinates of the pointing answers (PaLI-X-style integer tokens, RT-2
+§3.1), so the model first writes down *where* it goes, in the words it already uses to point
+at objects, and the 8 action tokens then attend to that point (trained with
+``TrainConfig.cot_plan="goal"``).
 A *waypoint plan* (``TrainConfig.cot_plan="waypoint"``) names the point in the arm's base
 frame instead, in the bins of the prompt's tcp position (``"bring 131 140 25"``,
 :func:`rt2_policy.prompts.tcp_position_bins`): the demonstrator's current waypoint, so the
@@ -47,11 +48,12 @@ PLAN_PREFIX = "plan:"
 ACTION_MARKER = "action:"
 
 #: Phases of a goal plan: moving to the instructed object, carrying it (the gripper holds it)
-#: to where the task puts it, and done (the frame's action terminates the episode, RT-2's
-#: terminate dimension), so that the plan names the end of the episode too. Decoding does not
-#: force the action's terminate flag to agree with the phase (README "Status", item 16:
-#: measured, forcing it would not have helped).
-GOAL_PLAN_PHASES = ("reach", "bring", "done")
+#: to where the task puts it, letting go of it there (the action opens a gripper that holds
+#: it), and done (the frame's action terminates the episode, RT-2's terminate dimension), so
+#: that the plan names each decision the gripper and terminate tokens then carry out (README
+#: "Status", items 16 and 18). Decoding does not force the action to agree with the phase
+#: (item 16: measured, forcing terminate would not have helped).
+GOAL_PLAN_PHASES = ("reach", "bring", "drop", "done")
 
 _WS_RE = re.compile(r"\s+")
 _MARKER_RE = re.compile(r"\baction\s*:", re.IGNORECASE)
@@ -131,13 +133,16 @@ GOAL_PLAN_KINDS = {"goal": 2, "waypoint": 3}
 GOAL_PLAN_COORDINATES = tuple(sorted(set(GOAL_PLAN_KINDS.values())))
 
 
-def goal_plan_phase(carrying: bool, terminate: bool = False) -> str:
+def goal_plan_phase(carrying: bool, terminate: bool = False, releasing: bool = False) -> str:
     """The phase of a frame's goal plan (:data:`GOAL_PLAN_PHASES`): ``"done"`` when its action
-    terminates the episode, else ``"bring"`` when the gripper holds the instructed object, else
+    terminates the episode, else ``"drop"`` when it opens a gripper that holds the instructed
+    object (``releasing``), else ``"bring"`` when the gripper holds it (``carrying``), else
     ``"reach"``."""
     if terminate:
-        return GOAL_PLAN_PHASES[2]
-    return GOAL_PLAN_PHASES[1] if carrying else GOAL_PLAN_PHASES[0]
+        return "done"
+    if releasing:
+        return "drop"
+    return "bring" if carrying else "reach"
 
 
 def goal_plan(phase: str, point: tuple[int, ...] | None) -> str:

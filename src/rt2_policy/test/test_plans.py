@@ -103,11 +103,12 @@ def test_goal_plan_rejects_unknown_phases(phase):
         goal_plan(phase, (1, 2))
 
 
-@pytest.mark.parametrize("carrying, terminate, phase", [
-    (False, False, "reach"), (True, False, "bring"), (False, True, "done"), (True, True, "done"),
+@pytest.mark.parametrize("carrying, terminate, releasing, phase", [
+    (False, False, False, "reach"), (True, False, False, "bring"), (False, True, False, "done"),
+    (True, True, False, "done"), (False, False, True, "drop"), (False, True, True, "done"),
 ])
-def test_goal_plan_phase_says_done_on_terminating_frames(carrying, terminate, phase):
-    assert goal_plan_phase(carrying, terminate) == phase
+def test_goal_plan_phase_says_done_on_terminating_frames(carrying, terminate, releasing, phase):
+    assert goal_plan_phase(carrying, terminate, releasing=releasing) == phase
 
 
 def test_goal_plans_spell_in_the_tiny_vocabulary():
@@ -189,7 +190,7 @@ def test_goal_plan_grammar_of_the_tiny_tokenizer():
     assert tok.convert_ids_to_tokens(list(grammar.point_ids)) == [str(v) for v in range(256)]
     assert tok.convert_ids_to_tokens(list(grammar.tail_ids)) == [".", "action", ":"]
     steps = grammar.allowed_ids_per_step()
-    assert [len(s) for s in steps] == [3, 256, 256, 1, 1, 1]
+    assert [len(s) for s in steps] == [len(GOAL_PLAN_PHASES), 256, 256, 1, 1, 1]
     # the pieces spell exactly what training puts before the action ids
     plan = goal_plan("bring", (3, 200))
     assert [*grammar.head_ids, grammar.phase_ids[1], grammar.point_ids[3],
@@ -218,7 +219,8 @@ def test_waypoint_plan_grammar_has_three_coordinates():
     tok = build_tokenizer()
     grammar = goal_plan_grammar(tok, coordinates=3)
     assert grammar is not None and grammar.plan_steps == 4
-    assert [len(s) for s in grammar.allowed_ids_per_step()] == [3, 256, 256, 256, 1, 1, 1]
+    assert [len(s) for s in grammar.allowed_ids_per_step()] == \
+        [len(GOAL_PLAN_PHASES), 256, 256, 256, 1, 1, 1]
     for phase in GOAL_PLAN_PHASES:
         plan = goal_plan(phase, (131, 140, 25))
         ids = [grammar.phase_ids[GOAL_PLAN_PHASES.index(phase)],

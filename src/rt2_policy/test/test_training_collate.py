@@ -218,7 +218,7 @@ def _move_near_frame(fingers, closes, reference=(200.0, 90.0), terminate=0.0):
 @pytest.mark.parametrize(("fingers", "closes", "expected"), [
     (0.02, 1.0, (200, 90)),    # closed on the object (state 0.5), carrying it: the reference
     (0.04, 1.0, (40, 60)),     # open, closing now (the grasp): still the target
-    (0.02, 0.0, (40, 60)),     # holding, but the action opens (the release): the target
+    (0.02, 0.0, (200, 90)),    # holding, and the action opens (the release): the reference
     (0.0, 1.0, (40, 60)),      # closed on nothing (state 1.0): the target
 ])
 def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
@@ -244,7 +244,7 @@ def test_goal_grounding_points_at_the_reference_while_the_target_is_carried(
     (0.04, 1.0, (200.0, 90.0), "reach 40 60", 0.0),   # the grasp: to the target
     (0.02, 1.0, (200.0, 90.0), "bring 200 90", 0.0),  # holding it: to the reference
     (0.02, 1.0, (-1.0, -1.0), "bring 40 60", 0.0),    # pick (no reference): the held target
-    (0.02, 0.0, (200.0, 90.0), "reach 40 60", 0.0),   # the release
+    (0.02, 0.0, (200.0, 90.0), "drop 200 90", 0.0),   # the release: where it is let go
     (0.0, 1.0, (200.0, 90.0), "reach 40 60", 0.0),    # closed on nothing (a push)
     (0.0, 1.0, (200.0, 90.0), "done 40 60", 1.0),  # the push's terminating frame
     (0.02, 1.0, (200.0, 90.0), "done 200 90", 1.0),  # terminating while holding
@@ -278,7 +278,8 @@ def test_goal_plans_say_where_the_arm_heads(tiny_vla_parts, tiny_vla_dir, finger
 @pytest.mark.parametrize(("fingers", "closes", "phase", "terminate"), [
     (0.04, 1.0, "reach", 0.0),  # the grasp
     (0.02, 1.0, "bring", 0.0),  # carrying
-    (0.02, 0.0, "reach", 0.0),  # the release
+    (0.02, 0.0, "drop", 0.0),   # the release: opens fingers that hold the object
+    (0.04, 0.0, "reach", 0.0),  # open and staying open
     (0.0, 1.0, "done", 1.0),    # the terminating frame
 ])
 def test_waypoint_plans_name_the_goal_position_in_tcp_bins(tiny_vla_parts, tiny_vla_dir,

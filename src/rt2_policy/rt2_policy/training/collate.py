@@ -183,7 +183,8 @@ class ExampleEncoder:
         cot_plan: what a robot frame's chain-of-thought plan says: ``"task"`` (its ``"plan"``
             field, its ``plans`` entry, else the instruction) or ``"goal"``
             (:func:`rt2_policy.plans.goal_plan`: ``"reach X Y"`` at the target point, then
-            ``"bring X Y"`` at the reference point while the target is held, as
+            ``"bring X Y"`` at the reference point while the target is held, ``"drop X Y"``
+            there on the frame that opens the gripper around it, as
             ``grounding_point="goal"`` decides; the target point when there is no reference;
             ``"done X Y"`` when the frame's action terminates,
             :func:`~rt2_policy.plans.goal_plan_phase`)
@@ -317,8 +318,9 @@ class ExampleEncoder:
         reference = _target_point(example.get(REFERENCE_POINT_KEY))
         action = np.asarray(example["action"], dtype=float)
         carrying = _carrying(float(action[7]), state)
-        goal = reference if carrying and reference is not None else target
-        phase = goal_plan_phase(carrying, terminate=bool(action[0] >= 0.5))
+        releasing = _releasing(float(action[7]), state)
+        goal = reference if (carrying or releasing) and reference is not None else target
+        phase = goal_plan_phase(carrying, terminate=bool(action[0] >= 0.5), releasing=releasing)
         plan = {"task": str(example["task"])}
         if self.cot_plan == "goal":
             plan["plan"] = goal_plan(phase, goal)
@@ -388,6 +390,14 @@ def _carrying(gripper_command: float, state: float | None) -> bool:
     if gripper_command < 0.5:
         return False
     return state is None or HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
+
+
+def _releasing(gripper_command: float, state: float | None) -> bool:
+    """The action opens the gripper while the fingers are on something
+    (:data:`HOLDING_STATE`): the carried target is let go. Always False without the gripper
+    ``state``, which alone tells a release from a gripper that is already open."""
+    return (gripper_command < 0.5 and state is not None
+            and HOLDING_STATE[0] <= state <= HOLDING_STATE[1])
 
 
 def _target_point(value: Any) -> tuple[int, int] | None:

@@ -301,7 +301,7 @@ def robot_token_weighted_losses(losses: torch.Tensor, targets: torch.Tensor,
     * ``plan_word_weight``: the plan's words, the target tokens that are not bin ids except the
       row's last (EOS). In a goal or waypoint plan (``plan: bring 139 85 51. action:``) every
       word but the phase is fixed, so the weight falls on the phase: the decision to carry on,
-      let go (``bring`` → ``reach``) or end the episode (:mod:`rt2_policy.plans`); the action
+      let go (``bring`` → ``drop``) or end the episode (:mod:`rt2_policy.plans`); the action
       then follows it. Rows without a plan have no such words.
 
     The trainer's logged losses include the weights.
