@@ -255,8 +255,9 @@ class TrainConfig:
     grounding_point: str = _doc(
         "what the pointer loss points at on robot frames: 'target' (the instructed object, "
         "observation.target_point) or 'goal' (what the arm moves towards: the reference "
-        "object, observation.reference_point, while the target is held, i.e. the action closes "
-        "the gripper and the fingers hold something, else the target)", default="target")
+        "object, observation.reference_point, while the target is held or let go, i.e. the "
+        "fingers hold something and the action keeps them closed or opens them, else the "
+        "target)", default="target")
     bf16: bool = _doc("bfloat16 autocast for forward/backward (weights stay float32)",
                       default=False)
     time_budget_min: float = _doc("stop (and save) after this many minutes of training, "
