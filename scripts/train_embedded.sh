@@ -67,7 +67,9 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    and 66 % robot data for the co-fine-tuned run), the step follows the plan, but the model
 #    ends most pushes with a terminate at the first step, and scored 14 % seen (item 15); a
 #    plan phase "done" on terminating frames (now part of such plans) did not change that
-#    (item 16: the early terminates mark episodes that were failing anyway).
+#    (item 16: the early terminates mark episodes that were failing anyway); nor did a phase
+#    "drop" on release frames (item 18: 22 % co-fine-tuned, 32 % robot data only; the model
+#    lets go right after grasping, not over the destination).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
