@@ -125,8 +125,12 @@ def test_killed_server_holds_the_arm_then_the_episode_resumes(harness, late_call
         assert any(m.twist.linear.x > 0 for m in probe.twists), "the arm never moved"
 
         if late_call:  # the late reply held the arm, and the episode went on without it
-            assert [s for s in probe.statuses if s.state == EpisodeStatus.STATE_HOLDING
-                    and "no reply to request" in s.message]
+            # (waited for: status and action topics are delivered independently)
+            assert harness.wait_for(
+                lambda: [s for s in list(probe.statuses)
+                         if s.state == EpisodeStatus.STATE_HOLDING
+                         and "no reply to request" in s.message], 5.0), \
+                "no HOLDING report on the late reply"
         killed_at = probe.now()
         server.stop()  # the server process dies: connections drop
         assert not server.alive, "the server thread outlived stop()"
