@@ -317,8 +317,9 @@ class ExampleEncoder:
         target = _target_point(example.get(TARGET_POINT_KEY))
         reference = _target_point(example.get(REFERENCE_POINT_KEY))
         action = np.asarray(example["action"], dtype=float)
-        carrying = _carrying(float(action[7]), state)
-        releasing = _releasing(float(action[7]), state)
+        gripper_command = float(action[7])
+        carrying = _carrying(gripper_command, state)
+        releasing = _releasing(gripper_command, state)
         goal = reference if (carrying or releasing) and reference is not None else target
         phase = goal_plan_phase(carrying, terminate=bool(action[0] >= 0.5), releasing=releasing)
         plan = {"task": str(example["task"])}
@@ -384,20 +385,23 @@ class ExampleEncoder:
         return (*encoded.target_ids, *self.eos_ids)
 
 
+def _fingers_hold(state: float | None) -> bool:
+    """The gripper ``state`` says the fingers are on something (:data:`HOLDING_STATE`);
+    False without a state."""
+    return state is not None and HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
+
+
 def _carrying(gripper_command: float, state: float | None) -> bool:
     """The action keeps the gripper closed and (when the encoder reads the gripper ``state``)
     the fingers are on something, :data:`HOLDING_STATE`: the target is being carried."""
-    if gripper_command < 0.5:
-        return False
-    return state is None or HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
+    return gripper_command >= 0.5 and (state is None or _fingers_hold(state))
 
 
 def _releasing(gripper_command: float, state: float | None) -> bool:
     """The action opens the gripper while the fingers are on something
     (:data:`HOLDING_STATE`): the carried target is let go. Always False without the gripper
     ``state``, which alone tells a release from a gripper that is already open."""
-    return (gripper_command < 0.5 and state is not None
-            and HOLDING_STATE[0] <= state <= HOLDING_STATE[1])
+    return gripper_command < 0.5 and _fingers_hold(state)
 
 
 def _target_point(value: Any) -> tuple[int, int] | None:
