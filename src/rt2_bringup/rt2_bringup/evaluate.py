@@ -236,6 +236,7 @@ def evaluate(args: argparse.Namespace) -> int:
         backend=args.backend, model_path=model or "", device=args.device,
         num_threads=args.num_threads, control_rate=args.control_rate, max_steps=args.max_steps,
         time_limit=args.time_limit, image_size=args.image_size, seed=args.seed,
+        release_at_waypoint=args.release_at_waypoint,
         **({"scripted_actions": tuple(args.scripted_actions)} if args.scripted_actions else {}))
     domain = ensure_domain_id()
     parts = partition_plans(plans, args.jobs)
@@ -248,6 +249,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed, "control_rate": args.control_rate, "max_steps": args.max_steps,
         "time_limit": args.time_limit, "image_size": args.image_size,
         "num_threads": args.num_threads, "device": args.device, "ros_domain_id": domain,
+        "release_at_waypoint": args.release_at_waypoint,
         "jobs": len(parts), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": git_commit(repo_root()),
     }
@@ -362,6 +364,8 @@ def worker_command(args: argparse.Namespace, config: dict, plans: list[EpisodePl
         cmd.append(f"--model={config['model']}")
     if args.scripted_actions:
         cmd += ["--scripted-actions", *args.scripted_actions]
+    if not args.release_at_waypoint:
+        cmd.append("--no-release-at-waypoint")
     if args.verbose:
         cmd.append("--verbose")
     return cmd
@@ -550,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time limit per episode, seconds")
     parser.add_argument("--image-size", type=int, default=224, help="camera width = height, px")
     parser.add_argument("--device", default="cpu", help="torch device of the policy")
+    parser.add_argument("--no-release-at-waypoint", dest="release_at_waypoint",
+                        action="store_false",
+                        help="do not open the gripper where a waypoint plan's carry arrives "
+                             "(rt2_policy.waypoint_release; on by default, a no-op for models "
+                             "without waypoint plans)")
     parser.add_argument("--num-threads", type=int, default=1,
                         help="torch CPU threads of the policy (the simulator needs a core too)")
     parser.add_argument("--settle", type=float, default=0.3,

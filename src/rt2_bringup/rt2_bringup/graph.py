@@ -92,6 +92,8 @@ class EmbeddedGraphConfig:
             (:func:`rt2_policy.proprioception.panda_tcp_position`).
         tcp_offset: flange to tool centre point along the flange z axis, metres, in [0, 1]
             (rt2_sim's Panda 0.13; franka_description's ``panda_hand_tcp`` 0.1034).
+        release_at_waypoint: the policy node's ``release_at_waypoint`` parameter (open the
+            gripper once a waypoint plan's carry has arrived, :mod:`rt2_policy.waypoint_release`).
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -117,6 +119,7 @@ class EmbeddedGraphConfig:
     gripper_open_position: float = PANDA_FINGER_OPEN_POSITION
     arm_joints: tuple[str, ...] = PANDA_ARM_JOINTS
     tcp_offset: float = PANDA_TCP_OFFSET
+    release_at_waypoint: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "scripted", "remote"):
@@ -148,6 +151,9 @@ class EmbeddedGraphConfig:
         if len(arm) != 7:
             raise ValueError(f"arm_joints: expected the 7 arm joints, got {list(arm)}")
         object.__setattr__(self, "arm_joints", arm)
+        if not isinstance(self.release_at_waypoint, bool):
+            raise ValueError(f"release_at_waypoint: expected a bool, got "
+                             f"{self.release_at_waypoint!r}")
         offset = self.tcp_offset
         if not (isinstance(offset, int | float) and not isinstance(offset, bool)
                 and math.isfinite(offset) and 0.0 <= offset <= 1.0):
@@ -173,6 +179,7 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "gripper_open_position": float(config.gripper_open_position),
         "arm_joints": list(config.arm_joints),
         "tcp_offset": float(config.tcp_offset),
+        "release_at_waypoint": bool(config.release_at_waypoint),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],

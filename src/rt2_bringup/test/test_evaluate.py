@@ -102,6 +102,10 @@ def test_worker_command_runs_its_share_with_the_same_settings(tmp_path):
     child_plans = plan_episodes(child.splits, child.families, child.episodes, child.seed)
     assert evaluate.select_plans(child_plans, child.only) == part
     assert [plan_key(p) for p in part] == ["seen:1", "unseen_objects:0", "unseen_objects:2"]
+    assert child.release_at_waypoint  # the default: on
+    gate_off = parser.parse_args([*cmd[3:], "--no-release-at-waypoint"])
+    off_cmd = evaluate.worker_command(gate_off, config, part, 1, tmp_path / "w1")
+    assert not parser.parse_args(off_cmd[3:]).release_at_waypoint
 
 
 def test_a_failed_worker_is_named_and_the_rest_is_merged(tmp_path, monkeypatch, capsys):

@@ -28,7 +28,7 @@ def test_policy_parameters_are_declared_by_the_node():
     assert spec.parameters["twist_topic"] == "/servo_node/delta_twist_cmds"  # MoveIt Servo's name
     # The gripper-state inputs default to the node's own defaults, and share its range.
     for name in ("joint_states_topic", "gripper_joints", "gripper_open_position",
-                 "arm_joints", "tcp_offset"):
+                 "arm_joints", "tcp_offset", "release_at_waypoint"):
         assert spec.parameters[name] == PARAMETERS[name][0], name
     (bounds,) = PARAMETERS["gripper_open_position"][1].floating_point_range
     assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
@@ -77,6 +77,13 @@ def test_gripper_settings_reach_the_policy_node():
     assert type(policy["tcp_offset"]) is float
 
 
+@pytest.mark.parametrize("release", [True, False])
+def test_the_release_gate_setting_reaches_the_policy_node(release):
+    policy = policy_node(EmbeddedGraphConfig(backend="scripted",
+                                             release_at_waypoint=release)).parameters
+    assert policy["release_at_waypoint"] is release
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"joint_states_topic": "joint_states"}, "joint_states_topic: expected an absolute"),
     ({"gripper_joints": ()}, "gripper_joints: expected one or more non-empty joint names"),
@@ -97,6 +104,8 @@ def test_gripper_settings_reach_the_policy_node():
     ({"tcp_offset": 1.5}, "tcp_offset: expected a number in"),
     ({"tcp_offset": float("nan")}, "tcp_offset: expected a number in"),
     ({"tcp_offset": "0.13"}, "tcp_offset: expected a number in"),
+    ({"release_at_waypoint": 1}, "release_at_waypoint: expected a bool"),
+    ({"release_at_waypoint": "false"}, "release_at_waypoint: expected a bool"),
 ])
 def test_gripper_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=f"{message}.*got"):

@@ -22,7 +22,7 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
                 num_threads: int = 0, chain_of_thought: bool = False,
                 server_uri: str = "", api_key: str = "",
                 request_timeout: float = 0.5, connect_timeout: float = 2.0,
-                logger=None) -> Policy:
+                logger=None, release_at_waypoint: bool = False) -> Policy:
     """Create a policy.
 
     Args:
@@ -40,6 +40,9 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         connect_timeout: deadline of one connection attempt, seconds (``remote``); when the
             server is down the client keeps reconnecting in the background.
         logger: where the remote client logs losses and reconnects (e.g. the node's logger).
+        release_at_waypoint: wrap the policy in
+            :class:`rt2_policy.waypoint_release.WaypointRelease`: a waypoint plan's carry that
+            has arrived opens the gripper (any backend; other actions pass through).
 
     Raises:
         ValueError: unknown backend or missing model path.
@@ -60,9 +63,9 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
 
         hf_logging.disable_progress_bar()  # no tqdm bars in node logs
 
-        return VLAPolicy.from_pretrained(model_path, device=device,
-                                         chain_of_thought=chain_of_thought)
-    if backend == "remote":
+        policy: Policy = VLAPolicy.from_pretrained(model_path, device=device,
+                                                   chain_of_thought=chain_of_thought)
+    elif backend == "remote":
         from rt2_policy.serving.client import RemotePolicy
         from rt2_policy.serving.config import ClientConfig
 
@@ -70,9 +73,15 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
             raise ValueError("server_uri: expected ws://host:port of rt2-serve, got ''")
         config = ClientConfig(uri=server_uri, api_key=api_key, request_timeout=request_timeout,
                               connect_timeout=connect_timeout)
-        return RemotePolicy(config, logger=logger)
-    if backend == "scripted":
+        policy = RemotePolicy(config, logger=logger)
+    elif backend == "scripted":
         from rt2_policy.scripted_policy import ScriptedPolicy
 
-        return ScriptedPolicy(list(scripted_actions), delay=scripted_delay)
-    raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        policy = ScriptedPolicy(list(scripted_actions), delay=scripted_delay)
+    else:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if release_at_waypoint:
+        from rt2_policy.waypoint_release import WaypointRelease
+
+        policy = WaypointRelease(policy)
+    return policy

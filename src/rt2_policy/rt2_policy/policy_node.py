@@ -118,6 +118,12 @@ PARAMETERS = {
         description="backend local: write a plan before each action (RT-2 Sec. 4.4; needs a "
                     "checkpoint trained with plans; one trained with a plan before every "
                     "action always plans); RT2Action.plan carries it", read_only=True)),
+    "release_at_waypoint": (True, ParameterDescriptor(
+        description="open the gripper once a waypoint plan's carry has arrived: the plan says "
+                    "bring, the fingers hold something and the tcp is within 3 tcp bins (1.2 cm) "
+                    "of the plan's waypoint, which lies >= 3.9 cm from the grasp "
+                    "(rt2_policy.waypoint_release); actions without waypoint plans pass "
+                    "through", read_only=True)),
     "answer_max_new_tokens": (32, int_range(1, 1024,
                               "~/answer_question token budget when the request's "
                               "max_new_tokens is 0")),
@@ -262,6 +268,7 @@ class PolicyNode(LifecycleNode):
                 scripted_delay=float(self._p("scripted_delay")),
                 num_threads=int(self._p("num_threads")),
                 chain_of_thought=bool(self._p("chain_of_thought")),
+                release_at_waypoint=bool(self._p("release_at_waypoint")),
                 server_uri=self._p("server_uri"),
                 api_key=os.environ.get(self._p("api_key_env"), ""),
                 request_timeout=float(self._p("request_timeout"))

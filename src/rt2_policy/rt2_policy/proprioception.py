@@ -40,6 +40,19 @@ def joint_names(field: str, joints: Sequence[str], allow_empty: bool = False) ->
     return names
 
 
+#: Gripper states (0 open .. 1 closed, :func:`gripper_state`) of fingers closed on an object: a
+#: Franka Hand on rt2_sim's 3-5 cm objects reads 0.4-0.6; closed on nothing, 1.0. Training
+#: labels (:mod:`rt2_policy.training.collate`) and the release gate
+#: (:mod:`rt2_policy.waypoint_release`) read "holding" from it.
+HOLDING_STATE = (0.2, 0.9)
+
+
+def holds_object(state: float | None) -> bool:
+    """True when the gripper ``state`` says the fingers are on something (:data:`HOLDING_STATE`);
+    False for None (a model or robot without the gripper state)."""
+    return state is not None and HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
+
+
 def gripper_state(finger_positions: Sequence[float] | np.ndarray,
                   open_position: float = PANDA_FINGER_OPEN_POSITION) -> float:
     """Closure of a parallel-jaw gripper, ``clip(1 - mean(finger_positions) / open_position, 0,

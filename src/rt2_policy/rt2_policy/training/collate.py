@@ -57,9 +57,11 @@ from rt2_policy.prompts import (  # noqa: E402
     with_image,
 )
 from rt2_policy.proprioception import (  # noqa: E402
+    HOLDING_STATE,  # noqa: F401  (re-exported: the training labels' "holding" range)
     PANDA_FINGER_OPEN_POSITION,
     PANDA_TCP_OFFSET,
     gripper_state,
+    holds_object,
     panda_tcp_position,
 )
 from rt2_policy.token_mapping import ActionTokenMapping  # noqa: E402
@@ -131,12 +133,6 @@ class EncodedExample:
     def nbytes(self) -> int:
         """Approximate memory held by the tensors, bytes."""
         return int(self.prompt_ids.nbytes + sum(t.nbytes for t in self.images.values()))
-
-
-#: Gripper states (0 open .. 1 closed, :func:`rt2_policy.proprioception.gripper_state`) of
-#: fingers closed on an object: a Franka Hand on rt2_sim's 3-5 cm objects reads 0.4-0.6;
-#: closed on nothing, 1.0.
-HOLDING_STATE = (0.2, 0.9)
 
 
 def _state_at(example: Mapping[str, Any], indices: tuple[int, ...], field: str) -> np.ndarray:
@@ -385,23 +381,17 @@ class ExampleEncoder:
         return (*encoded.target_ids, *self.eos_ids)
 
 
-def _fingers_hold(state: float | None) -> bool:
-    """The gripper ``state`` says the fingers are on something (:data:`HOLDING_STATE`);
-    False without a state."""
-    return state is not None and HOLDING_STATE[0] <= state <= HOLDING_STATE[1]
-
-
 def _carrying(gripper_command: float, state: float | None) -> bool:
     """The action keeps the gripper closed and (when the encoder reads the gripper ``state``)
     the fingers are on something, :data:`HOLDING_STATE`: the target is being carried."""
-    return gripper_command >= 0.5 and (state is None or _fingers_hold(state))
+    return gripper_command >= 0.5 and (state is None or holds_object(state))
 
 
 def _releasing(gripper_command: float, state: float | None) -> bool:
     """The action opens the gripper while the fingers are on something
     (:data:`HOLDING_STATE`): the carried target is let go. Always False without the gripper
     ``state``, which alone tells a release from a gripper that is already open."""
-    return gripper_command < 0.5 and _fingers_hold(state)
+    return gripper_command < 0.5 and holds_object(state)
 
 
 def _target_point(value: Any) -> tuple[int, int] | None:
