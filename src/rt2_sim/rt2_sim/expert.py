@@ -112,8 +112,9 @@ class ScriptedExpert:
         self._held = 0
         self._steps_on_waypoint = 0
         #: Where the last :meth:`act` heads the tcp: the current waypoint, ``(x, y, z)``
-        #: metres in ``panda_link0`` (the tcp itself once done or terminating); None before
-        #: the first call.
+        #: metres in ``panda_link0`` (the tcp itself once done or terminating); while the
+        #: fingers settle on the grasp, the lift point that follows it (see
+        #: :meth:`_grasp_hold`); None before the first call.
         self.goal_position: np.ndarray | None = None
 
     # ------------------------------------------------------------------ geometry
@@ -236,12 +237,26 @@ class ScriptedExpert:
             return self._quantise(0.0, np.zeros(3), self._rotation_correction(),
                                   self._waypoints[-1].gripper)
         wp = self._waypoints[self._index]
-        self.goal_position = wp.goal()
-        delta = self.goal_position - tcp
+        goal = wp.goal()
+        self.goal_position = (self._waypoints[self._index + 1].goal() if self._grasp_hold()
+                              else goal)
+        delta = goal - tcp
         norm = float(np.linalg.norm(delta))
         if norm > wp.max_step:
             delta *= wp.max_step / norm
         return self._quantise(0.0, delta, self._rotation_correction(), wp.gripper)
+
+    def _grasp_hold(self) -> bool:
+        """The fingers are settling on the grasp: a step of the closing hold after the one that
+        commanded the close, with a finger on the target. Such a step stays put, but its
+        :attr:`goal_position` (the label of waypoint plans) is the lift point that follows: a
+        plan that named the grasp point there ("bring" to where the tcp already is) was a fixed
+        point for a learned policy, which then held the object at the table for the rest of the
+        episode (README, "Train -> Status", item 19: traced, 9 of 13 grasps by the item-18 plan
+        model were never lifted)."""
+        return (self._index == self._grasp_end - 1 and self._held >= 2
+                and self._index + 1 < len(self._waypoints)
+                and self.sim.finger_contacts(self.spec.task.target) > 0)
 
     def _gripping(self, name: str) -> bool:
         """Both finger pads touch ``name`` and the fingers have stopped closing."""

@@ -235,6 +235,8 @@ def test_each_action_steps_towards_the_recorded_goal_position(sim, family):
         assert goal.shape == (3,) and goal.dtype == np.float32
         delta = goal - panda_tcp_position(joints[:7])
         step = np.asarray(action[1:4])
+        if action[7] >= 0.5 and np.linalg.norm(step) < 0.005 and delta[2] > 0.03:
+            continue  # the grasp settling: stays put, its goal is the lift point (next test)
         if np.linalg.norm(delta) <= 0.02:  # within every limit: the whole step
             np.testing.assert_allclose(step, delta, atol=0.002)
         else:  # the step goes the goal's way
@@ -243,3 +245,26 @@ def test_each_action_steps_towards_the_recorded_goal_position(sim, family):
     np.testing.assert_allclose(run.goal_positions[-1], panda_tcp_position(run.states[-1][:7]),
                                atol=0.002)
     assert len({tuple(np.round(g, 3)) for g in run.goal_positions}) >= 3  # several waypoints
+
+
+def test_no_waypoint_label_holds_a_grasped_object_at_the_table(sim):
+    """While the fingers hold the target, the recorded goal (waypoint plans' label) is never
+    where the tcp already is at grasp height: the grasp's settling steps name the lift point
+    (README, "Train -> Status", item 19). Some settling steps are so labelled, with an action
+    that stays put (in about one grasp of five the fingers settle at once and there is none)."""
+    from rt2_policy.proprioception import gripper_state, holds_object, panda_tcp_position
+    from rt2_sim.scene import FINGER_OPEN_POSITION
+
+    relabelled = 0
+    for family in ("pick", "move_near", "place"):
+        for seed in range(4):
+            run = rollout(sim, sample_episode(seed, "seen", family), render=False)
+            assert run.success
+            for action, goal, joints in zip(run.actions, run.goal_positions, run.states,
+                                            strict=True):
+                tcp = panda_tcp_position(joints[:7])
+                holding = holds_object(gripper_state(joints[7:], FINGER_OPEN_POSITION))
+                if action[0] < 0.5 and action[7] >= 0.5 and holding and tcp[2] < 0.06:
+                    assert goal[2] > tcp[2] + 0.03, (family, seed, goal, tcp)
+                    relabelled += np.linalg.norm(action[1:4]) < 0.005
+    assert relabelled >= 1
