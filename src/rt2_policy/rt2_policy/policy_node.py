@@ -121,7 +121,7 @@ PARAMETERS = {
     "release_at_waypoint": (True, ParameterDescriptor(
         description="open the gripper once a waypoint plan's carry has arrived: the plan says "
                     "bring, the fingers hold something and the tcp is within 3 tcp bins (1.2 cm) "
-                    "of the plan's waypoint, which lies >= 3.9 cm from the grasp "
+                    "of the plan's waypoint, which lies >= 3.9 cm above and beside the grasp "
                     "(rt2_policy.waypoint_release); actions without waypoint plans pass "
                     "through", read_only=True)),
     "answer_max_new_tokens": (32, int_range(1, 1024,

@@ -10,11 +10,12 @@ gripper closed: it has not learned when to say ``drop``, the phase that opens th
 
 :class:`WaypointRelease` wraps any :class:`~rt2_policy.contract.Policy` whose actions carry such
 plans (the local VLA, the remote client) and supplies that one decision from the plan itself:
-when the plan says ``bring``, the gripper holds something (:data:`HOLDING_STATE`), the tcp has
-reached the plan's waypoint (every axis within ``reach_tolerance`` bins) and that waypoint is a
-carry's destination (at least ``min_lift`` bins above, and ``min_carry`` bins in x-y away from,
-where the tcp was when the grasp closed: not the lift point straight above the grasp, not a
-drag along the table), the action's gripper is set to open and its plan to ``drop`` at the same
+when the plan says ``bring``, the gripper holds something
+(:data:`rt2_policy.proprioception.HOLDING_STATE`), the tcp has reached the plan's waypoint
+(every axis within ``reach_tolerance`` bins) and that waypoint is a carry's destination (at
+least ``min_lift`` bins above, and ``min_carry`` bins in x-y away from, where the tcp was when
+the grasp closed: not the lift point straight above the grasp, not a drag along the table),
+the action's gripper is set to open and its plan to ``drop`` at the same
 point. These are the demonstrator's own release conditions (:class:`rt2_sim.expert.
 ScriptedExpert`: lift straight up to the carrying height, carry level, open once the transport
 waypoint is reached to 1.2 cm). Every other action passes through unchanged, so a model without
@@ -33,9 +34,9 @@ import numpy as np
 from rt2_policy.contract import Observation, Policy, RobotAction
 from rt2_policy.plans import goal_plan, parse_goal_plan
 from rt2_policy.prompts import tcp_position_bins
-from rt2_policy.proprioception import HOLDING_STATE, holds_object
+from rt2_policy.proprioception import holds_object
 
-__all__ = ["HOLDING_STATE", "WaypointRelease", "WaypointReleaseConfig", "release_decision"]
+__all__ = ["WaypointRelease", "WaypointReleaseConfig", "release_decision"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class WaypointRelease:
     ``close`` …) are the wrapped policy's.
 
     Per episode it remembers where the tcp was when the fingers closed on something (the first
-    observation that reads :data:`HOLDING_STATE` after one that did not);
+    observation that reads :data:`rt2_policy.proprioception.HOLDING_STATE` after one that did not);
     :meth:`reset` forgets it. Observations without ``gripper_state`` or ``tcp_position`` pass
     through unchanged.
 

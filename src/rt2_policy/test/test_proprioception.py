@@ -155,3 +155,12 @@ def test_tcp_position_from_joint_state_refuses_malformed_messages():
         tcp_position_from_joint_state(ARM, [0.0] * 7, ARM[:6])
     with pytest.raises(ValueError, match="joint_positions: expected 7 finite"):
         tcp_position_from_joint_state(ARM, [0.0] * 6 + [math.nan])
+
+
+@pytest.mark.parametrize("state, holds", [(None, False), (0.0, False), (0.19, False), (0.2, True),
+                                          (0.5, True), (0.9, True), (0.91, False), (1.0, False)])
+def test_holds_object_reads_the_holding_range(state, holds):
+    from rt2_policy.proprioception import HOLDING_STATE, holds_object
+
+    assert HOLDING_STATE == (0.2, 0.9)
+    assert holds_object(state) is holds
