@@ -7,17 +7,29 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_recipe_chains_every_stage(tmp_path):
+def test_an_unknown_plan_kind_stops_before_any_stage(tmp_path):
+    env = dict(os.environ, RT2_PLAN="goal")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"),
+                           str(tmp_path / "data"), str(tmp_path / "runs")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "RT2_PLAN: expected unset or 'waypoint', got 'goal'" in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("plan", ["", "waypoint"])
+def test_recipe_chains_every_stage(tmp_path, plan):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
-               OMP_WAIT_POLICY="PASSIVE")
+               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan)
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
                            str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -58,6 +70,11 @@ def test_recipe_chains_every_stage(tmp_path):
         action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
         prompt = json.loads(action_config.read_text())["prompt"]
         assert prompt["gripper_state"] is True and prompt["tcp_position"] is True
+        # RT2_PLAN=waypoint: a waypoint plan before every action (README, Status items 15-19)
+        assert (config["cot"], config["cot_plan"]) == ((1.0, "waypoint") if plan else (0.0, "task"))
+        assert config["grounding_point"] == ("goal" if plan else "target")
+        fraction = config["robot_fraction"]
+        assert fraction == (1.0 if "robot_only" in run else 0.66 if plan else 0.5)
     # the demonstrations still record both points (for --reference-grounding-loss-weight)
     features = json.loads((data / "demos" / "meta" / "info.json").read_text())["features"]
     assert {"observation.target_point", "observation.reference_point"} <= set(features)
