@@ -357,3 +357,20 @@ def test_policy_needing_the_gripper_state_holds_without_joint_states(harness, mo
     assert harness.wait_for(lambda: any(m.twist.linear.x > 0.0 for _, m in probe.twists), 5.0)
     assert policy.observations
     assert all(o.gripper_state == pytest.approx(0.75) for o in list(policy.observations))
+
+
+@pytest.mark.parametrize("params, expected", [({}, True), ({"release_at_waypoint": True}, True),
+                                              ({"release_at_waypoint": False}, False)])
+def test_the_release_gate_parameter_reaches_the_policy_factory(harness, monkeypatch, params,
+                                                              expected):
+    """``release_at_waypoint`` (default true) is what make_policy is asked for; the factory's
+    wrapping itself is tested in test_waypoint_release."""
+    asked = {}
+
+    def factory(*args, **kwargs):
+        asked.update(kwargs)
+        return ScriptedPolicy([MOVE])
+
+    monkeypatch.setattr(policy_node, "make_policy", factory)
+    start_policy(harness, [MOVE], **params)
+    assert asked["release_at_waypoint"] is expected
