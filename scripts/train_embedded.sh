@@ -80,7 +80,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    RT2_PLAN=waypoint trains that plan variant instead (--cot 1 --cot-plan waypoint
 #    --grounding-point goal, 66 % robot data for the co-fine-tuned run): with the expert's
 #    lift-point labels on a grasp's settling steps and the policy node's release gate, its
-#    robot-only model scored 46 % seen (item 19, fine-tuned from item 18's models on relabelled
+#    robot-only model scored 46-50 % seen (item 19, fine-tuned from item 18's models on relabelled
 #    data; this variant from scratch with the new labels has not been run).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
