@@ -103,7 +103,8 @@ class WaypointRelease:
     through unchanged.
 
     A released action has ``gripper`` 0.0 (fully open), gripper bin 0, its ``text``'s last
-    token ``"0"``, ``plan`` ``"drop X Y Z"`` and ``extra["waypoint_release"]`` True.
+    token ``"0"``, ``plan`` ``"drop X Y Z"`` and ``extra["waypoint_release"]`` True; the rest of
+    ``extra`` (the model's own token ids and raw text) is kept as the model emitted it.
     """
 
     def __init__(self, policy: Policy, config: WaypointReleaseConfig = WaypointReleaseConfig()):
