@@ -93,12 +93,15 @@ from rt2_policy.ros_parameters import float_range, int_range  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
 from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
 from rt2_policy.stamps import stamp_seconds  # noqa: E402
+from rt2_policy.waypoint_release import WaypointReleaseConfig  # noqa: E402
 
 try:  # MoveIt 2 (apt): switch the servo to TWIST commands on activation (Jazzy's servo_node).
     from moveit_msgs.srv import ServoCommandType  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the machine
     ServoCommandType = None
 
+
+_RELEASE = WaypointReleaseConfig()  # the gate's defaults, quoted in its parameter's description
 
 PARAMETERS = {
     # name: (default, descriptor)
@@ -120,10 +123,11 @@ PARAMETERS = {
                     "action always plans); RT2Action.plan carries it", read_only=True)),
     "release_at_waypoint": (True, ParameterDescriptor(
         description="open the gripper once a waypoint plan's carry has arrived: the plan says "
-                    "bring, the fingers hold something and the tcp is within 3 tcp bins (1.2 cm) "
-                    "of the plan's waypoint, which lies >= 3.9 cm above and beside the grasp "
-                    "(rt2_policy.waypoint_release); actions without waypoint plans pass "
-                    "through", read_only=True)),
+                    "bring, the fingers hold something and the tcp is within "
+                    f"{_RELEASE.reach_tolerance} tcp bins of the plan's waypoint, which lies "
+                    f">= {_RELEASE.min_lift} bins above and {_RELEASE.min_carry} bins beside "
+                    "the grasp (3.9 mm per bin; rt2_policy.waypoint_release); actions without "
+                    "waypoint plans pass through", read_only=True)),
     "answer_max_new_tokens": (32, int_range(1, 1024,
                               "~/answer_question token budget when the request's "
                               "max_new_tokens is 0")),

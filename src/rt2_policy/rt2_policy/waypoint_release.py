@@ -129,13 +129,12 @@ class WaypointRelease:
             ValueError, RuntimeError: as the wrapped policy's ``infer``.
         """
         action = self.policy.infer(observation)
-        state, tcp = observation.gripper_state, observation.tcp_position
-        if state is None or tcp is None:
+        if observation.tcp_position is None or observation.gripper_state is None:
             return action
-        tcp_bins = tcp_position_bins(tcp)
-        if not holds_object(state):
+        if not holds_object(observation.gripper_state):
             self._grasp = None
             return action
+        tcp_bins = tcp_position_bins(observation.tcp_position)
         if self._grasp is None:
             self._grasp = tcp_bins
         point = release_decision(action.plan, tcp_bins, self._grasp, self.config)

@@ -57,7 +57,6 @@ from rt2_policy.prompts import (  # noqa: E402
     with_image,
 )
 from rt2_policy.proprioception import (  # noqa: E402
-    HOLDING_STATE,  # noqa: F401  (re-exported: the training labels' "holding" range)
     PANDA_FINGER_OPEN_POSITION,
     PANDA_TCP_OFFSET,
     gripper_state,
@@ -171,8 +170,9 @@ class ExampleEncoder:
         grounding_point: ``"target"``: a robot frame's ``point`` is its target point;
             ``"goal"``: the reference point instead while the target is held (the action
             closes the gripper and, with ``gripper_state_indices``, the fingers are between
-            :data:`HOLDING_STATE` bounds: on something, not closed on nothing), so the pointer
-            follows what the arm moves towards (the target, then where it goes).
+            :data:`~rt2_policy.proprioception.HOLDING_STATE` bounds: on something, not closed
+            on nothing), so the pointer follows what the arm moves towards (the target, then
+            where it goes).
         tcp_position_indices: positions of the 7 arm joints (radians) in a robot frame's
             ``observation.state``; when given the action prompt carries the tool centre point
             (:func:`rt2_policy.proprioception.panda_tcp_position` with ``tcp_offset``, metres).
@@ -383,14 +383,16 @@ class ExampleEncoder:
 
 def _carrying(gripper_command: float, state: float | None) -> bool:
     """The action keeps the gripper closed and (when the encoder reads the gripper ``state``)
-    the fingers are on something, :data:`HOLDING_STATE`: the target is being carried."""
+    the fingers are on something (:func:`~rt2_policy.proprioception.holds_object`): the target
+    is being carried."""
     return gripper_command >= 0.5 and (state is None or holds_object(state))
 
 
 def _releasing(gripper_command: float, state: float | None) -> bool:
     """The action opens the gripper while the fingers are on something
-    (:data:`HOLDING_STATE`): the carried target is let go. Always False without the gripper
-    ``state``, which alone tells a release from a gripper that is already open."""
+    (:func:`~rt2_policy.proprioception.holds_object`): the carried target is let go. Always
+    False without the gripper ``state``, which alone tells a release from a gripper that is
+    already open."""
     return gripper_command < 0.5 and holds_object(state)
 
 
