@@ -237,6 +237,7 @@ def evaluate(args: argparse.Namespace) -> int:
         num_threads=args.num_threads, control_rate=args.control_rate, max_steps=args.max_steps,
         time_limit=args.time_limit, image_size=args.image_size, seed=args.seed,
         release_at_waypoint=args.release_at_waypoint,
+        terminate_threshold=args.terminate_threshold,
         **({"scripted_actions": tuple(args.scripted_actions)} if args.scripted_actions else {}))
     domain = ensure_domain_id()
     parts = partition_plans(plans, args.jobs)
@@ -250,6 +251,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "time_limit": args.time_limit, "image_size": args.image_size,
         "num_threads": args.num_threads, "device": args.device, "ros_domain_id": domain,
         "release_at_waypoint": args.release_at_waypoint,
+        "terminate_threshold": args.terminate_threshold,
         "jobs": len(parts), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": git_commit(repo_root()),
     }
@@ -366,6 +368,8 @@ def worker_command(args: argparse.Namespace, config: dict, plans: list[EpisodePl
         cmd += ["--scripted-actions", *args.scripted_actions]
     if not args.release_at_waypoint:
         cmd.append("--no-release-at-waypoint")
+    if args.terminate_threshold:
+        cmd.append(f"--terminate-threshold={args.terminate_threshold!r}")
     if args.verbose:
         cmd.append("--verbose")
     return cmd
@@ -559,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not open the gripper where a waypoint plan's carry arrives "
                              "(rt2_policy.waypoint_release; on by default, a no-op for models "
                              "without waypoint plans)")
+    parser.add_argument("--terminate-threshold", type=float, default=0.0,
+                        help="probability of terminate the policy's decode needs to end an "
+                             "episode, in (0, 1); 0 (default) = the checkpoint's own "
+                             "(rt2_policy.vla_policy.VLAPolicy)")
     parser.add_argument("--num-threads", type=int, default=1,
                         help="torch CPU threads of the policy (the simulator needs a core too)")
     parser.add_argument("--settle", type=float, default=0.3,

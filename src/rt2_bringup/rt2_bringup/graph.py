@@ -94,6 +94,9 @@ class EmbeddedGraphConfig:
             (rt2_sim's Panda 0.13; franka_description's ``panda_hand_tcp`` 0.1034).
         release_at_waypoint: the policy node's ``release_at_waypoint`` parameter (open the
             gripper once a waypoint plan's carry has arrived, :mod:`rt2_policy.waypoint_release`).
+        terminate_threshold: the policy node's ``terminate_threshold`` parameter: probability of
+            terminate the decode needs to end the episode, in (0, 1), or 0 for the checkpoint's
+            own (:class:`rt2_policy.vla_policy.VLAPolicy`).
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -120,6 +123,7 @@ class EmbeddedGraphConfig:
     arm_joints: tuple[str, ...] = PANDA_ARM_JOINTS
     tcp_offset: float = PANDA_TCP_OFFSET
     release_at_waypoint: bool = True
+    terminate_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "scripted", "remote"):
@@ -154,6 +158,11 @@ class EmbeddedGraphConfig:
         if not isinstance(self.release_at_waypoint, bool):
             raise ValueError(f"release_at_waypoint: expected a bool, got "
                              f"{self.release_at_waypoint!r}")
+        threshold = self.terminate_threshold
+        if not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
+                and (threshold == 0 or 0.0 < threshold < 1.0)):
+            raise ValueError(f"terminate_threshold: expected 0 (the checkpoint's) or a "
+                             f"probability in (0, 1), got {threshold!r}")
         offset = self.tcp_offset
         if not (isinstance(offset, int | float) and not isinstance(offset, bool)
                 and math.isfinite(offset) and 0.0 <= offset <= 1.0):
@@ -180,6 +189,7 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "arm_joints": list(config.arm_joints),
         "tcp_offset": float(config.tcp_offset),
         "release_at_waypoint": bool(config.release_at_waypoint),
+        "terminate_threshold": float(config.terminate_threshold),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],

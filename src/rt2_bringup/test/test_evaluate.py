@@ -106,6 +106,10 @@ def test_worker_command_runs_its_share_with_the_same_settings(tmp_path):
     gate_off = parser.parse_args([*cmd[3:], "--no-release-at-waypoint"])
     off_cmd = evaluate.worker_command(gate_off, config, part, 1, tmp_path / "w1")
     assert not parser.parse_args(off_cmd[3:]).release_at_waypoint
+    assert child.terminate_threshold == 0.0  # the default: the checkpoint's own
+    strict = parser.parse_args([*cmd[3:], "--terminate-threshold", "0.9"])
+    strict_cmd = evaluate.worker_command(strict, config, part, 1, tmp_path / "w1")
+    assert parser.parse_args(strict_cmd[3:]).terminate_threshold == 0.9
 
 
 def test_a_failed_worker_is_named_and_the_rest_is_merged(tmp_path, monkeypatch, capsys):

@@ -28,7 +28,7 @@ def test_policy_parameters_are_declared_by_the_node():
     assert spec.parameters["twist_topic"] == "/servo_node/delta_twist_cmds"  # MoveIt Servo's name
     # The gripper-state inputs default to the node's own defaults, and share its range.
     for name in ("joint_states_topic", "gripper_joints", "gripper_open_position",
-                 "arm_joints", "tcp_offset", "release_at_waypoint"):
+                 "arm_joints", "tcp_offset", "release_at_waypoint", "terminate_threshold"):
         assert spec.parameters[name] == PARAMETERS[name][0], name
     (bounds,) = PARAMETERS["gripper_open_position"][1].floating_point_range
     assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
@@ -84,6 +84,14 @@ def test_the_release_gate_setting_reaches_the_policy_node(release):
     assert policy["release_at_waypoint"] is release
 
 
+@pytest.mark.parametrize("threshold", [0.0, 0.9])
+def test_the_terminate_threshold_setting_reaches_the_policy_node(threshold):
+    policy = policy_node(EmbeddedGraphConfig(backend="scripted",
+                                             terminate_threshold=threshold)).parameters
+    assert policy["terminate_threshold"] == threshold
+    assert type(policy["terminate_threshold"]) is float
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"joint_states_topic": "joint_states"}, "joint_states_topic: expected an absolute"),
     ({"gripper_joints": ()}, "gripper_joints: expected one or more non-empty joint names"),
@@ -106,6 +114,10 @@ def test_the_release_gate_setting_reaches_the_policy_node(release):
     ({"tcp_offset": "0.13"}, "tcp_offset: expected a number in"),
     ({"release_at_waypoint": 1}, "release_at_waypoint: expected a bool"),
     ({"release_at_waypoint": "false"}, "release_at_waypoint: expected a bool"),
+    ({"terminate_threshold": 1.0}, "terminate_threshold: expected 0 .* or a probability"),
+    ({"terminate_threshold": -0.5}, "terminate_threshold: expected 0 .* or a probability"),
+    ({"terminate_threshold": float("nan")}, "terminate_threshold: expected 0"),
+    ({"terminate_threshold": True}, "terminate_threshold: expected 0"),
 ])
 def test_gripper_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=f"{message}.*got"):

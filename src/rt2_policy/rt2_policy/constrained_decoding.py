@@ -41,6 +41,7 @@ forward of the decoder and a ``(B, H) x (H, U)`` product:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from rt2_policy.token_mapping import check_terminate_threshold
 
 _LOG = logging.getLogger(__name__)
 
@@ -135,6 +138,27 @@ def build_allowed_mask(
             )
         mask[step, idx] = True
     return mask.to(device) if device is not None else mask
+
+
+def terminate_logit_offset(threshold: float) -> float:
+    """Logit offset of the terminate token (bin 1) for a decision threshold on its probability.
+
+    Greedy decoding emits terminate when ``p(1) > p(0)``, i.e. ``p(1) > 0.5`` over RT-2's two
+    terminate bins (Brohan et al., 2023, §3.2). Adding ``-log(t / (1 - t))`` to the logit of
+    bin 1 makes the argmax pick it only when ``p(1) = sigmoid(l1 - l0) > t``: ``t = 0.5`` gives
+    0 (plain greedy), larger ``t`` asks for more confidence before the episode ends.
+
+    Args:
+        threshold: ``t``, a probability in (0, 1).
+
+    Returns:
+        The offset in logits (nats), a finite float.
+
+    Raises:
+        ValueError: when ``threshold`` is not a number in (0, 1).
+    """
+    t = check_terminate_threshold(threshold)
+    return -math.log(t / (1.0 - t))
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -414,14 +438,20 @@ class ActionDecoder:
             (CUDA graphs on GPUs).
         bucket: static-cache lengths are rounded up to a multiple of this many tokens (≥ 1), so
             that prompts of similar length share one cache and one compiled graph.
+        logit_offsets: ``{(step, vocabulary id): offset}``, a finite number added to that id's
+            logit at that step before the argmax (the id must be allowed there), e.g. the
+            terminate threshold of :class:`~rt2_policy.vla_policy.VLAPolicy`
+            (:func:`terminate_logit_offset`). None or empty: plain greedy, the ids of
+            :func:`decode_action_tokens`.
 
     Raises:
-        ValueError: on a bad mask, cache kind or bucket.
+        ValueError: on a bad mask, cache kind, bucket or offset.
     """
 
     def __init__(self, model: Any, allowed: torch.Tensor, *, cache: str = "dynamic",
                  compile: bool = False, compile_mode: str | None = None,
-                 bucket: int = 64) -> None:
+                 bucket: int = 64,
+                 logit_offsets: Mapping[tuple[int, int], float] | None = None) -> None:
         if not (isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool
                 and allowed.ndim == 2 and allowed.shape[0] >= 1):
             raise ValueError(
@@ -451,6 +481,16 @@ class ActionDecoder:
         self._bias = torch.zeros(allowed.shape[0], self._union.numel(), dtype=torch.float32,
                                  device=device).masked_fill(~allowed[:, self._union],
                                                             float("-inf"))
+        for (step, token_id), offset in (logit_offsets or {}).items():
+            if not (0 <= step < self.steps and 0 <= token_id < allowed.shape[1]
+                    and bool(allowed[step, token_id])):
+                raise ValueError(f"logit_offsets: expected (step, id) allowed by the mask, got "
+                                 f"({step}, {token_id})")
+            if not math.isfinite(offset):
+                raise ValueError(f"logit_offsets[({step}, {token_id})]: expected a finite "
+                                 f"number, got {offset!r}")
+            column = int(torch.searchsorted(self._union, torch.tensor(token_id, device=device)))
+            self._bias[step, column] += float(offset)
         self._head_version = -1
         self._weight: torch.Tensor | None = None
         self._head_bias: torch.Tensor | None = None

@@ -22,7 +22,8 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
                 num_threads: int = 0, chain_of_thought: bool = False,
                 server_uri: str = "", api_key: str = "",
                 request_timeout: float = 0.5, connect_timeout: float = 2.0,
-                logger=None, release_at_waypoint: bool = False) -> Policy:
+                logger=None, release_at_waypoint: bool = False,
+                terminate_threshold: float | None = None) -> Policy:
     """Create a policy.
 
     Args:
@@ -43,6 +44,9 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         release_at_waypoint: wrap the policy in
             :class:`rt2_policy.waypoint_release.WaypointRelease`: a waypoint plan's carry that
             has arrived opens the gripper (any backend; other actions pass through).
+        terminate_threshold: ``local``: probability of terminate the decode needs to end the
+            episode, in (0, 1) (``VLAPolicy``); None takes the checkpoint's (0.5, RT-2's greedy
+            decode, when it stores none). A remote server applies its own.
 
     Raises:
         ValueError: unknown backend or missing model path.
@@ -64,7 +68,8 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         hf_logging.disable_progress_bar()  # no tqdm bars in node logs
 
         policy: Policy = VLAPolicy.from_pretrained(model_path, device=device,
-                                                   chain_of_thought=chain_of_thought)
+                                                   chain_of_thought=chain_of_thought,
+                                                   terminate_threshold=terminate_threshold)
     elif backend == "remote":
         from rt2_policy.serving.client import RemotePolicy
         from rt2_policy.serving.config import ClientConfig

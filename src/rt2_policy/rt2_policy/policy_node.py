@@ -101,6 +101,8 @@ except ImportError:  # pragma: no cover - depends on the machine
     ServoCommandType = None
 
 
+#: Upper end of the terminate_threshold parameter's range (a probability below 1).
+MAX_TERMINATE_THRESHOLD = 0.999
 _RELEASE = WaypointReleaseConfig()  # the gate's defaults, quoted in its parameter's description
 
 PARAMETERS = {
@@ -128,6 +130,12 @@ PARAMETERS = {
                     f">= {_RELEASE.min_lift} bins above and {_RELEASE.min_carry} bins beside "
                     "the grasp (3.9 mm per bin; rt2_policy.waypoint_release); actions without "
                     "waypoint plans pass through", read_only=True)),
+    "terminate_threshold": (0.0, float_range(
+        0.0, MAX_TERMINATE_THRESHOLD,
+        "backend local: probability of terminate (the action's first token) needed to end the "
+        "episode, in (0, 1); 0.5 is RT-2's greedy decode, higher keeps acting through frames "
+        "the model is unsure about; 0 = the checkpoint's own (decoding.terminate_threshold of "
+        "its action config, 0.5 when absent)", read_only=True)),
     "answer_max_new_tokens": (32, int_range(1, 1024,
                               "~/answer_question token budget when the request's "
                               "max_new_tokens is 0")),
@@ -273,6 +281,7 @@ class PolicyNode(LifecycleNode):
                 num_threads=int(self._p("num_threads")),
                 chain_of_thought=bool(self._p("chain_of_thought")),
                 release_at_waypoint=bool(self._p("release_at_waypoint")),
+                terminate_threshold=float(self._p("terminate_threshold")) or None,
                 server_uri=self._p("server_uri"),
                 api_key=os.environ.get(self._p("api_key_env"), ""),
                 request_timeout=float(self._p("request_timeout"))

@@ -373,7 +373,7 @@ def save_action_config(
     directory: str | Path, action_tokenizer: ActionTokenizer, mapping: ActionTokenMapping,
     image_position: str | None = None, gripper_state: bool | None = None,
     tcp_position: bool | None = None, chain_of_thought: bool | None = None,
-    cot_plan: str | None = None,
+    cot_plan: str | None = None, terminate_threshold: float | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
@@ -385,11 +385,13 @@ def save_action_config(
     robot target of its training began with a plan, RT-2 §4.4: the model must plan before it
     acts) as ``{"prompt": {"chain_of_thought": ...}}``, ``cot_plan`` (what its plans say,
     ``"task"`` or ``"goal"``, :mod:`rt2_policy.plans`) as ``{"prompt": {"cot_plan": ...}}``;
+    ``terminate_threshold`` (the probability of terminate this checkpoint's decode asks for,
+    :func:`check_terminate_threshold`) as ``{"decoding": {"terminate_threshold": ...}}``;
     None leaves that entry as it is.
 
     Raises:
-        ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, or on
-            an unknown ``image_position``.
+        ValueError: when ``mapping.num_bins`` differs from ``action_tokenizer.num_bins``, on
+            an unknown ``image_position`` or a threshold outside (0, 1).
     """
     from rt2_policy.prompts import check_image_position
 
@@ -399,9 +401,12 @@ def save_action_config(
         )
     if image_position is not None:
         check_image_position(image_position)
+    if terminate_threshold is not None:
+        check_terminate_threshold(terminate_threshold)
     previous = Path(directory) / ACTION_CONFIG_NAME
-    prompt = ((json.loads(previous.read_text(encoding="utf-8")).get("prompt") or {})
-              if previous.is_file() else {})
+    old = json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else {}
+    prompt = old.get("prompt") or {}
+    decoding = old.get("decoding") or {}
     path = mapping.save_pretrained(directory, action_tokenizer)
     if image_position is not None:
         prompt["image_position"] = image_position
@@ -413,11 +418,48 @@ def save_action_config(
         prompt["chain_of_thought"] = bool(chain_of_thought)
     if cot_plan is not None:
         prompt["cot_plan"] = str(cot_plan)
-    if prompt:
+    if terminate_threshold is not None:
+        decoding["terminate_threshold"] = float(terminate_threshold)
+    if prompt or decoding:
         data = json.loads(path.read_text(encoding="utf-8"))
-        data["prompt"] = prompt
+        if prompt:
+            data["prompt"] = prompt
+        if decoding:
+            data["decoding"] = decoding
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+#: RT-2's greedy decode: terminate when its probability beats continuing's (§3.2).
+DEFAULT_TERMINATE_THRESHOLD = 0.5
+
+
+def check_terminate_threshold(threshold: object) -> float:
+    """``threshold`` as a float after checking it is a probability in (0, 1).
+
+    The terminate threshold is the probability of the terminate bin (1, among RT-2's two
+    terminate bins) that the action decode needs before it ends the episode;
+    :data:`DEFAULT_TERMINATE_THRESHOLD` is plain greedy decoding.
+
+    Raises:
+        ValueError: "terminate_threshold: expected a probability in (0, 1), got ...".
+    """
+    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+            or not 0.0 < float(threshold) < 1.0):
+        raise ValueError(f"terminate_threshold: expected a probability in (0, 1), "
+                         f"got {threshold!r}")
+    return float(threshold)
+
+
+def stored_terminate_threshold(data: dict) -> float:
+    """The terminate threshold a loaded action config asks for (its ``"decoding"`` section),
+    :data:`DEFAULT_TERMINATE_THRESHOLD` when the section or the entry is missing.
+
+    Raises:
+        ValueError: when the stored value is not a probability in (0, 1).
+    """
+    value = (data.get("decoding") or {}).get("terminate_threshold", DEFAULT_TERMINATE_THRESHOLD)
+    return check_terminate_threshold(value)
 
 
 def load_image_position(directory: str | Path) -> str:

@@ -47,6 +47,7 @@ from rt2_policy.constrained_decoding import (  # noqa: E402
     ActionDecoder,
     build_allowed_mask,
     generate_text,
+    terminate_logit_offset,
 )
 from rt2_policy.contract import ACTION_DIM_NAMES, ACTION_DIMS, Observation, RobotAction  # noqa: E402
 from rt2_policy.plans import GOAL_PLAN_KINDS, goal_plan_grammar  # noqa: E402
@@ -59,13 +60,16 @@ from rt2_policy.prompts import (  # noqa: E402
     with_image,
 )
 from rt2_policy.token_mapping import (  # noqa: E402
+    DEFAULT_TERMINATE_THRESHOLD,
     SCHEMES,
     ActionTokenMapping,
+    check_terminate_threshold,
     stored_chain_of_thought,
     stored_cot_plan,
     stored_gripper_state,
     stored_image_position,
     stored_tcp_position,
+    stored_terminate_threshold,
 )
 
 _DTYPES = {
@@ -157,6 +161,11 @@ class VLAPolicy:
             the phase, the point's coordinates, the forced period and ``" action:"``, then the
             8 action tokens (so the plan always parses); otherwise the plan is generated as for
             plans in words.
+        terminate_threshold: probability of terminate (bin 1 of the first action token) the
+            decode needs to end the episode, in (0, 1); 0.5 is RT-2's greedy decode (§3.2),
+            higher values keep acting through frames the model is unsure about (a logit offset
+            on that token, :func:`~rt2_policy.constrained_decoding.terminate_logit_offset`;
+            the other 7 tokens are decoded after it, as always).
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -179,6 +188,7 @@ class VLAPolicy:
         gripper_state: bool = False,
         tcp_position: bool = False,
         cot_plan: str = "task",
+        terminate_threshold: float = DEFAULT_TERMINATE_THRESHOLD,
     ) -> None:
         if max_plan_tokens < 1:
             raise ValueError(f"max_plan_tokens: expected >= 1, got {max_plan_tokens}")
@@ -211,18 +221,23 @@ class VLAPolicy:
         )
         # Fast path of the same decode (equal ids): reduced LM head, optional static cache and
         # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
-        self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile)
+        self.terminate_threshold = check_terminate_threshold(terminate_threshold)
+        offset = terminate_logit_offset(self.terminate_threshold)
+        terminate_id = int(token_mapping.bin_to_token_id(1))
+        self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile,
+                                      logit_offsets={(0, terminate_id): offset} if offset else None)
         # Goal plans in one constrained decode: plan steps, then the action's.
         self._goal_grammar = (goal_plan_grammar(tokenizer, GOAL_PLAN_KINDS[cot_plan])
                               if cot_plan in GOAL_PLAN_KINDS and self.chain_of_thought
                               and tokenizer is not None else None)
         self._goal_decoder = None
         if self._goal_grammar is not None:
-            steps = [*self._goal_grammar.allowed_ids_per_step(),
-                     *token_mapping.allowed_ids_per_step()]
+            head = self._goal_grammar.allowed_ids_per_step()  # plan and " action:" marker
+            steps = [*head, *token_mapping.allowed_ids_per_step()]
             self._goal_decoder = ActionDecoder(
                 self.model, build_allowed_mask(steps, self.vocab_size, device=self.device),
-                cache=cache, compile=compile)
+                cache=cache, compile=compile,
+                logit_offsets={(len(head), terminate_id): offset} if offset else None)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -237,6 +252,7 @@ class VLAPolicy:
         cache: str = "dynamic",
         compile: bool = False,
         chain_of_thought: bool = False,
+        terminate_threshold: float | None = None,
     ) -> VLAPolicy:
         """Load model, processor and action config from one checkpoint.
 
@@ -259,6 +275,9 @@ class VLAPolicy:
                 checkpoint trained with a plan before every action (``TrainConfig.cot`` = 1,
                 stored as ``{"prompt": {"chain_of_thought": true}}``) always plans: it was
                 never taught to act without one.
+            terminate_threshold: see the class docstring; None takes the checkpoint's
+                (``{"decoding": {"terminate_threshold": ...}}`` in its action config, 0.5 when
+                absent).
 
         Raises:
             ValueError: when no action config is stored and no ``token_scheme`` is given, for
@@ -311,7 +330,9 @@ class VLAPolicy:
                    cot_plan=stored_cot_plan(data),
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
-                   tcp_position=stored_tcp_position(data))
+                   tcp_position=stored_tcp_position(data),
+                   terminate_threshold=(stored_terminate_threshold(data)
+                                        if terminate_threshold is None else terminate_threshold))
 
     # ------------------------------------------------------------------ helpers
     def _with_image(self, prompt: str) -> str:
@@ -573,4 +594,5 @@ class VLAPolicy:
             "bounds": self.action_tokenizer.bounds.to_dict(),
             "token_scheme": self.token_mapping.scheme,
             "chain_of_thought": self.chain_of_thought,
+            "terminate_threshold": self.terminate_threshold,
         }

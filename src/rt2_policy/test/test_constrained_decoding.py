@@ -305,3 +305,77 @@ def test_lean_step_is_not_taken_where_the_forward_does_more(parts):
     assert torch.equal(decoder(inputs).token_ids,
                        decode_action_tokens(model, inputs, mask).token_ids)
     assert len(calls) == 8  # ... still runs: prefill + 7 steps through the model's forward
+
+
+def test_terminate_logit_offset_is_the_threshold_in_logits():
+    from rt2_policy.constrained_decoding import terminate_logit_offset
+
+    assert terminate_logit_offset(0.5) == 0.0
+    for t in (0.1, 0.7, 0.9, 0.999):
+        offset = terminate_logit_offset(t)
+        # p(1) = sigmoid(l1 - l0) equals t exactly where the offset logit gap l1 + offset - l0
+        # is 0, i.e. l1 - l0 = -offset.
+        assert 1.0 / (1.0 + np.exp(offset)) == pytest.approx(t)
+    for bad in (0.0, 1.0, -0.2, 1.5, float("nan"), True, "0.9", None):
+        with pytest.raises(ValueError, match="terminate_threshold: expected a probability"):
+            terminate_logit_offset(bad)
+
+
+def _terminate_probabilities(model, processor, mask, count):
+    """(inputs, p(terminate)) of ``count`` single-row prompts, from the reference decode."""
+    rows = []
+    for seed in range(count):
+        inputs = _inputs(processor, ["pick up the red cube"], [100 + seed])
+        scores = decode_action_tokens(model, inputs, mask, output_scores=True).scores[0, 0]
+        terminate = scores[mask[0]]  # ids ascending: bin 0's then bin 1's (the mapping's order)
+        rows.append((inputs, float(torch.softmax(terminate, -1)[1])))
+    return rows
+
+
+def test_a_terminate_threshold_decides_terminate_at_that_probability(parts):
+    from rt2_policy.constrained_decoding import ActionDecoder, terminate_logit_offset
+
+    model, processor, mapping = parts
+    vocab = model.lm_head.out_features
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), vocab)
+    zero, one = (int(i) for i in mapping.bin_to_token_id([0, 1]))
+    assert zero < one  # the order _terminate_probabilities reads them in
+    rows = _terminate_probabilities(model, processor, mask, 6)
+    assert any(0.02 < p < 0.98 for _, p in rows), [p for _, p in rows]
+    for inputs, p in rows:
+        if not 0.02 < p < 0.98:
+            continue
+        for threshold, want in ((p - 0.01, one), (p + 0.01, zero)):
+            decoder = ActionDecoder(model, mask, logit_offsets={
+                (0, one): terminate_logit_offset(threshold)})
+            got = decoder(inputs).token_ids[0]
+            assert int(got[0]) == want, (p, threshold)
+            # The other 7 tokens are decoded after the chosen terminate token, as always.
+            forced = mask.clone()
+            forced[0] = False
+            forced[0, want] = True
+            assert torch.equal(got, decode_action_tokens(model, inputs, forced).token_ids[0])
+    # 0.5 is plain greedy decoding.
+    plain = ActionDecoder(model, mask, logit_offsets={(0, one): terminate_logit_offset(0.5)})
+    for inputs, _ in rows:
+        assert torch.equal(plain(inputs).token_ids, decode_action_tokens(model, inputs,
+                                                                          mask).token_ids)
+
+
+@pytest.mark.parametrize("offsets,message", [
+    ({(0, 5): 1.0}, r"expected \(step, id\) allowed by the mask, got \(0, 5\)"),
+    ({(8, "one"): 1.0}, r"allowed by the mask, got \(8, "),
+    ({(-1, "one"): 1.0}, r"allowed by the mask, got \(-1, "),
+    ({(0, "one"): float("inf")}, r"expected a finite number, got inf"),
+    ({(0, "one"): float("nan")}, r"expected a finite number, got nan"),
+])
+def test_logit_offsets_are_checked(parts, offsets, message):
+    from rt2_policy.constrained_decoding import ActionDecoder
+
+    model, _, mapping = parts
+    mask = build_allowed_mask(mapping.allowed_ids_per_step(), model.lm_head.out_features)
+    one = int(mapping.bin_to_token_id(1))
+    assert not mask[0, 5]
+    offsets = {(step, one if i == "one" else i): v for (step, i), v in offsets.items()}
+    with pytest.raises(ValueError, match=message):
+        ActionDecoder(model, mask, logit_offsets=offsets)

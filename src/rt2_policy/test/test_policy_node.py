@@ -374,3 +374,21 @@ def test_the_release_gate_parameter_reaches_the_policy_factory(harness, monkeypa
     monkeypatch.setattr(policy_node, "make_policy", factory)
     start_policy(harness, [MOVE], **params)
     assert asked["release_at_waypoint"] is expected
+
+
+@pytest.mark.parametrize("params, expected", [({}, None), ({"terminate_threshold": 0.0}, None),
+                                              ({"terminate_threshold": 0.9}, 0.9)])
+def test_the_terminate_threshold_parameter_reaches_the_policy_factory(harness, monkeypatch,
+                                                                      params, expected):
+    """``terminate_threshold`` 0 (the default) asks make_policy for the checkpoint's own
+    threshold (None); a probability is passed on. The decode itself is tested in
+    test_vla_policy and test_constrained_decoding."""
+    asked = {}
+
+    def factory(*args, **kwargs):
+        asked.update(kwargs)
+        return ScriptedPolicy([MOVE])
+
+    monkeypatch.setattr(policy_node, "make_policy", factory)
+    start_policy(harness, [MOVE], **params)
+    assert asked["terminate_threshold"] == expected

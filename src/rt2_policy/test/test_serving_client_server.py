@@ -233,3 +233,16 @@ def test_config_validation():
     with pytest.raises(ValueError, match="batch_window_ms"):
         ServerConfig(batch_window_ms=-1)
     assert ClientConfig(uri="ws://10.0.0.2:9000").health_url == "http://10.0.0.2:9000/healthz"
+
+
+@pytest.mark.parametrize("argv, expected", [([], 0.5), (["--terminate-threshold", "0.8"], 0.8)])
+def test_the_server_decodes_with_the_requested_terminate_threshold(tiny_vla_dir, argv,
+                                                                    expected):
+    """``rt2-serve --terminate-threshold`` reaches the model's decode (default: the
+    checkpoint's, 0.5 for the tiny VLA, which stores none) and its metadata says so."""
+    from rt2_policy.serving.server import build_arg_parser, load_policy
+
+    args = build_arg_parser().parse_args(["--model", str(tiny_vla_dir), *argv])
+    policy = load_policy(args)
+    assert policy.terminate_threshold == expected
+    assert policy.metadata["terminate_threshold"] == expected

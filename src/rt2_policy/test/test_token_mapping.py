@@ -204,3 +204,23 @@ def test_from_dict_errors_and_mismatch(tmp_path):
         save_action_config(tmp_path, ActionTokenizer(), ActionTokenMapping.last_n(1000, 128))
     with pytest.raises(FileNotFoundError):
         load_action_config(tmp_path)
+
+
+def test_terminate_threshold_checks_and_defaults():
+    from rt2_policy.token_mapping import (
+        DEFAULT_TERMINATE_THRESHOLD,
+        check_terminate_threshold,
+        stored_terminate_threshold,
+    )
+
+    assert DEFAULT_TERMINATE_THRESHOLD == 0.5  # RT-2's greedy decode
+    assert stored_terminate_threshold({}) == 0.5
+    assert stored_terminate_threshold({"decoding": {}}) == 0.5
+    assert stored_terminate_threshold({"decoding": {"terminate_threshold": 0.9}}) == 0.9
+    assert check_terminate_threshold(1e-3) == 1e-3
+    for bad in (0, 1, 0.0, 1.0, 2.0, -0.1, float("nan"), float("inf"), False, "0.9", None):
+        with pytest.raises(ValueError, match=r"terminate_threshold: expected a probability in "
+                                             r"\(0, 1\), got"):
+            check_terminate_threshold(bad)
+    with pytest.raises(ValueError, match="terminate_threshold"):
+        stored_terminate_threshold({"decoding": {"terminate_threshold": 1.5}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -291,3 +292,83 @@ def test_tcp_position_models_read_it_in_the_prompt(tiny_vla_dir, tmp_path):
     off = VLAPolicy.from_pretrained(path)
     assert not off.tcp_position and off.infer(with_tcp).extra["prompt"] == (
         "<image>Q: what action should the robot take to pick up the red cube? A:")
+
+
+def _terminate_probability(policy, obs, head_ids=()):
+    """p(terminate) of the reference decode for ``obs`` (after a goal plan's head, if given)."""
+    from rt2_policy.constrained_decoding import build_allowed_mask, decode_action_tokens
+
+    inputs = policy._prepare([obs.image], [policy._action_prompt(obs)])
+    steps = list(head_ids) + policy.token_mapping.allowed_ids_per_step()
+    mask = build_allowed_mask(steps, policy.vocab_size)
+    result = decode_action_tokens(policy.model, inputs, mask, output_scores=True)
+    at = len(head_ids)
+    return float(torch.softmax(result.scores[0, at][mask[at]], -1)[1])  # ids: bin 0, bin 1
+
+
+def test_terminate_threshold_is_stored_with_the_model_and_decides_terminate(tiny_vla_dir,
+                                                                             tmp_path):
+    """A checkpoint's ``decoding.terminate_threshold`` is its decode's default; ``infer`` then
+    terminates only when p(terminate) exceeds it, and an explicit value wins."""
+    from rt2_policy.token_mapping import (
+        load_action_config,
+        save_action_config,
+        stored_terminate_threshold,
+    )
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_vla_dir, path)
+    plain = VLAPolicy.from_pretrained(path)
+    assert plain.terminate_threshold == 0.5 and plain.metadata["terminate_threshold"] == 0.5
+    obs = next(o for o in (_obs(s) for s in range(12))
+               if 0.03 < _terminate_probability(plain, o) < 0.97)
+    p = _terminate_probability(plain, obs)
+    assert plain.infer(obs).terminate == (p > 0.5)
+
+    save_action_config(path, *load_action_config(path), terminate_threshold=p + 0.02)
+    data = json.loads((path / ACTION_CONFIG_NAME).read_text())
+    assert stored_terminate_threshold(data) == pytest.approx(p + 0.02)
+    assert data["prompt"] == {"image_position": "prefix"}  # the other sections are kept
+    above = VLAPolicy.from_pretrained(path)
+    assert above.terminate_threshold == pytest.approx(p + 0.02)
+    assert not above.infer(obs).terminate
+    below = VLAPolicy.from_pretrained(path, terminate_threshold=p - 0.02)
+    assert below.infer(obs).terminate and below.metadata["terminate_threshold"] == p - 0.02
+    # The next tokens follow the chosen terminate token: the continuing action of a threshold
+    # above p equals plain greedy's whenever greedy continues too.
+    if p < 0.5:
+        assert above.infer(obs).text == plain.infer(obs).text
+    with pytest.raises(ValueError, match=r"terminate_threshold: expected a probability in "
+                                         r"\(0, 1\), got 1.0"):
+        VLAPolicy.from_pretrained(path, terminate_threshold=1.0)
+    data["decoding"]["terminate_threshold"] = 0.0
+    (path / ACTION_CONFIG_NAME).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="terminate_threshold: expected a probability"):
+        VLAPolicy.from_pretrained(path)
+
+
+def test_terminate_threshold_applies_after_a_goal_plan(tiny_vla_dir):
+    """Goal-plan checkpoints decode terminate after the plan's steps: the threshold moves it
+    there, and the plan decoded before it is unchanged."""
+    from rt2_policy.token_mapping import load_action_config
+
+    plain = VLAPolicy.from_pretrained(tiny_vla_dir)
+    parts = (plain.model, plain.processor, *load_action_config(tiny_vla_dir))
+    greedy = VLAPolicy(*parts, chain_of_thought=True, cot_plan="waypoint")
+    grammar = greedy._goal_grammar
+    observations = [Observation(_obs(s).image, "pick up the red cube") for s in range(12)]
+    probabilities = []
+    for obs in observations:
+        action = greedy.infer(obs)
+        head = [[i] for i in action.extra["plan_token_ids"]] + [[i] for i in grammar.tail_ids]
+        # _action_prompt is the prompt before the " plan:" head the decoder appends.
+        forced = [[i] for i in grammar.head_ids] + head
+        probabilities.append(_terminate_probability(greedy, obs, forced))
+    p, obs = next((p, o) for p, o in zip(probabilities, observations, strict=True)
+                  if 0.03 < p < 0.97)
+    for threshold in (p - 0.02, p + 0.02):
+        policy = VLAPolicy(*parts, chain_of_thought=True, cot_plan="waypoint",
+                           terminate_threshold=threshold)
+        action = policy.infer(obs)
+        assert action.terminate == (threshold < p), (p, threshold)
+        assert action.plan == greedy.infer(obs).plan

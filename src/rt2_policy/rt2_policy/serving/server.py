@@ -377,6 +377,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     model.add_argument("--compile", action="store_true",
                        help="torch.compile the one-token decode step (static cache; the first "
                             "request per batch size compiles; warm-up does it for you)")
+    model.add_argument("--terminate-threshold", type=float, default=None,
+                       help="probability of terminate the action decode needs to end an "
+                            "episode, in (0, 1); default: the checkpoint's own (0.5 = RT-2's "
+                            "greedy decode when it stores none)")
     model.add_argument("--num-threads", type=int, default=0,
                        help="torch CPU threads (0 = torch's default)")
     net = parser.add_argument_group("network")
@@ -421,7 +425,8 @@ def load_policy(args: argparse.Namespace) -> Policy:
         raise ValueError("--model: expected a checkpoint directory or hub id (or --tiny)")
     return VLAPolicy.from_pretrained(path, device=args.device, dtype=args.dtype,
                                      attn_implementation=args.attn_implementation,
-                                     cache=args.cache, compile=args.compile)
+                                     cache=args.cache, compile=args.compile,
+                                     terminate_threshold=args.terminate_threshold)
 
 
 def warm_up(policy: Policy, max_batch_size: int, size: int | None = None) -> float:
