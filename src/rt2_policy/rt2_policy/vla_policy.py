@@ -50,7 +50,7 @@ from rt2_policy.constrained_decoding import (  # noqa: E402
     terminate_logit_offset,
 )
 from rt2_policy.contract import ACTION_DIM_NAMES, ACTION_DIMS, Observation, RobotAction  # noqa: E402
-from rt2_policy.plans import GOAL_PLAN_KINDS, goal_plan_grammar  # noqa: E402
+from rt2_policy.plans import GOAL_PLAN_KINDS, GOAL_PLAN_PHASES, goal_plan_grammar  # noqa: E402
 from rt2_policy.prompts import (  # noqa: E402
     ACTION_PROMPT_TEMPLATE,
     DEFAULT_IMAGE_TOKEN,
@@ -165,7 +165,11 @@ class VLAPolicy:
             decode needs to end the episode, in (0, 1); 0.5 is RT-2's greedy decode (§3.2),
             higher values keep acting through frames the model is unsure about (a logit offset
             on that token, :func:`~rt2_policy.constrained_decoding.terminate_logit_offset`;
-            the other 7 tokens are decoded after it, as always).
+            the other 7 tokens are decoded after it, as always). Goal plans decide to stop at
+            their phase word first (``done``, :data:`rt2_policy.plans.GOAL_PLAN_PHASES`): the
+            same offset goes on ``done``, which then wins only when its probability is at
+            least ``t / (1 - t)`` times that of the likeliest other phase (for two phases
+            that is ``p > t``), and on the terminate token after the plan.
 
     The processor's tokenizer is switched to left padding (batched decoding needs it).
 
@@ -234,10 +238,12 @@ class VLAPolicy:
         if self._goal_grammar is not None:
             head = self._goal_grammar.allowed_ids_per_step()  # plan and " action:" marker
             steps = [*head, *token_mapping.allowed_ids_per_step()]
+            done_id = self._goal_grammar.phase_ids[GOAL_PLAN_PHASES.index("done")]
             self._goal_decoder = ActionDecoder(
                 self.model, build_allowed_mask(steps, self.vocab_size, device=self.device),
                 cache=cache, compile=compile,
-                logit_offsets={(len(head), terminate_id): offset} if offset else None)
+                logit_offsets={(0, done_id): offset, (len(head), terminate_id): offset}
+                if offset else None)
 
     # ------------------------------------------------------------------ loading
     @classmethod

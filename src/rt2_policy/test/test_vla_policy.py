@@ -347,28 +347,48 @@ def test_terminate_threshold_is_stored_with_the_model_and_decides_terminate(tiny
         VLAPolicy.from_pretrained(path)
 
 
-def test_terminate_threshold_applies_after_a_goal_plan(tiny_vla_dir):
-    """Goal-plan checkpoints decode terminate after the plan's steps: the threshold moves it
-    there, and the plan decoded before it is unchanged."""
+def test_terminate_threshold_applies_to_a_goal_plan_s_done_phase_and_terminate(tiny_vla_dir):
+    """Goal-plan checkpoints decide to stop at their phase word (``done``) and then at the
+    terminate token after the plan: the threshold's logit offset goes on both, so ``done``
+    wins only when ``l_done - logit(t)`` beats every other phase's logit, and terminate only
+    when ``p(terminate) > t`` given the plan decoded."""
+    from rt2_policy.constrained_decoding import (
+        build_allowed_mask,
+        decode_action_tokens,
+        terminate_logit_offset,
+    )
+    from rt2_policy.plans import GOAL_PLAN_PHASES, parse_goal_plan
     from rt2_policy.token_mapping import load_action_config
 
     plain = VLAPolicy.from_pretrained(tiny_vla_dir)
     parts = (plain.model, plain.processor, *load_action_config(tiny_vla_dir))
     greedy = VLAPolicy(*parts, chain_of_thought=True, cot_plan="waypoint")
     grammar = greedy._goal_grammar
-    observations = [Observation(_obs(s).image, "pick up the red cube") for s in range(12)]
-    probabilities = []
-    for obs in observations:
-        action = greedy.infer(obs)
-        head = [[i] for i in action.extra["plan_token_ids"]] + [[i] for i in grammar.tail_ids]
-        # _action_prompt is the prompt before the " plan:" head the decoder appends.
-        forced = [[i] for i in grammar.head_ids] + head
-        probabilities.append(_terminate_probability(greedy, obs, forced))
-    p, obs = next((p, o) for p, o in zip(probabilities, observations, strict=True)
-                  if 0.03 < p < 0.97)
-    for threshold in (p - 0.02, p + 0.02):
-        policy = VLAPolicy(*parts, chain_of_thought=True, cot_plan="waypoint",
-                           terminate_threshold=threshold)
-        action = policy.infer(obs)
-        assert action.terminate == (threshold < p), (p, threshold)
-        assert action.plan == greedy.infer(obs).plan
+    done = GOAL_PLAN_PHASES.index("done")
+
+    def scores(obs, forced):
+        """Reference logits at the step after the ``forced`` ids (each step forced)."""
+        inputs = greedy._prepare([obs.image], [greedy._action_prompt(obs)])
+        steps = [[i] for i in forced] + [list(range(greedy.vocab_size))]
+        mask = build_allowed_mask(steps, greedy.vocab_size)
+        return decode_action_tokens(greedy.model, inputs, mask, output_scores=True).scores[0, -1]
+
+    flips = {"phase": 0, "terminate": 0}
+    policies = {t: VLAPolicy(*parts, chain_of_thought=True, cot_plan="waypoint",
+                             terminate_threshold=t) for t in (0.3, 0.5, 0.7)}
+    for seed in range(8):
+        obs = Observation(_obs(seed).image, "pick up the red cube")
+        phase_logits = scores(obs, grammar.head_ids)[list(grammar.phase_ids)]
+        for t, policy in policies.items():
+            action = policy.infer(obs)
+            shifted = phase_logits.clone()
+            shifted[done] += terminate_logit_offset(t)
+            phase, _ = parse_goal_plan(action.plan)
+            assert phase == GOAL_PLAN_PHASES[int(shifted.argmax())], (seed, t)
+            flips["phase"] += phase != GOAL_PLAN_PHASES[int(phase_logits.argmax())]
+            forced = [*grammar.head_ids, *action.extra["plan_token_ids"], *grammar.tail_ids]
+            bins = policy.token_mapping.bin_to_token_id([0, 1])
+            p = float(torch.softmax(scores(obs, forced)[list(bins)], -1)[1])
+            assert action.terminate == (p > t), (seed, t, p)
+            flips["terminate"] += action.terminate != (p > 0.5)
+    assert flips["phase"] and flips["terminate"], flips  # the thresholds changed decisions
