@@ -81,3 +81,41 @@ def test_recipe_chains_every_stage(tmp_path, plan):
     # the rounds count steps from each run's start: the recipe keeps the cumulative totals
     assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout
+
+
+def _ship(checkpoint: Path, dest: Path, threshold: str | None):
+    env = dict(os.environ, RT2_SHIP_DIR=str(dest))
+    env.pop("RT2_TERMINATE_THRESHOLD", None)
+    if threshold is not None:
+        env["RT2_TERMINATE_THRESHOLD"] = threshold
+    return subprocess.run(["bash", str(ROOT / "scripts" / "ship_model.sh"), str(checkpoint)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_ship_model_copies_the_model_and_stores_the_terminate_threshold(tmp_path):
+    """scripts/ship_model.sh copies the model files (not the training state) and, with
+    RT2_TERMINATE_THRESHOLD, stores the decode's threshold in the shipped action config; a bad
+    value stops it before anything is copied."""
+    from rt2_policy.tiny_model import build_tiny_vla
+    from rt2_policy.token_mapping import stored_terminate_threshold
+
+    checkpoint = build_tiny_vla(tmp_path / "checkpoint", seed=0)
+    (checkpoint / "optimizer.pt").write_bytes(b"training state")
+    shipped = tmp_path / "shipped"
+    done = _ship(checkpoint, shipped, "0.85")
+    assert done.returncode == 0, done.stderr
+    assert not (shipped / "optimizer.pt").exists()
+    assert (shipped / "model.safetensors").read_bytes() == (
+        checkpoint / "model.safetensors").read_bytes()
+    config = json.loads((shipped / "action_tokenizer_config.json").read_text())
+    assert stored_terminate_threshold(config) == 0.85
+    assert config["token_mapping"] == json.loads(
+        (checkpoint / "action_tokenizer_config.json").read_text())["token_mapping"]
+    kept = tmp_path / "kept"
+    assert _ship(checkpoint, kept, None).returncode == 0
+    assert "decoding" not in json.loads((kept / "action_tokenizer_config.json").read_text())
+    refused = _ship(checkpoint, tmp_path / "refused", "1.5")
+    assert refused.returncode != 0
+    assert "RT2_TERMINATE_THRESHOLD: terminate_threshold: expected a probability" in (
+        refused.stderr)
+    assert not (tmp_path / "refused").exists()
