@@ -17,6 +17,7 @@ from rt2_policy.proprioception import (
     PANDA_TCP_OFFSET,
     joint_names,
 )
+from rt2_policy.token_mapping import MAX_TERMINATE_THRESHOLD
 
 #: Topic and service names of the graph (MoveIt Servo's names for the servo input).
 TOPICS = {
@@ -95,8 +96,9 @@ class EmbeddedGraphConfig:
         release_at_waypoint: the policy node's ``release_at_waypoint`` parameter (open the
             gripper once a waypoint plan's carry has arrived, :mod:`rt2_policy.waypoint_release`).
         terminate_threshold: the policy node's ``terminate_threshold`` parameter: probability of
-            terminate the decode needs to end the episode, in (0, 1), or 0 for the checkpoint's
-            own (:class:`rt2_policy.vla_policy.VLAPolicy`).
+            terminate the decode needs to end the episode, in (0, 0.999]
+            (:data:`rt2_policy.token_mapping.MAX_TERMINATE_THRESHOLD`, the parameter's range),
+            or 0 for the checkpoint's own (:class:`rt2_policy.vla_policy.VLAPolicy`).
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -160,9 +162,9 @@ class EmbeddedGraphConfig:
                              f"{self.release_at_waypoint!r}")
         threshold = self.terminate_threshold
         if not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
-                and (threshold == 0 or 0.0 < threshold < 1.0)):
+                and (threshold == 0 or 0.0 < threshold <= MAX_TERMINATE_THRESHOLD)):
             raise ValueError(f"terminate_threshold: expected 0 (the checkpoint's) or a "
-                             f"probability in (0, 1), got {threshold!r}")
+                             f"probability in (0, {MAX_TERMINATE_THRESHOLD}], got {threshold!r}")
         offset = self.tcp_offset
         if not (isinstance(offset, int | float) and not isinstance(offset, bool)
                 and math.isfinite(offset) and 0.0 <= offset <= 1.0):

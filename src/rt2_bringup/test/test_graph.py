@@ -115,6 +115,7 @@ def test_the_terminate_threshold_setting_reaches_the_policy_node(threshold):
     ({"release_at_waypoint": 1}, "release_at_waypoint: expected a bool"),
     ({"release_at_waypoint": "false"}, "release_at_waypoint: expected a bool"),
     ({"terminate_threshold": 1.0}, "terminate_threshold: expected 0 .* or a probability"),
+    ({"terminate_threshold": 0.9995}, r"terminate_threshold: .* in \(0, 0.999\]"),
     ({"terminate_threshold": -0.5}, "terminate_threshold: expected 0 .* or a probability"),
     ({"terminate_threshold": float("nan")}, "terminate_threshold: expected 0"),
     ({"terminate_threshold": True}, "terminate_threshold: expected 0"),

@@ -93,6 +93,7 @@ from rt2_policy.ros_parameters import float_range, int_range  # noqa: E402
 from rt2_policy.safety import ESTOP_MESSAGE, SafetyGate  # noqa: E402
 from rt2_policy.servo_command import Twist, TwistHold, TwistLimits  # noqa: E402
 from rt2_policy.stamps import stamp_seconds  # noqa: E402
+from rt2_policy.token_mapping import MAX_TERMINATE_THRESHOLD  # noqa: E402
 from rt2_policy.waypoint_release import WaypointReleaseConfig  # noqa: E402
 
 try:  # MoveIt 2 (apt): switch the servo to TWIST commands on activation (Jazzy's servo_node).
@@ -101,8 +102,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     ServoCommandType = None
 
 
-#: Upper end of the terminate_threshold parameter's range (a probability below 1).
-MAX_TERMINATE_THRESHOLD = 0.999
 _RELEASE = WaypointReleaseConfig()  # the gate's defaults, quoted in its parameter's description
 
 PARAMETERS = {
@@ -290,6 +289,14 @@ class PolicyNode(LifecycleNode):
             self.get_logger().info(f"loaded policy backend={self._p('backend')} "
                                    f"model={self._p('model_path') or '-'} in "
                                    f"{time.perf_counter() - started:.2f} s")
+            threshold = getattr(self._policy, "metadata", {}).get("terminate_threshold")
+            if threshold is not None:
+                self.get_logger().info(f"the model ends an episode when p(terminate) exceeds "
+                                       f"{threshold}")
+            if float(self._p("terminate_threshold")) and self._p("backend") != "local":
+                self.get_logger().warning(
+                    f"terminate_threshold {self._p('terminate_threshold')} is ignored by backend "
+                    f"{self._p('backend')} (a remote server decodes with its own setting)")
             if getattr(self._policy, "metadata", {}).get("gripper_state"):
                 self.get_logger().info(
                     f"the model reads the gripper state: finger joints "

@@ -432,6 +432,9 @@ def save_action_config(
 
 #: RT-2's greedy decode: terminate when its probability beats continuing's (§3.2).
 DEFAULT_TERMINATE_THRESHOLD = 0.5
+#: Highest threshold a ROS parameter or launch setting takes (the range of the policy node's
+#: ``terminate_threshold``; :func:`check_terminate_threshold` itself takes any value below 1).
+MAX_TERMINATE_THRESHOLD = 0.999
 
 
 def check_terminate_threshold(threshold: object) -> float:
