@@ -359,12 +359,8 @@ def test_policy_needing_the_gripper_state_holds_without_joint_states(harness, mo
     assert all(o.gripper_state == pytest.approx(0.75) for o in list(policy.observations))
 
 
-@pytest.mark.parametrize("params, expected", [({}, True), ({"release_at_waypoint": True}, True),
-                                              ({"release_at_waypoint": False}, False)])
-def test_the_release_gate_parameter_reaches_the_policy_factory(harness, monkeypatch, params,
-                                                              expected):
-    """``release_at_waypoint`` (default true) is what make_policy is asked for; the factory's
-    wrapping itself is tested in test_waypoint_release."""
+def _factory_arguments(harness, monkeypatch, params: dict) -> dict:
+    """The keyword arguments the node gives make_policy when started with ``params``."""
     asked = {}
 
     def factory(*args, **kwargs):
@@ -373,6 +369,16 @@ def test_the_release_gate_parameter_reaches_the_policy_factory(harness, monkeypa
 
     monkeypatch.setattr(policy_node, "make_policy", factory)
     start_policy(harness, [MOVE], **params)
+    return asked
+
+
+@pytest.mark.parametrize("params, expected", [({}, True), ({"release_at_waypoint": True}, True),
+                                              ({"release_at_waypoint": False}, False)])
+def test_the_release_gate_parameter_reaches_the_policy_factory(harness, monkeypatch, params,
+                                                              expected):
+    """``release_at_waypoint`` (default true) is what make_policy is asked for; the factory's
+    wrapping itself is tested in test_waypoint_release."""
+    asked = _factory_arguments(harness, monkeypatch, params)
     assert asked["release_at_waypoint"] is expected
 
 
@@ -383,12 +389,4 @@ def test_the_terminate_threshold_parameter_reaches_the_policy_factory(harness, m
     """``terminate_threshold`` 0 (the default) asks make_policy for the checkpoint's own
     threshold (None); a probability is passed on. The decode itself is tested in
     test_vla_policy and test_constrained_decoding."""
-    asked = {}
-
-    def factory(*args, **kwargs):
-        asked.update(kwargs)
-        return ScriptedPolicy([MOVE])
-
-    monkeypatch.setattr(policy_node, "make_policy", factory)
-    start_policy(harness, [MOVE], **params)
-    assert asked["terminate_threshold"] == expected
+    assert _factory_arguments(harness, monkeypatch, params)["terminate_threshold"] == expected
