@@ -294,16 +294,14 @@ def test_tcp_position_models_read_it_in_the_prompt(tiny_vla_dir, tmp_path):
         "<image>Q: what action should the robot take to pick up the red cube? A:")
 
 
-def _terminate_probability(policy, obs, head_ids=()):
-    """p(terminate) of the reference decode for ``obs`` (after a goal plan's head, if given)."""
+def _terminate_probability(policy, obs):
+    """p(terminate) of the reference decode for ``obs`` (its first step)."""
     from rt2_policy.constrained_decoding import build_allowed_mask, decode_action_tokens
 
     inputs = policy._prepare([obs.image], [policy._action_prompt(obs)])
-    steps = list(head_ids) + policy.token_mapping.allowed_ids_per_step()
-    mask = build_allowed_mask(steps, policy.vocab_size)
+    mask = build_allowed_mask(policy.token_mapping.allowed_ids_per_step(), policy.vocab_size)
     result = decode_action_tokens(policy.model, inputs, mask, output_scores=True)
-    at = len(head_ids)
-    return float(torch.softmax(result.scores[0, at][mask[at]], -1)[1])  # ids: bin 0, bin 1
+    return float(torch.softmax(result.scores[0, 0][mask[0]], -1)[1])  # ids: bin 0, bin 1
 
 
 def test_terminate_threshold_is_stored_with_the_model_and_decides_terminate(tiny_vla_dir,
