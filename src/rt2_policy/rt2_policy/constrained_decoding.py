@@ -441,8 +441,8 @@ class ActionDecoder:
         logit_offsets: ``{(step, vocabulary id): offset}``, a finite number added to that id's
             logit at that step before the argmax (the id must be allowed there), e.g. the
             terminate threshold of :class:`~rt2_policy.vla_policy.VLAPolicy`
-            (:func:`terminate_logit_offset`). None or empty: plain greedy, the ids of
-            :func:`decode_action_tokens`.
+            (:func:`terminate_logit_offset`). None, empty or all zero: plain greedy, the ids
+            of :func:`decode_action_tokens`.
 
     Raises:
         ValueError: on a bad mask, cache kind, bucket or offset.

@@ -289,7 +289,9 @@ class PolicyNode(LifecycleNode):
             self.get_logger().info(f"loaded policy backend={self._p('backend')} "
                                    f"model={self._p('model_path') or '-'} in "
                                    f"{time.perf_counter() - started:.2f} s")
-            threshold = getattr(self._policy, "metadata", {}).get("terminate_threshold")
+            # One read: VLAPolicy builds it (a pass over the parameters), RemotePolicy copies it.
+            metadata = getattr(self._policy, "metadata", {})
+            threshold = metadata.get("terminate_threshold")
             if threshold is not None:
                 self.get_logger().info(f"the model ends an episode when p(terminate) exceeds "
                                        f"{threshold}")
@@ -297,11 +299,11 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warning(
                     f"terminate_threshold {self._p('terminate_threshold')} is ignored by backend "
                     f"{self._p('backend')} (a remote server decodes with its own setting)")
-            if getattr(self._policy, "metadata", {}).get("gripper_state"):
+            if metadata.get("gripper_state"):
                 self.get_logger().info(
                     f"the model reads the gripper state: finger joints "
                     f"{list(self._p('gripper_joints'))} on {self._p('joint_states_topic')}")
-            if getattr(self._policy, "metadata", {}).get("tcp_position"):
+            if metadata.get("tcp_position"):
                 self.get_logger().info(
                     f"the model reads the tcp position: arm joints {list(self._p('arm_joints'))}"
                     f" on {self._p('joint_states_topic')}, tcp_offset {self._p('tcp_offset')} m")

@@ -63,7 +63,6 @@ from rt2_policy.token_mapping import (  # noqa: E402
     DEFAULT_TERMINATE_THRESHOLD,
     SCHEMES,
     ActionTokenMapping,
-    check_terminate_threshold,
     stored_chain_of_thought,
     stored_cot_plan,
     stored_gripper_state,
@@ -225,11 +224,11 @@ class VLAPolicy:
         )
         # Fast path of the same decode (equal ids): reduced LM head, optional static cache and
         # torch.compile (see rt2_policy.constrained_decoding.ActionDecoder).
-        self.terminate_threshold = check_terminate_threshold(terminate_threshold)
-        offset = terminate_logit_offset(self.terminate_threshold)
+        offset = terminate_logit_offset(terminate_threshold)  # checks it: (0, 1); 0.5 → 0.0
+        self.terminate_threshold = float(terminate_threshold)
         terminate_id = int(token_mapping.bin_to_token_id(1))
         self._decoder = ActionDecoder(self.model, self._allowed, cache=cache, compile=compile,
-                                      logit_offsets={(0, terminate_id): offset} if offset else None)
+                                      logit_offsets={(0, terminate_id): offset})
         # Goal plans in one constrained decode: plan steps, then the action's.
         self._goal_grammar = (goal_plan_grammar(tokenizer, GOAL_PLAN_KINDS[cot_plan])
                               if cot_plan in GOAL_PLAN_KINDS and self.chain_of_thought
@@ -242,8 +241,7 @@ class VLAPolicy:
             self._goal_decoder = ActionDecoder(
                 self.model, build_allowed_mask(steps, self.vocab_size, device=self.device),
                 cache=cache, compile=compile,
-                logit_offsets={(0, done_id): offset, (len(head), terminate_id): offset}
-                if offset else None)
+                logit_offsets={(0, done_id): offset, (len(head), terminate_id): offset})
 
     # ------------------------------------------------------------------ loading
     @classmethod
