@@ -39,28 +39,36 @@ from rt2_sim.scene import FINGER_OPEN_POSITION, TCP_OFFSET
 from rt2_sim.tasks import EVAL_SEED_START, TASK_FAMILIES, sample_episode
 
 
-def _policy_driver(model: str):
-    """A :data:`rt2_sim.expert.Driver` running the checkpoint at ``model`` on 1 torch thread."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
-    from rt2_policy.contract import Observation
-    from rt2_policy.policy_factory import make_policy
-    from rt2_policy.proprioception import gripper_state, panda_tcp_position
+class _PolicyDriver:
+    """A :data:`rt2_sim.expert.Driver` running the checkpoint at ``model`` on 1 torch thread,
+    as the policy node would (with the node's default release gate,
+    :class:`rt2_policy.waypoint_release.WaypointRelease`, unless ``release_at_waypoint`` is
+    False); :meth:`reset` starts a new episode."""
 
-    policy = make_policy("local", model_path=model, num_threads=1)
+    def __init__(self, model: str, release_at_waypoint: bool = True):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
+        from rt2_policy.policy_factory import make_policy
 
-    def drive(image: np.ndarray, instruction: str, joints: np.ndarray) -> np.ndarray:
+        self.policy = make_policy("local", model_path=model, num_threads=1,
+                                  release_at_waypoint=release_at_waypoint)
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def __call__(self, image: np.ndarray, instruction: str, joints: np.ndarray) -> np.ndarray:
+        from rt2_policy.contract import Observation
+        from rt2_policy.proprioception import gripper_state, panda_tcp_position
+
         # The finger joints and the arm's forward kinematics, as the policy node reads them
         # from /joint_states.
         state = gripper_state(joints[7:], FINGER_OPEN_POSITION)
         tcp = panda_tcp_position(joints[:7], TCP_OFFSET)
-        return policy.infer(Observation(image, instruction, gripper_state=state,
-                                        tcp_position=tcp)).values()
-
-    return drive
+        return self.policy.infer(Observation(image, instruction, gripper_state=state,
+                                             tcp_position=tcp)).values()
 
 
 def _worker(args: tuple) -> dict:
-    seed, family, noise, control_rate, max_steps, model, expert_share = args
+    seed, family, noise, control_rate, max_steps, model, expert_share, release = args
     from rt2_sim.expert import rollout
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import task_scene_config
@@ -69,7 +77,9 @@ def _worker(args: tuple) -> dict:
     if _SIM is None:
         _SIM = ArmSimulation(task_scene_config())
     if model is not None and _DRIVER is None:
-        _DRIVER = _policy_driver(model)
+        _DRIVER = _PolicyDriver(model, release_at_waypoint=release)
+    if _DRIVER is not None:
+        _DRIVER.reset()  # a new episode: the release gate forgets the last grasp
     spec = sample_episode(seed, "seen", family)
     run = rollout(_SIM, spec, control_rate=control_rate, max_steps=max_steps, noise=noise,
                   seed=seed, driver=_DRIVER, expert_share=expert_share)
@@ -87,7 +97,7 @@ _DRIVER = None
 
 def _jobs(seed: int, episodes: int, families: Sequence[str], noise: float, noisy_fraction: float,
           control_rate: float, max_steps: int, policy: str | None = None,
-          expert_share: float = 0.0) -> Iterator[tuple]:
+          expert_share: float = 0.0, release_at_waypoint: bool = True) -> Iterator[tuple]:
     rng = np.random.default_rng(seed)
     for i in range(episodes):
         episode_seed = seed + i
@@ -96,14 +106,14 @@ def _jobs(seed: int, episodes: int, families: Sequence[str], noise: float, noisy
         family = families[i % len(families)]
         episode_noise = noise if rng.random() < noisy_fraction else 0.0
         yield (episode_seed, family, episode_noise, control_rate, max_steps, policy,
-               expert_share)
+               expert_share, release_at_waypoint)
 
 
 def generate(output: str, episodes: int, seed: int = 0,
              families: Sequence[str] = TASK_FAMILIES, workers: int = 2, noise: float = 0.006,
              noisy_fraction: float = 0.5, control_rate: float = 5.0,
              max_steps: int = 80, progress: bool = True, policy: str | None = None,
-             expert_share: float = 0.3) -> dict:
+             expert_share: float = 0.3, release_at_waypoint: bool = True) -> dict:
     """Roll out ``episodes`` expert episodes and write the successful ones to ``output``
     (with ``policy``: DAgger episodes, all written).
 
@@ -122,6 +132,10 @@ def generate(output: str, episodes: int, seed: int = 0,
             for DAgger; ``None``: the expert drives.
         expert_share: with ``policy``, the probability per step that the expert's action is
             executed instead of the policy's (DAgger's β), 0..1.
+        release_at_waypoint: with ``policy``, wrap it in the policy node's release gate
+            (:class:`rt2_policy.waypoint_release.WaypointRelease`, on in the node by default and
+            a no-op for models without waypoint plans), so DAgger visits the states the
+            deployed policy reaches.
 
     Returns:
         Summary: episodes attempted and written, success rate per family (with ``policy``: of
@@ -153,7 +167,7 @@ def generate(output: str, episodes: int, seed: int = 0,
                                                   REFERENCE_POINT_KEY: 2,
                                                   GOAL_POSITION_KEY: 3})
     jobs = list(_jobs(seed, episodes, list(families), noise, noisy_fraction, control_rate,
-                      max_steps, policy, expert_share))
+                      max_steps, policy, expert_share, release_at_waypoint))
     per_family: dict[str, list[bool]] = {f: [] for f in families}
     frames = 0
     written = 0
@@ -189,7 +203,9 @@ def generate(output: str, episodes: int, seed: int = 0,
         "frames": frames,
         "success_rate": {f: round(float(np.mean(v)), 3) if v else None
                          for f, v in per_family.items()},
-        "seed": seed, "policy": policy, "seconds": round(time.perf_counter() - start, 1),
+        "seed": seed, "policy": policy,
+        "release_at_waypoint": release_at_waypoint if policy is not None else None,
+        "seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -210,10 +226,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="DAgger: checkpoint that drives; the expert labels every frame")
     parser.add_argument("--expert-share", type=float, default=0.3,
                         help="DAgger: probability per step of executing the expert's action")
+    parser.add_argument("--no-release-at-waypoint", dest="release_at_waypoint",
+                        action="store_false",
+                        help="DAgger: drive without the policy node's release gate "
+                             "(rt2_policy.waypoint_release; on by default, a no-op for models "
+                             "without waypoint plans)")
     args = parser.parse_args(argv)
     summary = generate(args.output, args.episodes, args.seed, args.families, args.workers,
                        args.noise, args.noisy_fraction, args.control_rate, args.max_steps,
-                       policy=args.policy, expert_share=args.expert_share)
+                       policy=args.policy, expert_share=args.expert_share,
+                       release_at_waypoint=args.release_at_waypoint)
     print(json.dumps(summary), flush=True)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rt2_policy.data.lerobot_dataset import LeRobotDataset
 from rt2_sim.generate_demos import generate
@@ -44,11 +45,48 @@ def test_generate_with_a_policy_writes_every_dagger_episode(tmp_path):
                        expert_share=0.0, max_steps=4)
     assert summary["written"] == 2 and summary["frames"] == 8
     assert summary["success_rate"] == {"pick": 0.0, "push": 0.0}
+    assert summary["release_at_waypoint"] is True  # the node's default gate drove
     ds = LeRobotDataset(tmp_path / "dagger")
     assert ds.num_episodes == 2 and len(ds) == 8
     actions = ds.episode_actions(0)
     assert actions.shape == (4, 8) and np.all(actions[:, 0] == 0.0)
     assert np.all(actions[:, 7] < 0.5)  # the expert's label: open while approaching
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_dagger_driver_is_the_deployed_policy_reset_every_episode(monkeypatch, release):
+    """The DAgger driver is built like the policy node's (make_policy with the release gate
+    unless told otherwise) and reset before each episode, so per-episode state (the gate's
+    grasp, the grasp memory) never leaks from one episode into the next."""
+    import rt2_policy.policy_factory as factory
+    import rt2_sim.generate_demos as generate_demos
+    from rt2_policy.scripted_policy import ScriptedPolicy
+
+    made, events = [], []
+
+    class Recording(ScriptedPolicy):
+        def reset(self):
+            events.append("reset")
+            super().reset()
+
+        def infer(self, observation):
+            assert observation.gripper_state is not None and observation.tcp_position is not None
+            events.append("infer")
+            return super().infer(observation)
+
+    def fake_make_policy(backend, **kwargs):
+        made.append((backend, kwargs))
+        return Recording(["0 128 128 128 128 128 128 0"])
+
+    monkeypatch.setattr(factory, "make_policy", fake_make_policy)
+    monkeypatch.setattr(generate_demos, "_DRIVER", None)
+    jobs = list(generate_demos._jobs(5, 2, ["pick"], 0.0, 0.0, 5.0, 2, policy="model-dir",
+                                     expert_share=0.0, release_at_waypoint=release))
+    for job in jobs:
+        generate_demos._worker(job)
+    assert made == [("local", {"model_path": "model-dir", "num_threads": 1,
+                               "release_at_waypoint": release})]
+    assert events == ["reset", "infer", "infer"] * 2
 
 
 def test_two_object_tasks_record_the_reference_point(tmp_path):
