@@ -52,10 +52,15 @@ class Observation:
             kinematics of ``/joint_states`` (:func:`rt2_policy.proprioception.
             panda_tcp_position`); models trained with it need it, others ignore it. Stored as a
             float64 array of shape (3,).
+        grasped: optional episode memory: True when the gripper has held an object earlier in
+            this episode (or holds one now), from the finger joints over the episode
+            (:class:`rt2_policy.grasp_memory.GraspMemory` fills it in); models trained with it
+            need it, others ignore it.
 
     Raises:
         ValueError: on a wrong image shape or dtype, an empty instruction, a gripper state
-            that is not a number in [0, 1], or a tcp position that is not 3 finite numbers.
+            that is not a number in [0, 1], a tcp position that is not 3 finite numbers, or a
+            ``grasped`` that is neither None nor a bool.
     """
 
     image: np.ndarray
@@ -64,6 +69,7 @@ class Observation:
     joint_positions: np.ndarray | None = None
     gripper_state: float | None = None
     tcp_position: np.ndarray | None = None
+    grasped: bool | None = None
 
     def __post_init__(self) -> None:
         img = self.image
@@ -92,6 +98,10 @@ class Observation:
                 raise ValueError(f"tcp_position: expected None or 3 finite metres (x, y, z), "
                                  f"got {self.tcp_position!r}")
             object.__setattr__(self, "tcp_position", tcp)
+        if self.grasped is not None:
+            if not isinstance(self.grasped, (bool, np.bool_)):
+                raise ValueError(f"grasped: expected None or a bool, got {self.grasped!r}")
+            object.__setattr__(self, "grasped", bool(self.grasped))
 
 
 @dataclass(frozen=True)

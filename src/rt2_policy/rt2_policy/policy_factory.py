@@ -48,6 +48,11 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
             episode, in (0, 1) (``VLAPolicy``); None takes the checkpoint's (0.5, RT-2's greedy
             decode, when it stores none). A remote server applies its own.
 
+    A ``local`` model trained with the episode's grasp memory in its prompt, and every
+    ``remote`` client (the served model may read it), come wrapped in
+    :class:`rt2_policy.grasp_memory.GraspMemory`, which fills ``Observation.grasped`` from the
+    gripper states since the last ``reset()``.
+
     Raises:
         ValueError: unknown backend or missing model path.
         OSError: the checkpoint cannot be read.
@@ -85,6 +90,10 @@ def make_policy(backend: str, *, model_path: str = "", device: str = "cpu",
         policy = ScriptedPolicy(list(scripted_actions), delay=scripted_delay)
     else:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend == "remote" or getattr(policy, "grasp_memory", False):
+        from rt2_policy.grasp_memory import GraspMemory
+
+        policy = GraspMemory(policy)
     if release_at_waypoint:
         from rt2_policy.waypoint_release import WaypointRelease
 

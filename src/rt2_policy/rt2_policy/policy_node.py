@@ -307,6 +307,10 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().info(
                     f"the model reads the tcp position: arm joints {list(self._p('arm_joints'))}"
                     f" on {self._p('joint_states_topic')}, tcp_offset {self._p('tcp_offset')} m")
+            if metadata.get("grasp_memory"):
+                self.get_logger().info(
+                    "the model reads the episode's grasp memory: whether the finger joints have "
+                    "held an object since the episode started (rt2_policy.grasp_memory)")
         except (ValueError, OSError, RuntimeError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE

@@ -114,7 +114,7 @@ def tcp_position_bins(tcp_position: Any,
 
 
 def action_prompt(instruction: str, gripper_state: float | None = None,
-                  tcp_position: Any = None) -> str:
+                  tcp_position: Any = None, grasped: bool | None = None) -> str:
     """RT-2's action prompt (§3.2): ``"Q: what action should the robot take to {instruction}? A:"``.
 
     With ``gripper_state`` (for models trained with it, ``"prompt": {"gripper_state": true}`` in
@@ -122,17 +122,25 @@ def action_prompt(instruction: str, gripper_state: float | None = None,
     camera frame cannot show at low resolution, whether the fingers are closed (on the object):
     ``"Q: what action should the robot take to pick up the red cube, gripper 96? A:"``. With
     ``tcp_position`` (``"tcp_position": true``) it also carries where the tool centre point is,
-    binned by :func:`tcp_position_bins`: ``"…, gripper 96, tcp 120 131 33? A:"``.
+    binned by :func:`tcp_position_bins`: ``"…, gripper 96, tcp 120 131 33? A:"``. With
+    ``grasped`` (``"grasp_memory": true``) it ends with the episode memory of
+    :mod:`rt2_policy.grasp_memory`, whether the gripper has held an object so far this episode,
+    as ``", grasp 1"`` or ``", grasp 0"``: ``"…, tcp 120 131 33, grasp 1? A:"``.
 
     Raises:
         ValueError: on an empty or non-string instruction (see :func:`normalize_instruction`),
-            a gripper state outside [0, 1] or a non-finite tcp position.
+            a gripper state outside [0, 1], a non-finite tcp position or a ``grasped`` that is
+            not a bool.
     """
     if gripper_state is not None:
         instruction = instruction_with_gripper_state(instruction, gripper_state)
     if tcp_position is not None:
         x, y, z = tcp_position_bins(tcp_position)
         instruction = f"{normalize_instruction(instruction)}, tcp {x} {y} {z}"
+    if grasped is not None:
+        if not isinstance(grasped, (bool, np.bool_)):
+            raise ValueError(f"grasped: expected None or a bool, got {grasped!r}")
+        instruction = f"{normalize_instruction(instruction)}, grasp {int(grasped)}"
     return ACTION_PROMPT_TEMPLATE.format(instruction=normalize_instruction(instruction))
 
 

@@ -374,6 +374,7 @@ def save_action_config(
     image_position: str | None = None, gripper_state: bool | None = None,
     tcp_position: bool | None = None, chain_of_thought: bool | None = None,
     cot_plan: str | None = None, terminate_threshold: float | None = None,
+    grasp_memory: bool | None = None,
 ) -> Path:
     """Write bounds and token mapping to ``directory/action_tokenizer_config.json``.
 
@@ -381,7 +382,9 @@ def save_action_config(
     is stored as ``{"prompt": {"image_position": ...}}``, ``gripper_state`` (the action prompt
     carries the gripper state, :func:`rt2_policy.prompts.action_prompt`) as
     ``{"prompt": {"gripper_state": ...}}``, ``tcp_position`` (it carries the tool centre
-    point's position) as ``{"prompt": {"tcp_position": ...}}``, ``chain_of_thought`` (every
+    point's position) as ``{"prompt": {"tcp_position": ...}}``, ``grasp_memory`` (it carries
+    whether the episode has grasped something, :mod:`rt2_policy.grasp_memory`) as
+    ``{"prompt": {"grasp_memory": ...}}``, ``chain_of_thought`` (every
     robot target of its training began with a plan, RT-2 §4.4: the model must plan before it
     acts) as ``{"prompt": {"chain_of_thought": ...}}``, ``cot_plan`` (what its plans say,
     ``"task"`` or ``"goal"``, :mod:`rt2_policy.plans`) as ``{"prompt": {"cot_plan": ...}}``;
@@ -414,6 +417,8 @@ def save_action_config(
         prompt["gripper_state"] = bool(gripper_state)
     if tcp_position is not None:
         prompt["tcp_position"] = bool(tcp_position)
+    if grasp_memory is not None:
+        prompt["grasp_memory"] = bool(grasp_memory)
     if chain_of_thought is not None:
         prompt["chain_of_thought"] = bool(chain_of_thought)
     if cot_plan is not None:
@@ -500,6 +505,18 @@ def stored_tcp_position(data: dict) -> bool:
 def load_tcp_position(directory: str | Path) -> bool:
     """:func:`stored_tcp_position` of ``directory``'s action config (False without the file)."""
     return _stored_flag(directory, stored_tcp_position)
+
+
+def stored_grasp_memory(data: dict) -> bool:
+    """Whether a loaded action config's model reads the episode's grasp memory in its action
+    prompt (:mod:`rt2_policy.grasp_memory`; False when the ``"prompt"`` section or the entry
+    is missing)."""
+    return bool(_prompt_setting(data, "grasp_memory", False))
+
+
+def load_grasp_memory(directory: str | Path) -> bool:
+    """:func:`stored_grasp_memory` of ``directory``'s action config (False without the file)."""
+    return _stored_flag(directory, stored_grasp_memory)
 
 
 def stored_chain_of_thought(data: dict) -> bool:

@@ -65,6 +65,7 @@ from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
     stored_chain_of_thought,
     stored_cot_plan,
+    stored_grasp_memory,
     stored_gripper_state,
     stored_image_position,
     stored_tcp_position,
@@ -150,6 +151,11 @@ class VLAPolicy:
         tcp_position: the model was trained with the tool centre point's position in its action
             prompt (stored with the checkpoint): ``infer`` then needs
             ``Observation.tcp_position``.
+        grasp_memory: the model was trained with the episode's grasp memory in its action
+            prompt (:mod:`rt2_policy.grasp_memory`; stored with the checkpoint): ``infer`` then
+            needs ``Observation.grasped`` (wrap the policy in
+            :class:`rt2_policy.grasp_memory.GraspMemory`, as
+            :func:`rt2_policy.policy_factory.make_policy` does).
         cot_plan: what the model's plans say (``TrainConfig.cot_plan``, stored with the
             checkpoint): ``"task"`` (words), or a kind of goal plan of
             :data:`rt2_policy.plans.GOAL_PLAN_KINDS`, ``"goal"`` (``"reach X Y"``, an image
@@ -190,6 +196,7 @@ class VLAPolicy:
         image_position: str = "prefix",
         gripper_state: bool = False,
         tcp_position: bool = False,
+        grasp_memory: bool = False,
         cot_plan: str = "task",
         terminate_threshold: float = DEFAULT_TERMINATE_THRESHOLD,
     ) -> None:
@@ -215,6 +222,7 @@ class VLAPolicy:
         self.image_position = image_position
         self.gripper_state = bool(gripper_state)
         self.tcp_position = bool(tcp_position)
+        self.grasp_memory = bool(grasp_memory)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -335,6 +343,7 @@ class VLAPolicy:
                    image_position=stored_image_position(data),
                    gripper_state=stored_gripper_state(data),
                    tcp_position=stored_tcp_position(data),
+                   grasp_memory=stored_grasp_memory(data),
                    terminate_threshold=(stored_terminate_threshold(data)
                                         if terminate_threshold is None else terminate_threshold))
 
@@ -392,13 +401,20 @@ class VLAPolicy:
                 "centre point's position in its prompt; the node computes it from the arm "
                 "joints on /joint_states), got None"
             )
+        if self.grasp_memory and observation.grasped is None:
+            raise ValueError(
+                "observation.grasped: expected a bool (this model reads whether the episode has "
+                "grasped something in its prompt; rt2_policy.grasp_memory.GraspMemory fills it "
+                "in from the gripper states since reset()), got None"
+            )
         return observation
 
     def _action_prompt(self, observation: Observation) -> str:
         """The action prompt for ``observation``, with the gripper state if the model reads it."""
         state = observation.gripper_state if self.gripper_state else None
         tcp = observation.tcp_position if self.tcp_position else None
-        return self._with_image(action_prompt(observation.instruction, state, tcp))
+        grasped = observation.grasped if self.grasp_memory else None
+        return self._with_image(action_prompt(observation.instruction, state, tcp, grasped))
 
     def _actions(self, token_ids: torch.Tensor, latency: float) -> list[RobotAction]:
         """``(B, 8)`` action token ids → B actions (``extra`` holds ids and raw decoded text)."""
@@ -430,7 +446,8 @@ class VLAPolicy:
 
         Raises:
             ValueError: when ``observation`` is not an :class:`Observation`, cannot be encoded,
-                or lacks the gripper state this model reads (``self.gripper_state``).
+                or lacks the gripper state, tcp position or grasp memory this model reads
+                (``self.gripper_state``, ``self.tcp_position``, ``self.grasp_memory``).
             RuntimeError: on non-finite logits or any model failure.
         """
         return self.infer_batch([observation])[0]
@@ -585,9 +602,11 @@ class VLAPolicy:
             "prompt_template": ACTION_PROMPT_TEMPLATE.format(
                 instruction="{instruction}"
                 + (", gripper {gripper_state_bin}" if self.gripper_state else "")
-                + (", tcp {x_bin} {y_bin} {z_bin}" if self.tcp_position else "")),
+                + (", tcp {x_bin} {y_bin} {z_bin}" if self.tcp_position else "")
+                + (", grasp {grasped}" if self.grasp_memory else "")),
             "gripper_state": self.gripper_state,
             "tcp_position": self.tcp_position,
+            "grasp_memory": self.grasp_memory,
             "action_space": {
                 "dims": list(ACTION_DIM_NAMES),
                 "num_bins": self.action_tokenizer.num_bins,

@@ -378,3 +378,21 @@ def test_appending_with_other_state_names_raises(tmp_path):
     with pytest.raises(ValueError, match="features"):
         _state_writer(tmp_path / "named", state_names=None)
     assert LeRobotDataset(root).num_episodes == LeRobotDataset(tmp_path / "named").num_episodes
+
+
+def test_episode_states_read_without_images(tmp_path):
+    written = _write(tmp_path / "ds", state_dim=4)
+    ds = LeRobotDataset(tmp_path / "ds")
+    for ep, frames in ((0, range(0, 5)), (1, range(5, 8))):
+        states = ds.episode_states(ep)
+        assert states.dtype == np.float32 and states.shape == (len(frames), 4)
+        np.testing.assert_allclose(states, np.stack([written[i][3] for i in frames]),
+                                   rtol=1e-6)
+    ds[0]  # episode 0 now cached: same rows from the cache
+    np.testing.assert_array_equal(ds.episode_states(0), np.stack([ds[i]["state"]
+                                                                  for i in range(5)]))
+    with pytest.raises(IndexError):
+        ds.episode_states(2)
+    _write(tmp_path / "nostate")
+    with pytest.raises(DatasetError, match="no observation.state feature"):
+        LeRobotDataset(tmp_path / "nostate").episode_states(0)

@@ -165,3 +165,18 @@ def test_action_prompt_tcp_position_errors():
         action_prompt(" . ", None, (0.5, 0.0, 0.4))
     with pytest.raises(ValueError, match="gripper_state"):
         action_prompt("pick up the red cube", 1.5, (0.5, 0.0, 0.4))
+
+
+def test_action_prompt_with_grasp_memory():
+    """The episode's grasp memory (rt2_policy.grasp_memory) ends the question, after the gripper
+    state and the tcp position; None leaves it out."""
+    assert action_prompt("move the red cube near the bowl", 0.0, (0.4, -0.25, 0.7), True) == (
+        "Q: what action should the robot take to move the red cube near the bowl, gripper 0, "
+        "tcp 102 64 204, grasp 1? A:")
+    assert action_prompt("pick up the red cube", grasped=np.bool_(False)) == (
+        "Q: what action should the robot take to pick up the red cube, grasp 0? A:")
+    assert action_prompt("pick up the red cube", 0.375, None, None) == (
+        "Q: what action should the robot take to pick up the red cube, gripper 96? A:")
+    for bad in (1, 0.0, "yes"):
+        with pytest.raises(ValueError, match="grasped: expected None or a bool, got"):
+            action_prompt("pick up the red cube", 0.5, None, bad)

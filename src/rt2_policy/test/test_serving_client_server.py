@@ -246,3 +246,40 @@ def test_the_server_decodes_with_the_requested_terminate_threshold(tiny_vla_dir,
     policy = load_policy(args)
     assert policy.terminate_threshold == expected
     assert policy.metadata["terminate_threshold"] == expected
+
+
+class Recording(ScriptedPolicy):
+    """Replays one action and keeps every observation the server hands it."""
+
+    def __init__(self) -> None:
+        super().__init__(["0 128 128 128 128 128 128 0"])
+        self.seen: list[Observation] = []
+
+    def infer(self, observation):
+        self.seen.append(observation)
+        return super().infer(observation)
+
+
+def test_make_policy_remote_tracks_the_grasp_memory_on_the_robot_side():
+    """A remote client from make_policy fills Observation.grasped from the gripper states since
+    its reset() and sends it; the served model receives it (the server keeps no episode
+    state for it)."""
+    from rt2_policy.grasp_memory import GraspMemory
+    from rt2_policy.policy_factory import make_policy
+
+    served = Recording()
+    image = observation(0).image
+    with ServerThread(served, ServerConfig(port=0)) as server:
+        remote = make_policy("remote", server_uri=server.uri, request_timeout=30.0,
+                             connect_timeout=10.0)
+        try:
+            assert isinstance(remote, GraspMemory)
+            for state in (0.0, 0.5, 0.5, 0.5, 0.0):
+                remote.infer(Observation(image, "move the cube near the bowl",
+                                         gripper_state=state))
+            remote.reset()
+            remote.infer(Observation(image, "move the cube near the bowl", gripper_state=0.0))
+            remote.infer(Observation(image, "move the cube near the bowl"))
+        finally:
+            remote.close()
+    assert [o.grasped for o in served.seen] == [False, False, False, True, True, False, None]

@@ -157,3 +157,17 @@ def test_observation_without_tcp_position_key_has_none():
     listed = wire.observation_from_wire({"image": _image(), "instruction": "go",
                                          "tcp_position": [0.5, 0.0, 0.4]})
     np.testing.assert_array_equal(listed.tcp_position, [0.5, 0.0, 0.4])
+
+
+@pytest.mark.parametrize("grasped", [True, False, None])
+def test_infer_request_round_trip_keeps_the_grasp_memory(grasped):
+    obs = Observation(_image(), "move the cube near the bowl", gripper_state=0.0,
+                      grasped=grasped)
+    message = wire.unpackb(wire.packb(wire.infer_request(1, obs)))
+    assert message["observation"]["grasped"] is grasped
+    assert wire.observation_from_wire(message["observation"]).grasped is grasped
+
+
+def test_observation_with_a_bad_grasp_memory_is_a_wire_error():
+    with pytest.raises(wire.WireError, match="observation.grasped: expected None or a bool"):
+        wire.observation_from_wire({"image": _image(), "instruction": "go", "grasped": 1})

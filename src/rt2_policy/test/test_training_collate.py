@@ -202,6 +202,34 @@ def test_gripper_state_prompt_from_the_finger_joints(tiny_vla_parts, tiny_vla_di
         short.encode_robot(frame)
 
 
+@pytest.mark.parametrize("grasped", [True, False, np.bool_(True)])
+def test_grasp_memory_ends_the_prompt(tiny_vla_parts, tiny_vla_dir, encoder, grasped):
+    """With ``grasp_memory`` the prompt is ``action_prompt(task, state, None, grasped)`` from
+    the frame's ``"grasped"`` (GraspMemoryFrames adds it); other encoders ignore the key, and
+    a frame without it is refused."""
+    _model, processor = tiny_vla_parts
+    memory = ExampleEncoder(processor, *load_action_config(tiny_vla_dir),
+                            gripper_state_indices=(7, 8), grasp_memory=True)
+    state = np.array([0.0] * 7 + [0.025, 0.025], np.float32)  # bin 96
+    frame = {"image": _image(), "task": "pick up the red cube", "action": ACTION,
+             "observation.state": state, "grasped": grasped}
+    enc = memory.encode_robot(frame)
+    reference = processor(text=[with_image(action_prompt("pick up the red cube", 0.375, None,
+                                                         bool(grasped)))],
+                          images=[[_image()]], return_tensors="pt")
+    assert torch.equal(enc.prompt_ids, reference["input_ids"][0])
+    text = memory.tokenizer.decode(enc.prompt_ids.tolist(), skip_special_tokens=True)
+    assert text.endswith(f"gripper 96 , grasp {int(grasped)} ? a :"), text
+    assert memory.grasped_of(frame) is bool(grasped)
+    assert encoder.grasped_of(frame) is None  # the default encoder adds none
+    assert torch.equal(encoder.encode_robot(frame).prompt_ids,
+                       encoder.encode_robot({**frame, "grasped": None}).prompt_ids)
+    with pytest.raises(ValueError, match="expected a bool 'grasped'"):
+        memory.encode_robot({k: v for k, v in frame.items() if k != "grasped"})
+    with pytest.raises(ValueError, match="expected a bool 'grasped'"):
+        memory.encode_robot({**frame, "grasped": 1})
+
+
 def _move_near_frame(fingers, closes, reference=(200.0, 90.0), terminate=0.0):
     """A move-near frame: both fingers at ``fingers`` (m), the action's gripper ``closes``,
     the target at (40, 60) and the reference at ``reference`` (0..255, -1 -1 = none); the

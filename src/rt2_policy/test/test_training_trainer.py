@@ -318,6 +318,9 @@ def test_rank_from_end_counts_back_within_each_row():
     ({"vision_lr_scale": 0}, "vision_lr_scale: expected a number > 0"),
     ({"tiny": {"image_position": "middle"}}, "image_position: expected 'prefix' or 'suffix'"),
     ({"gripper_state_indices": (7, -1)}, "gripper_state_indices: expected a sequence of ints >= 0"),
+    ({"grasp_memory": True}, "grasp_memory: expected false without gripper_state_indices (the "
+                             "memory reads the finger joints), got True"),
+    ({"grasp_memory": 1, "gripper_state_indices": (7, 8)}, "grasp_memory: expected a bool, got 1"),
     ({"gripper_open_position": 0.0}, "gripper_open_position: expected metres > 0"),
     ({"grounding_point": "reference"}, "grounding_point: expected one of ('target', 'goal')"),
     ({"tcp_position_indices": (0, 1, 2, 3, 4, 5)},
@@ -436,6 +439,41 @@ def test_gripper_state_runs_put_it_in_the_prompt_and_record_it(tmp_path, data):
     with pytest.raises(ValueError, match="observation.state"):
         Trainer(_config(tmp_path, max_steps=1, output_dir=str(tmp_path / "nostate"),
                         gripper_state_indices=(7, 8)), robot=data[0], vqa=vqa).train()
+
+
+def test_grasp_memory_runs_put_it_in_the_prompt_and_record_it(tmp_path, data):
+    """``grasp_memory``: each robot frame's prompt ends with its episode's grasp memory (from
+    the finger joints of the frames before it), the checkpoint says so, the policy from
+    make_policy tracks it, and a later run from that checkpoint must keep it."""
+    from rt2_policy.grasp_memory import GraspMemory
+    from rt2_policy.policy_factory import make_policy
+    from rt2_policy.token_mapping import load_grasp_memory
+
+    robot, vqa = data
+    fingers = [0.04, 0.025, 0.025, 0.025, 0.04, 0.04] * 4  # open, held 3 frames, let go
+    robot = [{**frame, "episode_index": i // 6,
+              "observation.state": np.array([0.0] * 7 + [fingers[i]] * 2, np.float32)}
+             for i, frame in enumerate(robot)]
+    config = _config(tmp_path, max_steps=2, gripper_state_indices=(7, 8), grasp_memory=True)
+    trainer = Trainer(config, robot=robot, vqa=vqa)
+    assert [trainer.robot[i]["grasped"] for i in range(12)] == \
+        [False, False, False, True, True, True] * 2
+    assert trainer.eval_robot is trainer.robot
+    result = trainer.train()
+    assert load_grasp_memory(result.checkpoint)
+    policy = make_policy("local", model_path=result.checkpoint)
+    assert isinstance(policy, GraspMemory) and policy.metadata["grasp_memory"]
+    prompts = [policy.infer(Observation(robot[0]["image"], "lift the red zebra",
+                                        gripper_state=s)).extra["prompt"]
+               for s in (0.0, 0.375, 0.375, 0.375)]
+    assert prompts[0].endswith("lift the red zebra, gripper 0, grasp 0? A:")
+    assert prompts[3].endswith("lift the red zebra, gripper 96, grasp 1? A:")
+
+    # Fine-tuning it without the memory would train a prompt it never sees at run time.
+    later = _config(tmp_path, model=result.checkpoint, output_dir=str(tmp_path / "later"),
+                    gripper_state_indices=(7, 8))
+    with pytest.raises(ValueError, match="grasp_memory: expected true"):
+        Trainer(later, robot=robot, vqa=vqa).train()
 
 
 def test_goal_plan_runs_teach_and_record_planning_before_every_action(tmp_path, data):

@@ -294,6 +294,53 @@ def test_tcp_position_models_read_it_in_the_prompt(tiny_vla_dir, tmp_path):
         "<image>Q: what action should the robot take to pick up the red cube? A:")
 
 
+def test_grasp_memory_models_read_it_in_the_prompt_and_make_policy_tracks_it(tiny_vla_dir,
+                                                                             tmp_path):
+    """A checkpoint stored with ``"grasp_memory": true`` ends its action prompt with the
+    observation's ``grasped`` and refuses observations without it; ``make_policy`` wraps such a
+    model in GraspMemory, which fills the flag from the gripper states since ``reset()``; other
+    models ignore the flag and come unwrapped."""
+    from rt2_policy.grasp_memory import GraspMemory
+    from rt2_policy.policy_factory import make_policy
+    from rt2_policy.token_mapping import (
+        load_action_config,
+        load_grasp_memory,
+        save_action_config,
+    )
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_vla_dir, path)
+    image = _obs(0).image
+    grasped = Observation(image, "pick up the red cube", gripper_state=0.0, grasped=True)
+    plain = VLAPolicy.from_pretrained(path)
+    assert not load_grasp_memory(path) and plain.metadata["grasp_memory"] is False
+    assert plain.infer(grasped).extra["prompt"] == plain.infer(_obs(0)).extra["prompt"]
+    assert not isinstance(make_policy("local", model_path=str(path)), GraspMemory)
+
+    save_action_config(path, *load_action_config(path), gripper_state=True, grasp_memory=True)
+    assert load_grasp_memory(path)
+    policy = VLAPolicy.from_pretrained(path)
+    assert policy.grasp_memory and policy.metadata["grasp_memory"] is True
+    assert policy.metadata["prompt_template"] == (
+        "Q: what action should the robot take to {instruction}, gripper {gripper_state_bin}, "
+        "grasp {grasped}? A:")
+    assert policy.infer(grasped).extra["prompt"] == (
+        "<image>Q: what action should the robot take to pick up the red cube, gripper 0, "
+        "grasp 1? A:")
+    with pytest.raises(ValueError, match="observation.grasped: expected a bool"):
+        policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0))
+
+    tracked = make_policy("local", model_path=str(path))
+    assert isinstance(tracked, GraspMemory) and tracked.metadata["grasp_memory"] is True
+    prompts = [tracked.infer(Observation(image, "pick up the red cube", gripper_state=s))
+               .extra["prompt"] for s in (0.0, 0.4, 0.4, 0.4, 0.0)]
+    assert [p.endswith(f"grasp {g}? A:") for p, g in zip(prompts, "00011", strict=True)] == \
+        [True] * 5
+    tracked.reset()
+    assert tracked.infer(Observation(image, "pick up the red cube", gripper_state=0.0)) \
+        .extra["prompt"].endswith("gripper 0, grasp 0? A:")
+
+
 def _terminate_probability(policy, obs):
     """p(terminate) of the reference decode for ``obs`` (its first step)."""
     from rt2_policy.constrained_decoding import build_allowed_mask, decode_action_tokens

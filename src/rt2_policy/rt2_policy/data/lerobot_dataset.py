@@ -789,6 +789,26 @@ class LeRobotDataset:
             self._cache.popitem(last=False)
         return data
 
+    def episode_states(self, ep: int) -> np.ndarray:
+        """All ``observation.state`` rows of episode ``ep``, ``(T, S)`` float32, read without the
+        images.
+
+        Raises:
+            IndexError: on an unknown episode.
+            DatasetError: when the dataset has no state or the episode's file lacks it.
+        """
+        self.episode_frames(ep)
+        if not self.has_state:
+            raise DatasetError(f"{self.root}: no {STATE_KEY} feature")
+        if ep in self._cache:
+            return self._cache[ep]["state"].copy()
+        path = self.episode_path(ep)
+        try:
+            table = pq.read_table(path, columns=[STATE_KEY])
+        except (KeyError, ValueError, pa.ArrowInvalid) as exc:
+            raise DatasetError(f"{path}: missing columns [{STATE_KEY!r}]") from exc
+        return _fixed_list_to_numpy(table.column(STATE_KEY), f"{path}: {STATE_KEY}")
+
     def episode_actions(self, ep: int) -> np.ndarray:
         """All actions of episode ``ep``, ``(T, A)`` float32 (no image decoding)."""
         self.episode_frames(ep)

@@ -438,7 +438,7 @@ def warm_up(policy: Policy, max_batch_size: int, size: int | None = None) -> flo
     image = np.zeros((side, side, 3), np.uint8)
     # Proprioception too: models that read it refuse observations without it (others ignore it).
     warm = Observation(image, "warm up the policy server", gripper_state=0.0,
-                       tcp_position=(0.3, 0.0, 0.5))
+                       tcp_position=(0.3, 0.0, 0.5), grasped=False)
     for n in range(1, max_batch_size + 1):
         run_policy_batch(policy, [warm] * n)
     return time.perf_counter() - started

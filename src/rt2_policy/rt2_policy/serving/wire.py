@@ -17,7 +17,8 @@ server→client ``{"type": "metadata", "protocol": 1, "metadata": {...}}`` right
               model id, action space, bounds, image size, token scheme, batching
 client→server ``{"type": "infer", "id": n, "observation": {"image": uint8 (H, W, 3),
               "instruction": str, "stamp": float s, "gripper_state": float 0..1 or nil,
-              "tcp_position": float64 (3,) m in the arm's base frame or nil}}``
+              "tcp_position": float64 (3,) m in the arm's base frame or nil,
+              "grasped": bool or nil (rt2_policy.grasp_memory)}}``
 server→client ``{"type": "action", "id": n, "action": {"bins": int64 (8,), "terminate": bool,
               "delta_position": float64 (3,) m, "delta_rotation": float64 (3,) rad,
               "gripper": float 0..1, "text": str, "plan": str, "latency": float s},
@@ -158,7 +159,8 @@ def infer_request(request_id: int, observation: Observation) -> dict:
                                               else float(observation.gripper_state)),
                             "tcp_position": (None if observation.tcp_position is None
                                              else np.asarray(observation.tcp_position,
-                                                             np.float64))}}
+                                                             np.float64)),
+                            "grasped": observation.grasped}}
 
 
 def answer_request(request_id: int, image: np.ndarray, question: str,
@@ -247,6 +249,7 @@ def observation_from_wire(payload: Any) -> Observation:
         return Observation(image=image, instruction=payload.get("instruction"),
                            stamp=float(payload.get("stamp", 0.0)),
                            gripper_state=payload.get("gripper_state"),
-                           tcp_position=payload.get("tcp_position"))
+                           tcp_position=payload.get("tcp_position"),
+                           grasped=payload.get("grasped"))
     except (TypeError, ValueError) as exc:
         raise WireError(f"observation.{exc}") from exc

@@ -187,6 +187,9 @@ class ExampleEncoder:
             or ``"waypoint"`` (the same phases with the frame's ``observation.goal_position``,
             where the demonstrator's action heads the tcp, in the prompt's tcp bins:
             ``"bring 131 140 25"``, :func:`rt2_policy.prompts.tcp_position_bins`).
+        grasp_memory: the action prompt ends with the frame's ``"grasped"`` (the episode's
+            grasp memory, :mod:`rt2_policy.grasp_memory`; robot frames then need it,
+            :class:`rt2_policy.training.sources.GraspMemoryFrames` adds it).
 
     Raises:
         ValueError: when the processor has no tokenizer, the mapping and tokenizer disagree on
@@ -202,7 +205,8 @@ class ExampleEncoder:
                  gripper_open_position: float = PANDA_FINGER_OPEN_POSITION,
                  grounding_point: str = "target",
                  tcp_position_indices: Sequence[int] = (),
-                 tcp_offset: float = PANDA_TCP_OFFSET, cot_plan: str = "task") -> None:
+                 tcp_offset: float = PANDA_TCP_OFFSET, cot_plan: str = "task",
+                 grasp_memory: bool = False) -> None:
         if grounding_point not in GROUNDING_POINTS:
             raise ValueError(f"grounding_point: expected one of {GROUNDING_POINTS}, got "
                              f"{grounding_point!r}")
@@ -237,6 +241,7 @@ class ExampleEncoder:
             raise ValueError(f"tcp_position_indices: expected the 7 arm joints' positions, got "
                              f"{self.tcp_position_indices}")
         self.tcp_offset = float(tcp_offset)
+        self.grasp_memory = bool(grasp_memory)
 
     # ------------------------------------------------------------------ pieces
     def text_ids(self, text: str) -> tuple[int, ...]:
@@ -308,7 +313,8 @@ class ExampleEncoder:
                 raise ValueError(f"robot example: expected key {key!r}, got {sorted(example)}")
         state = self.gripper_state_of(example)
         prompt_ids, images = self.encode_prompt(
-            example["image"], action_prompt(example["task"], state, self.tcp_position_of(example)))
+            example["image"], action_prompt(example["task"], state, self.tcp_position_of(example),
+                                            self.grasped_of(example)))
         action_ids = self.action_ids(example["action"])  # validates the action's shape
         target = _target_point(example.get(TARGET_POINT_KEY))
         reference = _target_point(example.get(REFERENCE_POINT_KEY))
@@ -342,6 +348,23 @@ class ExampleEncoder:
             return None
         state = _state_at(example, self.gripper_state_indices, "gripper_state_indices")
         return gripper_state(state, self.gripper_open_position)
+
+    def grasped_of(self, example: Mapping[str, Any]) -> bool | None:
+        """The frame's grasp memory for its prompt (``example["grasped"]``, added by
+        :class:`rt2_policy.training.sources.GraspMemoryFrames`), or None when this encoder adds
+        none.
+
+        Raises:
+            ValueError: when the frame has no bool ``grasped``.
+        """
+        if not self.grasp_memory:
+            return None
+        grasped = example.get("grasped")
+        if not isinstance(grasped, (bool, np.bool_)):
+            raise ValueError(f"robot example: expected a bool 'grasped' (the episode's grasp "
+                             f"memory, rt2_policy.training.sources.GraspMemoryFrames), got "
+                             f"{grasped!r}")
+        return bool(grasped)
 
     def tcp_position_of(self, example: Mapping[str, Any]) -> np.ndarray | None:
         """The frame's tool centre point, ``(x, y, z)`` metres in the arm's base frame, for its

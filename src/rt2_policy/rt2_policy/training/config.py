@@ -226,6 +226,11 @@ class TrainConfig:
         "forward kinematics (rt2_policy.proprioception.panda_tcp_position), binned over "
         "rt2_policy.prompts.TCP_POSITION_BOUNDS, and the checkpoint records it; () = without",
         default=())
+    grasp_memory: bool = _doc(
+        "the action prompt ends with the episode's grasp memory, ', grasp 1' once the gripper "
+        "has held something for 3 consecutive frames earlier in the episode, else ', grasp 0' "
+        "(rt2_policy.grasp_memory; from the finger joints of gripper_state_indices), and the "
+        "checkpoint records it; false = without", default=False)
     tcp_offset: float = _doc(
         "flange to tool centre point along the flange z axis, metres (rt2_sim's Panda: 0.13; "
         "franka_description's panda_hand_tcp: 0.1034); used with tcp_position_indices",
@@ -326,6 +331,10 @@ class TrainConfig:
                and len(indices) in (0, 7) and all(_is_int(i) and i >= 0 for i in indices),
                "tcp_position_indices", "no or 7 ints >= 0 (the arm joints)", indices)
         object.__setattr__(self, "tcp_position_indices", tuple(int(i) for i in indices))
+        _check(isinstance(self.grasp_memory, bool), "grasp_memory", "a bool", self.grasp_memory)
+        _check(not self.grasp_memory or bool(self.gripper_state_indices), "grasp_memory",
+               "false without gripper_state_indices (the memory reads the finger joints)",
+               self.grasp_memory)
         _check(_is_number(self.tcp_offset) and 0 <= self.tcp_offset <= 1, "tcp_offset",
                "metres in [0, 1]", self.tcp_offset)
         _check(_is_number(self.gripper_open_position) and self.gripper_open_position > 0,

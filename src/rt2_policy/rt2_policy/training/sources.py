@@ -61,6 +61,89 @@ def open_robot_datasets(roots: Iterable[str]) -> Sequence:
     return parts[0] if len(parts) == 1 else ConcatSequence(parts)
 
 
+class GraspMemoryFrames(Sequence):
+    """Robot frames with the episode's grasp memory added: ``ds[i]`` is the wrapped dataset's
+    frame plus ``"grasped"`` (bool), whether the gripper has held something for ``min_frames``
+    consecutive frames up to this one in its episode (:func:`rt2_policy.grasp_memory.
+    grasp_memory`), as :class:`rt2_policy.grasp_memory.GraspMemory` computes it online.
+
+    The flags are computed once, at construction: from each episode's states alone for a
+    :class:`~rt2_policy.data.lerobot_dataset.LeRobotDataset` (no image decoding; parts of a
+    :class:`ConcatSequence` likewise), otherwise by reading every frame, whose
+    ``"episode_index"`` groups them (frames of an episode contiguous and in order).
+
+    Args:
+        dataset: robot frames with ``"state"`` (or ``"observation.state"``).
+        gripper_state_indices: positions of the finger joints in the state, metres.
+        gripper_open_position: one finger's position when fully open, metres.
+        min_frames: as :class:`rt2_policy.grasp_memory.GraspTracker`.
+
+    Raises:
+        ValueError: on a frame without state or with too short a state.
+    """
+
+    def __init__(self, dataset: Sequence, gripper_state_indices: Sequence[int],
+                 gripper_open_position: float, min_frames: int | None = None) -> None:
+        from rt2_policy.grasp_memory import GRASP_MEMORY_FRAMES
+
+        self.dataset = dataset
+        self.gripper_state_indices = tuple(int(i) for i in gripper_state_indices)
+        self.gripper_open_position = float(gripper_open_position)
+        self.min_frames = GRASP_MEMORY_FRAMES if min_frames is None else min_frames
+        self.flags = self._flags(dataset)
+
+    def _states(self, states: Any, where: str) -> list[float]:
+        import numpy as np
+
+        from rt2_policy.proprioception import gripper_state
+
+        rows = np.asarray(states, dtype=float)
+        if rows.ndim != 2 or rows.shape[1] <= max(self.gripper_state_indices, default=-1):
+            raise ValueError(f"{where}: expected states with the finger joints at "
+                             f"{list(self.gripper_state_indices)}, got shape {rows.shape}")
+        return [gripper_state(row[list(self.gripper_state_indices)],
+                              self.gripper_open_position) for row in rows]
+
+    def _flags(self, dataset: Sequence) -> Any:
+        import numpy as np
+
+        from rt2_policy.grasp_memory import GraspTracker, grasp_memory
+
+        if isinstance(dataset, ConcatSequence):
+            parts = [self._flags(part) for part in dataset.parts]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+        if hasattr(dataset, "episode_states") and hasattr(dataset, "num_episodes"):
+            return np.concatenate(
+                [grasp_memory(self._states(dataset.episode_states(ep), f"episode {ep}"),
+                              self.min_frames) for ep in range(dataset.num_episodes)]
+                or [np.zeros(0, dtype=bool)])
+        tracker, episode, flags = GraspTracker(self.min_frames), object(), []
+        for i in range(len(dataset)):
+            frame = dataset[i]
+            state = frame.get("state", frame.get("observation.state"))
+            if state is None:
+                raise ValueError(f"frame {i}: expected a 'state' for the grasp memory, got "
+                                 f"{sorted(frame)}")
+            if frame.get("episode_index", episode) != episode:
+                tracker.reset()
+            episode = frame.get("episode_index")
+            flags.append(tracker.update(self._states([state], f"frame {i}")[0]))
+        return np.array(flags, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
+        frame = dict(self.dataset[index])
+        frame["grasped"] = bool(self.flags[index])
+        return frame
+
+    def __getattr__(self, name: str) -> Any:  # tasks, root … for robot_texts
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def open_vqa_datasets(paths: Iterable[str]) -> Sequence:
     """VQA datasets at ``paths`` (``load_vqa``), concatenated.
 
@@ -98,6 +181,8 @@ def robot_texts(dataset: Sequence) -> list[str]:
     Uses task metadata when the dataset exposes it (``tasks`` attribute or LeRobot's
     ``meta/tasks.jsonl`` under ``root``); otherwise reads every example (slow: decodes images).
     """
+    if isinstance(dataset, GraspMemoryFrames):
+        dataset = dataset.dataset  # same tasks
     parts = dataset.parts if isinstance(dataset, ConcatSequence) else [dataset]
     texts: dict[str, None] = {}
     for part in parts:

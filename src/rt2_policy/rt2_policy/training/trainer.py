@@ -59,6 +59,7 @@ from rt2_policy.prompts import action_prompt, vqa_prompt  # noqa: E402
 from rt2_policy.token_mapping import (  # noqa: E402
     ActionTokenMapping,
     load_action_config,
+    load_grasp_memory,
     load_gripper_state,
     load_image_position,
     load_tcp_position,
@@ -75,6 +76,7 @@ from rt2_policy.training.config import TrainConfig  # noqa: E402
 from rt2_policy.training.grounding import GroundingHead, grounding_loss  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
 from rt2_policy.training.sources import (  # noqa: E402
+    GraspMemoryFrames,
     open_robot_datasets,
     open_vqa_datasets,
     robot_texts,
@@ -359,6 +361,11 @@ class Trainer:
         if eval_vqa is None:
             eval_vqa = (open_vqa_datasets(config.eval_vqa_datasets)
                         if config.eval_vqa_datasets else self.vqa)
+        if config.grasp_memory:  # the episode's grasp memory on every robot frame
+            wrap = self._with_grasp_memory
+            same = eval_robot is self.robot
+            self.robot = wrap(self.robot)
+            eval_robot = self.robot if same else wrap(eval_robot)
         self.eval_robot, self.eval_vqa = eval_robot, eval_vqa
         if len(self.robot) + len(self.vqa) == 0:
             raise ValueError("datasets: expected robot or VQA examples, got none")
@@ -377,6 +384,13 @@ class Trainer:
         self._image_token_id = -1
         self._corpus_cache: list[str] | None = None
 
+    def _with_grasp_memory(self, data: Sequence) -> Sequence:
+        """``data``'s frames with the episode's grasp memory (``"grasped"``); empty stays empty."""
+        if not len(data):
+            return data
+        return GraspMemoryFrames(data, self.config.gripper_state_indices,
+                                 self.config.gripper_open_position)
+
     # ------------------------------------------------------------------ model
     def _corpus(self) -> list[str]:
         """Every text the model must spell: prompts, plans, answers, words files (memoised)."""
@@ -390,7 +404,8 @@ class Trainer:
             for task in robot_texts(data) if len(data) else ():
                 texts.append(action_prompt(
                     task, 0.0 if self.config.gripper_state_indices else None,
-                    (0.5, 0.0, 0.4) if self.config.tcp_position_indices else None))
+                    (0.5, 0.0, 0.4) if self.config.tcp_position_indices else None,
+                    False if self.config.grasp_memory else None))
                 texts.append(plan_target_text(task, "0"))
         for data in vqa_sets:
             if len(data):
@@ -507,6 +522,9 @@ class Trainer:
             raise ValueError(f"tcp_position_indices: expected the arm joints' positions in "
                              f"observation.state ({source} reads the tcp position in its "
                              f"prompt), got ()")
+        if load_grasp_memory(source) and not cfg.grasp_memory:
+            raise ValueError(f"grasp_memory: expected true ({source} reads the episode's grasp "
+                             f"memory in its prompt), got false")
         vocab = int(model.get_output_embeddings().weight.shape[0])
         if max(mapping.token_ids) >= vocab:
             raise ValueError(f"token_mapping: expected ids < model vocabulary {vocab}, got "
@@ -647,6 +665,7 @@ class Trainer:
         save_action_config(tmp, action_tokenizer, mapping, self.image_position,
                            gripper_state=bool(self.config.gripper_state_indices),
                            tcp_position=bool(self.config.tcp_position_indices),
+                           grasp_memory=self.config.grasp_memory,
                            chain_of_thought=self.config.always_plans,
                            cot_plan=self.config.cot_plan if self.config.cot > 0 else None)
         state = {
@@ -846,7 +865,8 @@ class Trainer:
                                  gripper_open_position=cfg.gripper_open_position,
                                  grounding_point=cfg.grounding_point,
                                  tcp_position_indices=cfg.tcp_position_indices,
-                                 tcp_offset=cfg.tcp_offset, cot_plan=cfg.cot_plan)
+                                 tcp_offset=cfg.tcp_offset, cot_plan=cfg.cot_plan,
+                                 grasp_memory=cfg.grasp_memory)
         action_ids = torch.as_tensor(mapping.token_ids, dtype=torch.int64, device=self.device)
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(encoder.image_token))
         sampler = MixtureSampler(len(self.robot), len(self.vqa), cfg.batch_size,
