@@ -306,6 +306,29 @@ def test_joint_states_give_the_policy_the_gripper_state_and_tcp_position(harness
     assert tcps and all(t == pytest.approx(expected) for t in tcps), tcps
 
 
+def test_grasp_memory_counts_the_episodes_joint_states_and_restarts_with_each_episode(
+        harness, monkeypatch):
+    """A memory-wrapped policy (as make_policy builds one for a model that reads it) sees
+    ``grasped`` turn on after 3 control steps of fingers on an object (0.75 closed, from
+    /joint_states), and off again when a new instruction starts a new episode (the node resets
+    the policy)."""
+    from rt2_policy.grasp_memory import GraspMemory
+
+    inner = ScriptedPolicy([MOVE])
+    _use_policy(monkeypatch, GraspMemory(inner))
+    probe = Probe(harness)
+    node = start_policy(harness, [MOVE], max_image_age=10.0)
+    _publish_joint_states(probe)
+    assert harness.wait_for(lambda: node._gripper is not None, 10.0)
+    for instruction in ("move the red cube near the bowl", "place the red cube on the plate"):
+        probe.instruction_pub.publish(String(data=instruction))
+        assert harness.wait_for(
+            lambda: sum(o.instruction == instruction for o in list(inner.observations)) >= 5,
+            15.0)
+        seen = [o.grasped for o in list(inner.observations) if o.instruction == instruction]
+        assert seen[:5] == [False, False, True, True, True], seen
+
+
 def test_bad_joint_states_are_ignored_and_the_last_good_reading_kept(harness, monkeypatch):
     policy = ScriptedPolicy([MOVE])
     _use_policy(monkeypatch, policy)
