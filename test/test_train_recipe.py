@@ -13,23 +13,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_an_unknown_plan_kind_stops_before_any_stage(tmp_path):
-    env = dict(os.environ, RT2_PLAN="goal")
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"RT2_PLAN": "goal"}, "RT2_PLAN: expected unset or 'waypoint', got 'goal'"),
+    ({"RT2_GRASP_MEMORY": "yes"}, "RT2_GRASP_MEMORY: expected unset, 0 or 1, got 'yes'"),
+])
+def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
+    env = dict(os.environ, **setting)
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"),
                            str(tmp_path / "data"), str(tmp_path / "runs")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "RT2_PLAN: expected unset or 'waypoint', got 'goal'" in done.stderr
+    assert message in done.stderr
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("plan", ["", "waypoint"])
-def test_recipe_chains_every_stage(tmp_path, plan):
+@pytest.mark.parametrize(("plan", "memory"), [("", "0"), ("waypoint", "1")])
+def test_recipe_chains_every_stage(tmp_path, plan, memory):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
-               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan)
+               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory)
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
                            str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -70,6 +74,9 @@ def test_recipe_chains_every_stage(tmp_path, plan):
         action_config = Path(summary["checkpoint"]) / "action_tokenizer_config.json"
         prompt = json.loads(action_config.read_text())["prompt"]
         assert prompt["gripper_state"] is True and prompt["tcp_position"] is True
+        # RT2_GRASP_MEMORY=1: the episode's grasp memory ends every action prompt (item 21)
+        assert prompt.get("grasp_memory", False) is (memory == "1")
+        assert config["grasp_memory"] is (memory == "1")
         # RT2_PLAN=waypoint: a waypoint plan before every action (README, Status items 15-19)
         assert (config["cot"], config["cot_plan"]) == ((1.0, "waypoint") if plan else (0.0, "task"))
         assert config["grounding_point"] == ("goal" if plan else "target")
