@@ -99,7 +99,9 @@ class GraspMemory:
     attributes (``metadata``, ``answer``, ``close`` …) are the wrapped policy's.
 
     An observation that already carries ``grasped`` keeps it (the tracker still counts its
-    gripper state); one without ``gripper_state`` passes through unchanged.
+    gripper state); one without ``gripper_state`` passes through unchanged. ``infer_batch``
+    is the wrapped policy's, untracked: a batch (a server's, of several robots) mixes episodes,
+    so each observation must carry its own ``grasped`` (the remote client sends it).
 
     Args:
         policy: the policy to wrap.

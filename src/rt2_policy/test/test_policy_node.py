@@ -323,7 +323,8 @@ def test_grasp_memory_counts_the_episodes_joint_states_and_restarts_with_each_ep
     for instruction in ("move the red cube near the bowl", "place the red cube on the plate"):
         probe.instruction_pub.publish(String(data=instruction))
         assert harness.wait_for(
-            lambda: sum(o.instruction == instruction for o in list(inner.observations)) >= 5,
+            lambda text=instruction: sum(o.instruction == text
+                                         for o in list(inner.observations)) >= 5,
             15.0)
         seen = [o.grasped for o in list(inner.observations) if o.instruction == instruction]
         assert seen[:5] == [False, False, True, True, True], seen
