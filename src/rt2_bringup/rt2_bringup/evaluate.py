@@ -238,6 +238,7 @@ def evaluate(args: argparse.Namespace) -> int:
         time_limit=args.time_limit, image_size=args.image_size, seed=args.seed,
         release_at_waypoint=args.release_at_waypoint,
         terminate_threshold=args.terminate_threshold,
+        observe_after_motion=args.observe_after_motion,
         **({"scripted_actions": tuple(args.scripted_actions)} if args.scripted_actions else {}))
     domain = ensure_domain_id()
     parts = partition_plans(plans, args.jobs)
@@ -252,6 +253,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "num_threads": args.num_threads, "device": args.device, "ros_domain_id": domain,
         "release_at_waypoint": args.release_at_waypoint,
         "terminate_threshold": args.terminate_threshold,
+        "observe_after_motion": args.observe_after_motion,
         "jobs": len(parts), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": git_commit(repo_root()),
     }
@@ -370,6 +372,8 @@ def worker_command(args: argparse.Namespace, config: dict, plans: list[EpisodePl
         cmd.append("--no-release-at-waypoint")
     if args.terminate_threshold:
         cmd.append(f"--terminate-threshold={args.terminate_threshold!r}")
+    if args.observe_after_motion:
+        cmd.append("--observe-after-motion")
     if args.verbose:
         cmd.append("--verbose")
     return cmd
@@ -563,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not open the gripper where a waypoint plan's carry arrives "
                              "(rt2_policy.waypoint_release; on by default, a no-op for models "
                              "without waypoint plans)")
+    parser.add_argument("--observe-after-motion", action="store_true",
+                        help="the policy node observes only after each action's motion has "
+                             "ended (its observe_after_motion parameter; off by default)")
     parser.add_argument("--terminate-threshold", type=float, default=0.0,
                         help="probability of terminate the policy's decode needs to end an "
                              "episode, in (0, 1); 0 (default) = the checkpoint's own "

@@ -99,6 +99,9 @@ class EmbeddedGraphConfig:
             terminate the decode needs to end the episode, in (0, 0.999]
             (:data:`rt2_policy.token_mapping.MAX_TERMINATE_THRESHOLD`, the parameter's range),
             or 0 for the checkpoint's own (:class:`rt2_policy.vla_policy.VLAPolicy`).
+        observe_after_motion: the policy node's ``observe_after_motion`` parameter: each step
+            observes only after the previous action's motion has ended plus ``settle_time``
+            seconds (>= 0; at least one camera period), as demonstrations are recorded.
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -126,6 +129,8 @@ class EmbeddedGraphConfig:
     tcp_offset: float = PANDA_TCP_OFFSET
     release_at_waypoint: bool = True
     terminate_threshold: float = 0.0
+    observe_after_motion: bool = False
+    settle_time: float = 0.1
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "scripted", "remote"):
@@ -165,6 +170,13 @@ class EmbeddedGraphConfig:
                 and (threshold == 0 or 0.0 < threshold <= MAX_TERMINATE_THRESHOLD)):
             raise ValueError(f"terminate_threshold: expected 0 (the checkpoint's) or a "
                              f"probability in (0, {MAX_TERMINATE_THRESHOLD}], got {threshold!r}")
+        if not isinstance(self.observe_after_motion, bool):
+            raise ValueError(f"observe_after_motion: expected a bool, got "
+                             f"{self.observe_after_motion!r}")
+        settle = self.settle_time
+        if not (isinstance(settle, int | float) and not isinstance(settle, bool)
+                and 0.0 <= settle <= 2.0):
+            raise ValueError(f"settle_time: expected a number in [0, 2] s, got {settle!r}")
         offset = self.tcp_offset
         if not (isinstance(offset, int | float) and not isinstance(offset, bool)
                 and math.isfinite(offset) and 0.0 <= offset <= 1.0):
@@ -192,6 +204,8 @@ def policy_node(config: EmbeddedGraphConfig) -> NodeSpec:
         "tcp_offset": float(config.tcp_offset),
         "release_at_waypoint": bool(config.release_at_waypoint),
         "terminate_threshold": float(config.terminate_threshold),
+        "observe_after_motion": bool(config.observe_after_motion),
+        "settle_time": float(config.settle_time),
         "image_topic": TOPICS["image"],
         "instruction_topic": TOPICS["instruction"],
         "twist_topic": TOPICS["twist"],

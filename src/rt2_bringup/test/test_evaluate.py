@@ -110,6 +110,10 @@ def test_worker_command_runs_its_share_with_the_same_settings(tmp_path):
     strict = parser.parse_args([*cmd[3:], "--terminate-threshold", "0.9"])
     strict_cmd = evaluate.worker_command(strict, config, part, 1, tmp_path / "w1")
     assert parser.parse_args(strict_cmd[3:]).terminate_threshold == 0.9
+    assert not child.observe_after_motion  # the default: a step every control period
+    settled = parser.parse_args([*cmd[3:], "--observe-after-motion"])
+    settled_cmd = evaluate.worker_command(settled, config, part, 1, tmp_path / "w1")
+    assert parser.parse_args(settled_cmd[3:]).observe_after_motion
 
 
 def test_a_failed_worker_is_named_and_the_rest_is_merged(tmp_path, monkeypatch, capsys):

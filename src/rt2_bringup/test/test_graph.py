@@ -28,7 +28,8 @@ def test_policy_parameters_are_declared_by_the_node():
     assert spec.parameters["twist_topic"] == "/servo_node/delta_twist_cmds"  # MoveIt Servo's name
     # The gripper-state inputs default to the node's own defaults, and share its range.
     for name in ("joint_states_topic", "gripper_joints", "gripper_open_position",
-                 "arm_joints", "tcp_offset", "release_at_waypoint", "terminate_threshold"):
+                 "arm_joints", "tcp_offset", "release_at_waypoint", "terminate_threshold",
+                 "observe_after_motion", "settle_time"):
         assert spec.parameters[name] == PARAMETERS[name][0], name
     (bounds,) = PARAMETERS["gripper_open_position"][1].floating_point_range
     assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
@@ -92,6 +93,14 @@ def test_the_terminate_threshold_setting_reaches_the_policy_node(threshold):
     assert type(policy["terminate_threshold"]) is float
 
 
+@pytest.mark.parametrize("after_motion", [True, False])
+def test_the_observe_after_motion_setting_reaches_the_policy_node(after_motion):
+    policy = policy_node(EmbeddedGraphConfig(backend="scripted", observe_after_motion=after_motion,
+                                             settle_time=0.25)).parameters
+    assert policy["observe_after_motion"] is after_motion
+    assert policy["settle_time"] == 0.25 and type(policy["settle_time"]) is float
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"joint_states_topic": "joint_states"}, "joint_states_topic: expected an absolute"),
     ({"gripper_joints": ()}, "gripper_joints: expected one or more non-empty joint names"),
@@ -119,6 +128,10 @@ def test_the_terminate_threshold_setting_reaches_the_policy_node(threshold):
     ({"terminate_threshold": -0.5}, "terminate_threshold: expected 0 .* or a probability"),
     ({"terminate_threshold": float("nan")}, "terminate_threshold: expected 0"),
     ({"terminate_threshold": True}, "terminate_threshold: expected 0"),
+    ({"observe_after_motion": 1}, "observe_after_motion: expected a bool"),
+    ({"settle_time": -0.1}, r"settle_time: expected a number in \[0, 2\] s"),
+    ({"settle_time": 2.5}, "settle_time: expected a number in"),
+    ({"settle_time": True}, "settle_time: expected a number in"),
 ])
 def test_gripper_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=f"{message}.*got"):

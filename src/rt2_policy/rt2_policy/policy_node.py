@@ -154,6 +154,17 @@ PARAMETERS = {
                              "before aborting; it resumes when the server answers again; "
                              "0 = count as ordinary faults (backend remote)")),
     "control_rate": (5.0, float_range(0.1, 100.0, "policy steps per second, Hz")),
+    "observe_after_motion": (False, ParameterDescriptor(
+        description="take each step's observation only after the previous action's motion "
+                    "(its twist, held one control period) has ended and settle_time has passed, "
+                    "as demonstrations are recorded (action executed, then the next frame): "
+                    "steps then take a control period plus inference plus settle_time; false = "
+                    "a step every control period, the frame taken while the previous twist "
+                    "still moves the arm", read_only=True)),
+    "settle_time": (0.1, float_range(0.0, 2.0,
+                    "with observe_after_motion: seconds between the end of a motion and the "
+                    "next observation; at least one camera frame period, so that the frame "
+                    "and joint state the step reads were taken after the stop")),
     "keepalive_rate": (50.0, float_range(1.0, 1000.0,
                        "twist stream rate, Hz; keep above 1 / servo incoming_command_timeout")),
     "max_image_age": (0.5, float_range(0.01, 60.0,
@@ -395,22 +406,28 @@ class PolicyNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _control_worker(self) -> None:
-        """The inference thread: one control step per control period while active.
+        """The inference thread: one control step per control period while active (with
+        ``observe_after_motion``, not before the last step's motion has ended plus
+        ``settle_time``).
 
         Paced by the node's clock while ROS (sim) time is active, and by the steady clock
         otherwise, so a step of the system clock (NTP, a resumed VM) neither stalls the loop
         nor bursts it. A change of time source restarts the pacing instead of ending the
         thread."""
         period = Duration(seconds=self._control.control_period)
+        after_motion = bool(self._p("observe_after_motion"))
+        settle = float(self._p("settle_time"))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         clock = due = None
         while self._active:
             try:
-                self._control_step()
+                motion = self._control_step()
                 pacing = self._pacing_clock(steady)
                 if pacing is not clock:
                     clock, due = pacing, pacing.now()
                 due = max(due + period, clock.now())  # overran: next step now, no burst
+                if after_motion and motion > 0.0:  # the twist was set just now, on this clock
+                    due = max(due, clock.now() + Duration(seconds=motion + settle))
                 if not clock.sleep_until(due, context=self.context):
                     if not self.context.ok():
                         return  # context shut down
@@ -673,12 +690,14 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
 
     # ------------------------------------------------------------------ control
-    def _control_step(self) -> None:
+    def _control_step(self) -> float:
+        """One policy step; returns the seconds its twist still moves the arm (0 for none)."""
         with self._lock:
             episode = self._episode
         if episode is None or not episode.is_active() or self._loop is None:
-            return
+            return 0.0
         now = self._now()
+        motion = 0.0
         result: StepResult = self._loop.step(episode, self._frame, now, self._gripper,
                                              self._tcp)
         with self._lock:
@@ -687,6 +706,7 @@ class PolicyNode(LifecycleNode):
             else:
                 hold_now, hold_clock = self._hold_time()
                 self._hold.set(result.twist, hold_now, self._control.control_period, hold_clock)
+                motion = self._control.control_period
         if result.fault:
             self._log_fault(result.fault)
             self._publish_zero_twist()
@@ -697,6 +717,7 @@ class PolicyNode(LifecycleNode):
             self._report_end(episode)
         elif result.fault or result.action is not None:
             self._publish_status()
+        return motion
 
     def _log_fault(self, reason: str) -> None:
         now = time.monotonic()

@@ -330,6 +330,38 @@ def test_grasp_memory_counts_the_episodes_joint_states_and_restarts_with_each_ep
         assert seen[:5] == [False, False, True, True, True], seen
 
 
+class _Timed(ScriptedPolicy):
+    """Records when each inference starts (steady clock, s)."""
+
+    def __init__(self, actions):
+        super().__init__(actions)
+        self.starts: list[float] = []
+
+    def infer(self, observation):
+        self.starts.append(time.monotonic())
+        return super().infer(observation)
+
+
+@pytest.mark.parametrize("after_motion", [True, False])
+def test_observe_after_motion_waits_for_the_twist_to_end(harness, monkeypatch, after_motion):
+    """With observe_after_motion a step starts no sooner than the previous step's twist (one
+    control period, 0.1 s here) has ended plus settle_time (0.3 s): steps at least 0.4 s apart;
+    without it, one step per control period."""
+    policy = _Timed([MOVE])
+    _use_policy(monkeypatch, policy)
+    probe = Probe(harness)
+    start_policy(harness, [MOVE], observe_after_motion=after_motion, settle_time=0.3,
+                 max_image_age=10.0)
+    assert harness.wait_for(lambda: probe.node.count_subscribers("/rt2/instruction"), 5.0)
+    probe.instruction_pub.publish(String(data="push the red cube left"))
+    assert harness.wait_for(lambda: len(policy.starts) >= 6, 20.0)
+    gaps = np.diff(policy.starts[:6])
+    if after_motion:
+        assert gaps.min() >= 0.1 + 0.3 - 0.01, gaps  # sleeps never end early
+    else:
+        assert np.median(gaps) < 0.3, gaps  # about one control period
+
+
 def test_bad_joint_states_are_ignored_and_the_last_good_reading_kept(harness, monkeypatch):
     policy = ScriptedPolicy([MOVE])
     _use_policy(monkeypatch, policy)
