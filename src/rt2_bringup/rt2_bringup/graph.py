@@ -35,6 +35,8 @@ TOPICS = {
 }
 #: Range of ``gripper_open_position``, metres: the policy node's declared range of the parameter.
 GRIPPER_OPEN_POSITION_RANGE = (0.001, 1.0)
+#: Range of the policy node's ``settle_time`` parameter, seconds (the config checks the same).
+SETTLE_TIME_RANGE = (0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ class EmbeddedGraphConfig:
             or 0 for the checkpoint's own (:class:`rt2_policy.vla_policy.VLAPolicy`).
         observe_after_motion: the policy node's ``observe_after_motion`` parameter: each step
             observes only after the previous action's motion has ended plus ``settle_time``
-            seconds (>= 0; at least one camera period), as demonstrations are recorded.
+            seconds (in :data:`SETTLE_TIME_RANGE`; at least one camera period), as
+            demonstrations are recorded.
 
     Raises:
         ValueError: "<field>: expected X, got Y" on an invalid value.
@@ -173,10 +176,11 @@ class EmbeddedGraphConfig:
         if not isinstance(self.observe_after_motion, bool):
             raise ValueError(f"observe_after_motion: expected a bool, got "
                              f"{self.observe_after_motion!r}")
-        settle = self.settle_time
+        settle, (low, high) = self.settle_time, SETTLE_TIME_RANGE
         if not (isinstance(settle, int | float) and not isinstance(settle, bool)
-                and 0.0 <= settle <= 2.0):
-            raise ValueError(f"settle_time: expected a number in [0, 2] s, got {settle!r}")
+                and low <= settle <= high):
+            raise ValueError(f"settle_time: expected a number in [{low:g}, {high:g}] s, got "
+                             f"{settle!r}")
         offset = self.tcp_offset
         if not (isinstance(offset, int | float) and not isinstance(offset, bool)
                 and math.isfinite(offset) and 0.0 <= offset <= 1.0):

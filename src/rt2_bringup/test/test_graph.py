@@ -7,6 +7,7 @@ import pytest
 
 from rt2_bringup.graph import (
     GRIPPER_OPEN_POSITION_RANGE,
+    SETTLE_TIME_RANGE,
     TOPICS,
     EmbeddedGraphConfig,
     embedded_graph,
@@ -35,6 +36,8 @@ def test_policy_parameters_are_declared_by_the_node():
     assert (bounds.from_value, bounds.to_value) == GRIPPER_OPEN_POSITION_RANGE
     (bounds,) = PARAMETERS["tcp_offset"][1].floating_point_range
     assert (bounds.from_value, bounds.to_value) == (0.0, 1.0)  # the config's own check
+    (bounds,) = PARAMETERS["settle_time"][1].floating_point_range
+    assert (bounds.from_value, bounds.to_value) == SETTLE_TIME_RANGE
 
 
 def test_sim_topics_match_the_graph():

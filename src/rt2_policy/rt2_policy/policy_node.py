@@ -415,19 +415,20 @@ class PolicyNode(LifecycleNode):
         nor bursts it. A change of time source restarts the pacing instead of ending the
         thread."""
         period = Duration(seconds=self._control.control_period)
-        after_motion = bool(self._p("observe_after_motion"))
-        settle = float(self._p("settle_time"))
+        # observe_after_motion: after a step that set a twist, wait for its end plus settle_time
+        wait = (Duration(seconds=self._control.control_period + float(self._p("settle_time")))
+                if self._p("observe_after_motion") else None)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         clock = due = None
         while self._active:
             try:
-                motion = self._control_step()
+                moved = self._control_step()
                 pacing = self._pacing_clock(steady)
                 if pacing is not clock:
                     clock, due = pacing, pacing.now()
                 due = max(due + period, clock.now())  # overran: next step now, no burst
-                if after_motion and motion > 0.0:  # the twist was set just now, on this clock
-                    due = max(due, clock.now() + Duration(seconds=motion + settle))
+                if wait is not None and moved:  # the twist was set just now, on this clock
+                    due = max(due, clock.now() + wait)
                 if not clock.sleep_until(due, context=self.context):
                     if not self.context.ok():
                         return  # context shut down
@@ -690,14 +691,14 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
 
     # ------------------------------------------------------------------ control
-    def _control_step(self) -> float:
-        """One policy step; returns the seconds its twist still moves the arm (0 for none)."""
+    def _control_step(self) -> bool:
+        """One policy step; True when it set a twist (held one control period from now)."""
         with self._lock:
             episode = self._episode
         if episode is None or not episode.is_active() or self._loop is None:
-            return 0.0
+            return False
         now = self._now()
-        motion = 0.0
+        moved = False
         result: StepResult = self._loop.step(episode, self._frame, now, self._gripper,
                                              self._tcp)
         with self._lock:
@@ -706,7 +707,7 @@ class PolicyNode(LifecycleNode):
             else:
                 hold_now, hold_clock = self._hold_time()
                 self._hold.set(result.twist, hold_now, self._control.control_period, hold_clock)
-                motion = self._control.control_period
+                moved = True
         if result.fault:
             self._log_fault(result.fault)
             self._publish_zero_twist()
@@ -717,7 +718,7 @@ class PolicyNode(LifecycleNode):
             self._report_end(episode)
         elif result.fault or result.action is not None:
             self._publish_status()
-        return motion
+        return moved
 
     def _log_fault(self, reason: str) -> None:
         now = time.monotonic()

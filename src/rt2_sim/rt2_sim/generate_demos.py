@@ -79,7 +79,7 @@ def _worker(args: tuple) -> dict:
     if model is not None and _DRIVER is None:
         _DRIVER = _PolicyDriver(model, release_at_waypoint=release)
     if _DRIVER is not None:
-        _DRIVER.reset()  # a new episode: the release gate forgets the last grasp
+        _DRIVER.reset()  # a new episode: the gate and the grasp memory start afresh
     spec = sample_episode(seed, "seen", family)
     run = rollout(_SIM, spec, control_rate=control_rate, max_steps=max_steps, noise=noise,
                   seed=seed, driver=_DRIVER, expert_share=expert_share)

@@ -16,6 +16,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rt2_policy.grasp_memory import GRASP_MEMORY_FRAMES, GraspTracker, grasp_memory
+from rt2_policy.proprioception import gripper_state
+
 log = logging.getLogger(__name__)
 
 
@@ -83,20 +88,14 @@ class GraspMemoryFrames(Sequence):
     """
 
     def __init__(self, dataset: Sequence, gripper_state_indices: Sequence[int],
-                 gripper_open_position: float, min_frames: int | None = None) -> None:
-        from rt2_policy.grasp_memory import GRASP_MEMORY_FRAMES
-
+                 gripper_open_position: float, min_frames: int = GRASP_MEMORY_FRAMES) -> None:
         self.dataset = dataset
         self.gripper_state_indices = tuple(int(i) for i in gripper_state_indices)
         self.gripper_open_position = float(gripper_open_position)
-        self.min_frames = GRASP_MEMORY_FRAMES if min_frames is None else min_frames
+        self.min_frames = min_frames
         self.flags = self._flags(dataset)
 
     def _states(self, states: Any, where: str) -> list[float]:
-        import numpy as np
-
-        from rt2_policy.proprioception import gripper_state
-
         rows = np.asarray(states, dtype=float)
         if rows.ndim != 2 or rows.shape[1] <= max(self.gripper_state_indices, default=-1):
             raise ValueError(f"{where}: expected states with the finger joints at "
@@ -104,11 +103,7 @@ class GraspMemoryFrames(Sequence):
         return [gripper_state(row[list(self.gripper_state_indices)],
                               self.gripper_open_position) for row in rows]
 
-    def _flags(self, dataset: Sequence) -> Any:
-        import numpy as np
-
-        from rt2_policy.grasp_memory import GraspTracker, grasp_memory
-
+    def _flags(self, dataset: Sequence) -> np.ndarray:
         if isinstance(dataset, ConcatSequence):
             parts = [self._flags(part) for part in dataset.parts]
             return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
