@@ -254,13 +254,16 @@ def aggregate(records: Sequence[EpisodeRecord], splits: Sequence[str] | None = N
         A JSON-ready dict::
 
             {"splits": {split: {"overall": rate, "families": {family: rate},
-                                "terminated": rate, "errors": int, "mean_steps": float,
+                                "terminated": rate, "terminated_unsolved": rate,
+                                "errors": int, "mean_steps": float,
                                 "mean_inference_latency_ms": float}},
              "families": {family: rate}, "overall": rate,
              "unseen_average": float | None, "episodes": int}
 
         where each ``rate`` is :func:`rate`'s dict and ``unseen_average`` is the mean of the
         success rates of the splits named ``unseen_*`` (RT-2 Table 6's "unseen average").
+        ``terminated`` counts episodes the policy ended itself; ``terminated_unsolved`` those of
+        them whose task check fails (the policy said "done" too early: an early terminate).
     """
     splits = list(splits) if splits is not None else list(dict.fromkeys(r.split for r in records))
     families = (list(families) if families is not None
@@ -276,6 +279,8 @@ def aggregate(records: Sequence[EpisodeRecord], splits: Sequence[str] | None = N
             "overall": count(mine),
             "families": {f: count([r for r in mine if r.family == f]) for f in families},
             "terminated": count(mine, "terminated"),
+            "terminated_unsolved": rate(sum(r.terminated and not r.success for r in mine),
+                                        len(mine)),
             "errors": sum(r.outcome == "ERROR" for r in mine),
             "mean_steps": _mean(r.steps for r in mine if r.outcome != "ERROR"),
             "mean_inference_latency_ms": _mean(r.mean_inference_latency_ms for r in mine),
@@ -335,6 +340,15 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
+def _unsolved(split: dict) -> str:
+    """``"unsolved of terminated"`` episodes of a split ("–" in reports written before the count
+    existed, or without episodes)."""
+    unsolved, terminated = split.get("terminated_unsolved"), split["terminated"]
+    if unsolved is None or not terminated["episodes"]:
+        return "–"
+    return f"{unsolved['successes']} of {terminated['successes']}"
+
+
 def _cell(r: dict, with_ci: bool = False) -> str:
     if not r["episodes"]:
         return "–"
@@ -372,11 +386,12 @@ def results_markdown(report: dict) -> str:
         "",
         "Success = the simulator's task check holds at the end of the episode. Cells: rate "
         "(successes/episodes); overall with its Wilson 95 % interval. *terminated*: the policy "
-        "emitted terminate itself.",
+        "emitted terminate itself; *of them unsolved*: it did and the task check fails (an early "
+        "terminate).",
         "",
-        "| split | " + " | ".join(families) + " | overall [95% CI] | terminated | errors | "
-        "mean steps | latency (ms) |",
-        "|---|" + "---|" * len(families) + "---|---|---|---|---|",
+        "| split | " + " | ".join(families) + " | overall [95% CI] | terminated | "
+        "of them unsolved | errors | mean steps | latency (ms) |",
+        "|---|" + "---|" * len(families) + "---|---|---|---|---|---|",
     ]
     for split, s in agg["splits"].items():
         steps, latency = s["mean_steps"], s["mean_inference_latency_ms"]
@@ -384,11 +399,11 @@ def results_markdown(report: dict) -> str:
             f"| {split_title(split)} | "
             + " | ".join(_cell(s["families"][f]) for f in families)
             + f" | {_cell(s['overall'], True)} | {_pct(s['terminated']['rate'])} | "
-            f"{s['errors']} | {'–' if steps is None else steps} | "
+            f"{_unsolved(s)} | {s['errors']} | {'–' if steps is None else steps} | "
             f"{'–' if latency is None else latency} |")
     lines.append(
         "| **all** | " + " | ".join(_cell(agg["families"][f]) for f in families)
-        + f" | {_cell(agg['overall'], True)} | | | | |")
+        + f" | {_cell(agg['overall'], True)} | | | | | |")
     lines += ["", f"Unseen average (mean over the unseen splits, RT-2 Table 6): "
                   f"{_pct(agg['unseen_average'])}", ""]
     return "\n".join(lines)

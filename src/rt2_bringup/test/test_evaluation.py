@@ -130,6 +130,10 @@ def test_aggregate_per_split_family_and_unseen_average():
                                "ci95": [0.1500, 0.8500]}
     assert seen["families"]["pick"]["rate"] == 0.5 and seen["families"]["push"]["rate"] == 0.5
     assert seen["terminated"]["rate"] == 0.5
+    # of the two it terminated, one (pick 2) fails its task check: an early terminate
+    assert (seen["terminated_unsolved"]["successes"], seen["terminated_unsolved"]["episodes"]) \
+        == (1, 4)
+    assert agg["splits"]["unseen_objects"]["terminated_unsolved"]["successes"] == 0
     assert seen["mean_steps"] == pytest.approx((20 + 60 + 20 + 20) / 4)
     assert agg["splits"]["unseen_backgrounds"]["errors"] == 1
     assert agg["splits"]["unseen_backgrounds"]["overall"]["rate"] == 0.5  # error = failure
@@ -158,6 +162,10 @@ def test_writers_produce_valid_json_markdown_png_and_summary(tmp_path):
     assert len(table) == 2 + len(SPLITS) + 1  # header, rule, a row per split, all
     assert all(line.count("|") == table[0].count("|") for line in table)
     assert "| unseen objects | 100% (1/1) | 0% (0/1) |" in md
+    # every episode terminated; the two that failed did so early
+    assert "| 100% | 2 of 4 | 0 |" in md.splitlines()[table_start(md) + 2]
+    del loaded["aggregates"]["splits"]["seen"]["terminated_unsolved"]  # a report from before
+    assert "| 100% | – | 0 |" in results_markdown(loaded)
     assert "50% (2/4) [15%–85%]" in md
 
     with Image.open(paths["plot"]) as png:
@@ -169,6 +177,10 @@ def test_writers_produce_valid_json_markdown_png_and_summary(tmp_path):
     assert summary["success_rate"] == {s: 0.5 for s in SPLITS}
     assert (summary["episodes"], summary["seed"], summary["model"]) == (16, EVAL_SEED_MIN, "tiny")
     assert summary["report"] == str(paths["report"])
+
+
+def table_start(markdown: str) -> int:
+    return next(i for i, line in enumerate(markdown.splitlines()) if line.startswith("|"))
 
 
 def test_partial_report_and_bad_inputs(tmp_path):
