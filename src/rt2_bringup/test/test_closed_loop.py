@@ -3,6 +3,9 @@
 A scripted policy double commands N steps of +x then terminate; the episode must end SUCCEEDED and
 the simulated arm (MoveIt Servo stand-in) must have moved by N * Δx along panda_link0's x axis.
 Stated tolerance: within 25 % of the commanded displacement along x, and under 1 cm across.
+The same steps run the way the demonstrations were recorded (:func:`rt2_sim.expert.execute`,
+synchronous, in-process) must move the tcp to within 5 mm of where the ROS loop moved it: what
+the model was trained on is what the deployed loop executes (README "Status", item 23).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from rt2_msgs.action import ExecuteInstruction  # noqa: E402
 from rt2_msgs.srv import ResetScene  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.ros_testing import RosHarness  # noqa: E402
+from rt2_sim.expert import execute  # noqa: E402
+from rt2_sim.scene import BASE_FRAME  # noqa: E402
+from rt2_sim.simulation import ArmSimulation  # noqa: E402
+from rt2_sim.tasks import task_scene_config  # noqa: E402
 
 MOVE_X = "0 200 128 128 128 128 128 0"
 STOP = "1 128 128 128 128 128 128 0"
@@ -62,6 +69,25 @@ def _still(poses, still_for=0.3, tolerance=0.0005):
     return predicate
 
 
+def _direct_displacement(action: str, steps: int, seed: int) -> np.ndarray:
+    """tcp displacement, m in panda_link0, of ``steps`` repeats of ``action`` run as the
+    demonstrations are (:func:`rt2_sim.expert.execute`, one control period each), from rest
+    to rest, on the sim node's scene (task scene, plain reset from ``seed``)."""
+    tokenizer = ActionTokenizer()
+    values = tokenizer.decode([int(b) for b in action.split()]).values()
+    with ArmSimulation(task_scene_config()) as sim:
+        sim.reset(seed)
+        sim.step(1.0)
+        start = sim.ee_pose()[0].copy()
+        for _ in range(steps):
+            execute(sim, tokenizer, values, 0.2)
+        # terminate: a zero twist, as the node publishes at the end and the expert's rollout
+        # sends (else the servo runs the last twist on until incoming_command_timeout)
+        sim.command_twist(np.zeros(3), np.zeros(3), BASE_FRAME, sim.time)
+        sim.step(1.0)
+        return sim.ee_pose()[0] - start
+
+
 def test_scripted_episode_moves_the_simulated_arm(graph):
     node = graph.rclpy.create_node("closed_loop_probe", context=graph.context)
     poses: list[PoseStamped] = []
@@ -94,6 +120,9 @@ def test_scripted_episode_moves_the_simulated_arm(graph):
     expected = STEPS * dx
     assert moved[0] == pytest.approx(expected, rel=0.25), f"moved {moved}, expected x {expected}"
     assert np.all(np.abs(moved[1:]) < 0.01), f"moved across: {moved}"
+    direct = _direct_displacement(MOVE_X, STEPS, seed=1)
+    assert np.linalg.norm(moved - direct) < 0.005, \
+        f"the ROS loop moved the tcp {moved}, the demonstrations' executor {direct}"
     # The arm is at rest after terminate (halted, not drifting).
     time.sleep(0.5)
     rest = poses[-1].pose.position
