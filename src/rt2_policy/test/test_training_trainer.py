@@ -207,6 +207,24 @@ def test_lora_run_saves_adapter_and_merged_policy(tmp_path, data):
     assert (tmp_path / "run" / "checkpoint-0000003" / "adapter").is_dir()
 
 
+def test_image_size_fine_tunes_a_checkpoint_at_another_resolution(tmp_path, data):
+    robot, vqa = data
+    first = Trainer(_config(tmp_path, max_steps=2), robot=robot, vqa=vqa).train()
+    config = _config(tmp_path, model=first.checkpoint, image_size=128, max_steps=2,
+                     output_dir=str(tmp_path / "big"))
+    result = Trainer(config, robot=robot, vqa=vqa).train()
+    saved = json.loads((Path(result.checkpoint) / "config.json").read_text())
+    assert saved["vision_config"]["image_size"] == 128
+    processor = json.loads((Path(result.checkpoint) / "processor_config.json").read_text())
+    assert processor["image_seq_len"] == 16
+    weights = load_file(Path(result.checkpoint) / "model.safetensors")
+    assert weights["model.vision_model.embeddings.position_embedding.weight"].shape[0] == 64
+    from rt2_policy.vla_policy import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(result.checkpoint)
+    assert policy.infer(Observation(robot[0]["image"], "lift the red zebra")).bins.shape == (8,)
+
+
 def test_lr_schedule():
     cfg = TrainConfig(robot_datasets=("x",), max_steps=110, warmup_steps=10,
                       min_lr_ratio=0.1)
@@ -336,6 +354,9 @@ def test_rank_from_end_counts_back_within_each_row():
     ({"tcp_offset": 2.0}, "tcp_offset: expected metres in [0, 1], got 2.0"),
     ({"tcp_offset": float("nan")}, "tcp_offset: expected metres in [0, 1], got nan"),
     ({"tcp_offset": "0.13"}, "tcp_offset: expected metres in [0, 1], got '0.13'"),
+    ({"image_size": -32, "model": "ckpt"}, "image_size: expected an int >= 0, got -32"),
+    ({"image_size": 128}, "image_size: expected 0 with model 'tiny' (a fresh tiny model takes "
+                          "--tiny.image-size), got 128"),
 ])
 def test_config_validation(overrides, message):
     values = {"robot_datasets": ("x",), **overrides}

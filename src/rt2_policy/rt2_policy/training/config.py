@@ -154,6 +154,12 @@ class TrainConfig:
     model: str = _doc("checkpoint directory or Hugging Face hub id, or 'tiny' to build a fresh "
                       "tiny Idefics3 VLA whose vocabulary covers the datasets' words",
                       default="tiny")
+    image_size: int = _doc(
+        "pixels per side of the model's input image when fine-tuning a checkpoint at another "
+        "size (Idefics3: the vision position embeddings resampled bicubically, the processor's "
+        "size and image tokens updated; rt2_policy.training.resolution); a multiple of patch "
+        "size × scale factor; 0 = the checkpoint's own. A fresh tiny model takes "
+        "--tiny.image-size instead", default=0)
     robot_datasets: tuple[str, ...] = _doc("LeRobot-format dataset roots (robot episodes)",
                                            default=())
     vqa_datasets: tuple[str, ...] = _doc("VQA datasets (rt2_policy.data.vqa.load_vqa paths)",
@@ -302,7 +308,7 @@ class TrainConfig:
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, "an int >= 1", value)
         for name in ("warmup_steps", "seed", "num_threads", "cache_mb", "eval_interval",
-                     "save_interval", "save_total_limit"):
+                     "save_interval", "save_total_limit", "image_size"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 0, name, "an int >= 0", value)
         _check(self.num_workers in (0, 1) and _is_int(self.num_workers), "num_workers",
@@ -331,6 +337,9 @@ class TrainConfig:
                and len(indices) in (0, 7) and all(_is_int(i) and i >= 0 for i in indices),
                "tcp_position_indices", "no or 7 ints >= 0 (the arm joints)", indices)
         object.__setattr__(self, "tcp_position_indices", tuple(int(i) for i in indices))
+        _check(not (self.image_size and self.model == "tiny"), "image_size",
+               "0 with model 'tiny' (a fresh tiny model takes --tiny.image-size)",
+               self.image_size)
         _check(isinstance(self.grasp_memory, bool), "grasp_memory", "a bool", self.grasp_memory)
         _check(not self.grasp_memory or bool(self.gripper_state_indices), "grasp_memory",
                "false without gripper_state_indices (the memory reads the finger joints)",

@@ -75,6 +75,7 @@ from rt2_policy.training.collate import (  # noqa: E402
 from rt2_policy.training.config import TrainConfig  # noqa: E402
 from rt2_policy.training.grounding import GroundingHead, grounding_loss  # noqa: E402
 from rt2_policy.training.mixture import ROBOT, VQA, MixtureSampler  # noqa: E402
+from rt2_policy.training.resolution import resize_image_input  # noqa: E402
 from rt2_policy.training.sources import (  # noqa: E402
     GraspMemoryFrames,
     open_robot_datasets,
@@ -512,6 +513,9 @@ class Trainer:
             source = self._pretrain_vision(source)
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
         processor = AutoProcessor.from_pretrained(source)
+        if cfg.image_size and resize_image_input(model, processor, cfg.image_size):
+            log.info("input images resized to %d px (%d image tokens)", cfg.image_size,
+                     processor.image_seq_len)
         action_tokenizer, mapping = self._action_config(source, processor.tokenizer)
         self.image_position = load_image_position(source)
         if load_gripper_state(source) and not cfg.gripper_state_indices:
