@@ -199,8 +199,8 @@ class TrainConfig:
     num_threads: int = _doc("torch intra-op CPU threads; 0 = torch's default", default=0)
     num_workers: int = _doc("DataLoader worker processes for decoding/preprocessing, 0 or 1 "
                             "(1 helps when the data does not fit cache_mb)", default=0)
-    cache_mb: int = _doc("memory for preprocessed examples (~64 KiB each at 96 px), MiB; "
-                         "0 = preprocess every time", default=2048)
+    cache_mb: int = _doc("memory for preprocessed examples (~64 KiB each at 96 px, ~142 KiB "
+                         "at 144 px), MiB; 0 = preprocess every time", default=2048)
     preload: bool = _doc("preprocess the data in order into the cache before training "
                          "(reads each LeRobot episode once)", default=True)
     cot: float = _doc("probability in [0, 1] that a robot target starts with a "
