@@ -10,8 +10,8 @@ processor needs: the resize target and the number of image tokens per image,
 ``(side // scale_factor)²`` after the connector's pixel shuffle. The text side is unchanged.
 
 Measured here (README "Status", item 23): the robot-only plan model upsized from 96 to 144 px
-(a 4 cm object from 5 to 7 px across) succeeds in 67 of 100 seen episodes after 4,000 steps at
-144 px, where its 96 px twin reaches 58 after 6,000 more steps; 2,000 steps after the resize
+(a 4 cm object from 5 to 7 px across) succeeds in 99 of 150 seen episodes after 4,000 steps at
+144 px, where its 96 px twin reaches 86 after 6,000 more steps; 2,000 steps after the resize
 were not enough (25 of 50).
 """
 
