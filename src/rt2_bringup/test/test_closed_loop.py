@@ -29,7 +29,6 @@ from rt2_msgs.srv import ResetScene  # noqa: E402
 from rt2_policy.action_tokenizer import ActionTokenizer  # noqa: E402
 from rt2_policy.ros_testing import RosHarness  # noqa: E402
 from rt2_sim.expert import execute  # noqa: E402
-from rt2_sim.scene import BASE_FRAME  # noqa: E402
 from rt2_sim.simulation import ArmSimulation  # noqa: E402
 from rt2_sim.tasks import task_scene_config  # noqa: E402
 
@@ -69,21 +68,19 @@ def _still(poses, still_for=0.3, tolerance=0.0005):
     return predicate
 
 
-def _direct_displacement(action: str, steps: int, seed: int) -> np.ndarray:
-    """tcp displacement, m in panda_link0, of ``steps`` repeats of ``action`` run as the
-    demonstrations are (:func:`rt2_sim.expert.execute`, one control period each), from rest
-    to rest, on the sim node's scene (task scene, plain reset from ``seed``)."""
+def _direct_displacement(actions: list[str], seed: int) -> np.ndarray:
+    """tcp displacement, m in panda_link0, of the script ``actions`` run as the demonstrations
+    are (:func:`rt2_sim.expert.execute`, one control period each; the terminate action streams
+    the zero twist the node publishes at the end), from rest to rest, on the sim node's scene
+    (task scene, plain reset from ``seed``)."""
     tokenizer = ActionTokenizer()
-    values = tokenizer.decode([int(b) for b in action.split()]).values()
     with ArmSimulation(task_scene_config()) as sim:
         sim.reset(seed)
         sim.step(1.0)
         start = sim.ee_pose()[0].copy()
-        for _ in range(steps):
-            execute(sim, tokenizer, values, 0.2)
-        # terminate: a zero twist, as the node publishes at the end and the expert's rollout
-        # sends (else the servo runs the last twist on until incoming_command_timeout)
-        sim.command_twist(np.zeros(3), np.zeros(3), BASE_FRAME, sim.time)
+        for action in actions:
+            execute(sim, tokenizer, tokenizer.decode([int(b) for b in action.split()]).values(),
+                    0.2)
         sim.step(1.0)
         return sim.ee_pose()[0] - start
 
@@ -120,7 +117,7 @@ def test_scripted_episode_moves_the_simulated_arm(graph):
     expected = STEPS * dx
     assert moved[0] == pytest.approx(expected, rel=0.25), f"moved {moved}, expected x {expected}"
     assert np.all(np.abs(moved[1:]) < 0.01), f"moved across: {moved}"
-    direct = _direct_displacement(MOVE_X, STEPS, seed=1)
+    direct = _direct_displacement([MOVE_X] * STEPS + [STOP], seed=1)
     assert np.linalg.norm(moved - direct) < 0.005, \
         f"the ROS loop moved the tcp {moved}, the demonstrations' executor {direct}"
     # The arm is at rest after terminate (halted, not drifting).
