@@ -12,7 +12,8 @@ Interfaces (defaults; all names are parameters):
                 ``/joint_states``            sensor_msgs/JointState (sensor-data QoS): finger
                                              joints -> gripper state, arm joints -> tcp
                                              position, for models that read them
-    publishes   ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped, at ``keepalive_rate``
+    publishes   ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped, when a step sets its
+                                             twist and then at ``keepalive_rate``
                 ``/rt2/gripper_command``     std_msgs/Float64 (0 open … 1 closed)
                 ``/rt2/action``              rt2_msgs/RT2Action, one per policy step
                 ``/rt2/episode_status``      rt2_msgs/EpisodeStatus, on change and at 1 Hz
@@ -707,6 +708,10 @@ class PolicyNode(LifecycleNode):
             else:
                 hold_now, hold_clock = self._hold_time()
                 self._hold.set(result.twist, hold_now, self._control.control_period, hold_clock)
+                # The window starts now, so must the motion: its first twist goes out at once,
+                # not at the next keep-alive tick (up to 1 / keepalive_rate later, which cut
+                # every episode's motion short by that much against the demonstrations').
+                self._publish_twist(self._hold.current(hold_now, hold_clock))
                 moved = True
         if result.fault:
             self._log_fault(result.fault)

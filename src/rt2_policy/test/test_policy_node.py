@@ -166,6 +166,25 @@ def test_episode_ends_on_terminate_with_servo_twists(harness):
     assert finished and finished[-1].outcome == EpisodeStatus.OUTCOME_SUCCEEDED
 
 
+def test_each_step_streams_its_twist_at_once_not_at_the_next_keepalive_tick(harness):
+    """A step's twist window opens when the step sets it, and so must the motion: its first
+    twist is published at once (stamped before the step's RT2Action), not at the next
+    keep-alive tick. With a 2 Hz keep-alive (0.5 s between ticks, 0.1 s steps) waiting for the
+    tick would leave most steps without any moving twist at all."""
+    probe = Probe(harness)
+    start_policy(harness, [MOVE] * 4 + [STOP], max_linear_speed=1.0, keepalive_rate=2.0)
+    assert harness.wait_for(lambda: probe.node.count_publishers("/servo_node/delta_twist_cmds"),
+                            5.0)
+    wrapped, _ = run_goal(harness, probe, "push the red cube forward")
+    assert wrapped.result.outcome == ExecuteInstruction.Result.OUTCOME_SUCCEEDED
+    time.sleep(0.2)
+    moving = [stamp_of(m) for _, m in probe.twists if m.twist.linear.x != 0.0]
+    steps = [stamp_of(a) for a in probe.actions if not a.terminate]
+    assert len(steps) == 4
+    for t in steps:  # published just before the action, in the same control step
+        assert any(t - 0.05 <= s <= t for s in moving), (t, moving)
+
+
 def test_stale_camera_yields_zero_twist_then_abort(harness):
     probe = Probe(harness)
     max_image_age = 0.3
