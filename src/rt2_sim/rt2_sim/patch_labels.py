@@ -47,23 +47,27 @@ def cell_labels(classes: np.ndarray, grid: int = 8, object_fraction: float = 0.0
                 arm_fraction: float = 0.3) -> np.ndarray:
     """Per-pixel class ids ``(H, W)`` → per-cell labels ``(grid, grid)`` (rules: module doc).
 
+    Cell ``i`` covers pixel rows (and columns) ``round(i H / grid)`` up to
+    ``round((i + 1) H / grid)``: the pixels a patch covers once the image is resized to
+    ``grid`` patches a side (a 224 px render and 12 px patches of a 144 px image: 12 cells of
+    18–19 px). ``H`` need not be a multiple of ``grid``.
+
     Raises:
-        ValueError: when ``H`` or ``W`` is not a multiple of ``grid``.
+        ValueError: when ``H`` or ``W`` is smaller than ``grid`` (a cell would be empty).
     """
     h, w = classes.shape
-    if h % grid or w % grid:
-        raise ValueError(f"classes: expected a shape divisible by grid={grid}, got {(h, w)}")
-    cells = classes.reshape(grid, h // grid, grid, w // grid).transpose(0, 2, 1, 3)
-    cells = cells.reshape(grid, grid, -1)
+    if h < grid or w < grid:
+        raise ValueError(f"classes: expected at least grid={grid} pixels a side, got {(h, w)}")
+    rows = np.rint(np.arange(grid + 1) * h / grid).astype(int)
+    cols = np.rint(np.arange(grid + 1) * w / grid).astype(int)
     out = np.zeros((grid, grid), np.int64)
-    size = cells.shape[-1]
     for r in range(grid):
         for c in range(grid):
-            cell = cells[r, c]
+            cell = classes[rows[r]:rows[r + 1], cols[c]:cols[c + 1]].ravel()
             objects = cell[cell >= 2]
-            if objects.size >= object_fraction * size:
+            if objects.size >= object_fraction * cell.size:
                 out[r, c] = np.bincount(objects).argmax()
-            elif np.count_nonzero(cell == 1) >= arm_fraction * size:
+            elif np.count_nonzero(cell == 1) >= arm_fraction * cell.size:
                 out[r, c] = 1
     return out
 

@@ -18,7 +18,21 @@ def test_cell_rules():
     out = cell_labels(classes, grid=2)
     assert out.tolist() == [[red, arm], [0, arm]]
     with pytest.raises(ValueError, match="grid"):
-        cell_labels(np.zeros((10, 16), np.int64), grid=4)
+        cell_labels(np.zeros((3, 16), np.int64), grid=4)
+
+
+def test_cells_of_a_grid_that_does_not_divide_the_image():
+    """224 px and 12 cells: cell i covers rows round(18.67 i) .. round(18.67 (i + 1))."""
+    red = CLASSES.index("red")
+    classes = np.zeros((224, 224), np.int64)
+    classes[19:37, 205:224] = red  # exactly cell (1, 11): rows 19..36, columns 205..223
+    out = cell_labels(classes, grid=12)
+    assert out[1, 11] == red and np.count_nonzero(out) == 1
+    classes[:] = 0
+    classes[17:19, 0:12] = red  # rows 17-18 are cell (0, 0)'s last (19 x 19 = 361 pixels):
+    # 24 pixels, 6.6 % -> red; split at row 18 (as flooring 18.67 would) neither cell gets 6 %
+    out = cell_labels(classes, grid=12)
+    assert out[0, 0] == red and out[1, 0] == 0 and np.count_nonzero(out) == 1
 
 
 def test_labels_match_the_scene(tmp_path, capsys):
