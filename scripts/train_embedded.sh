@@ -9,7 +9,9 @@
 # RT2_PATCH_SCENES, RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES,
 # RT2_DAGGER_ROUNDS, RT2_DAGGER_EPISODES, RT2_DAGGER_STEPS, RT2_DAGGER_MINUTES. RT2_PLAN=waypoint
 # trains the waypoint-plan variant (stage 3's comment); RT2_GRASP_MEMORY=1 adds the episode's
-# grasp memory to every action prompt (stage 3's comment).
+# grasp memory to every action prompt (stage 3's comment). RT2_IMAGE_SIZE (96) and
+# RT2_PATCH_SIZE (12) set the policy image's side and the vision patch, pixels (README,
+# "Train -> Status", items 23-24).
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -25,6 +27,15 @@ case "${RT2_PLAN:-}" in  # checked first: a typo must not cost the data stages
             COF_FRACTION=${RT2_ROBOT_FRACTION:-0.66} ;;
   *) echo "RT2_PLAN: expected unset or 'waypoint', got '$RT2_PLAN'" >&2; exit 2 ;;
 esac
+IMAGE=${RT2_IMAGE_SIZE:-96}
+PATCH=${RT2_PATCH_SIZE:-12}
+if ! [[ "$IMAGE" =~ ^[1-9][0-9]*$ && "$PATCH" =~ ^[1-9][0-9]*$ ]] || (( IMAGE % (2 * PATCH) )); then
+  echo "RT2_IMAGE_SIZE / RT2_PATCH_SIZE: expected pixels with the image a multiple of" \
+       "2 x the patch (the connector's pixel shuffle), got '$IMAGE' / '$PATCH'" >&2; exit 2
+fi
+GRID=$((IMAGE / PATCH))  # patches a side: the patch labels' grid
+if (( GRID == 8 )); then PATCH_LABELS="$DATA/patch_labels.npz"
+else PATCH_LABELS="$DATA/patch_labels_${GRID}x${GRID}.npz"; fi
 case "${RT2_GRASP_MEMORY:-0}" in
   0) memory_args=() ;;
   1) memory_args=(--grasp-memory true) ;;
@@ -54,10 +65,11 @@ wait
   --scenes "$POINT_SCENES" --per-scene 8 --seed 50000 --synonym-rate 0 --arm-pose-rate 0.5 \
   --kinds point
 python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.join(v()))" > "$DATA/instruction_words.txt"
-# 2b. What covers each 12 px patch (object colour, arm, background) in 3,000 more scenes, from
+# 2b. What covers each patch (object colour, arm, background) in 3,000 more scenes, from
 #     MuJoCo's segmentation: the vision tower is pre-trained on it before co-fine-tuning.
-[ -f "$DATA/patch_labels.npz" ] ||
-  python -m rt2_sim.patch_labels --output "$DATA/patch_labels.npz" --scenes "$PATCH_SCENES" --seed 10000
+#     One cell per patch of the policy image (8 x 8 at 96 px with 12 px patches).
+[ -f "$PATCH_LABELS" ] || python -m rt2_sim.patch_labels --output "$PATCH_LABELS" \
+  --scenes "$PATCH_SCENES" --seed 10000 --grid "$GRID"
 
 # 3. Two runs, same steps: co-fine-tuned (50 % robot, RT-2-PaLI-X) and robot data only. Each
 #    first pre-trains the vision tower on the patch labels (1,500 steps, ~7 min); then the tower
@@ -101,10 +113,10 @@ shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding
 shared+=("${plan_args[@]}" "${memory_args[@]}")
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
-common=("${shared[@]}" --model tiny --tiny.image-size 96 --tiny.patch-size 12
+common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size "$PATCH"
         --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
         --robot-datasets "$DATA/demos" --max-steps "$STEPS"
-        --vision-pretrain-data "$DATA/patch_labels.npz" --vision-pretrain-steps "$PRETRAIN_STEPS"
+        --vision-pretrain-data "$PATCH_LABELS" --vision-pretrain-steps "$PRETRAIN_STEPS"
         --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
         --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \

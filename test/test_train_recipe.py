@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("setting", "message"), [
     ({"RT2_PLAN": "goal"}, "RT2_PLAN: expected unset or 'waypoint', got 'goal'"),
     ({"RT2_GRASP_MEMORY": "yes"}, "RT2_GRASP_MEMORY: expected unset, 0 or 1, got 'yes'"),
+    ({"RT2_IMAGE_SIZE": "100"}, "2 x the patch (the connector's pixel shuffle), got '100' / '12'"),
+    ({"RT2_PATCH_SIZE": "x"}, "got '96' / 'x'"),
 ])
 def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     env = dict(os.environ, **setting)
@@ -27,13 +30,14 @@ def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(("plan", "memory"), [("", "0"), ("waypoint", "1")])
-def test_recipe_chains_every_stage(tmp_path, plan, memory):
+@pytest.mark.parametrize(("plan", "memory", "image"), [("", "0", "96"), ("waypoint", "1", "144")])
+def test_recipe_chains_every_stage(tmp_path, plan, memory, image):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
-               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory)
+               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory,
+               RT2_IMAGE_SIZE=image)
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
                            str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -42,7 +46,10 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory):
     assert json.loads((data / "demos" / "meta" / "info.json").read_text())["total_episodes"] >= 1
     for name in ("vqa_seen", "vqa_unseen_objects", "vqa_unseen_backgrounds", "vqa_point"):
         assert (data / name / "vqa.jsonl").stat().st_size > 0
-    assert (data / "patch_labels.npz").exists()
+    # one label cell per 12 px patch: 8 x 8 at 96 px, 12 x 12 at 144 px (RT2_IMAGE_SIZE)
+    grid = int(image) // 12
+    labels = data / ("patch_labels.npz" if grid == 8 else f"patch_labels_{grid}x{grid}.npz")
+    assert np.load(labels)["labels"].shape[1:] == (grid, grid)
     for run in ("cofinetuned", "robot_only"):
         summary = json.loads((runs / f"{run}.log").read_text().strip().splitlines()[-1])
         assert summary["step"] == 10 and summary["stopped"] == "max_steps"
@@ -80,6 +87,8 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory):
         # RT2_PLAN=waypoint: a waypoint plan before every action (README, Status items 15-19)
         assert (config["cot"], config["cot_plan"]) == ((1.0, "waypoint") if plan else (0.0, "task"))
         assert config["grounding_point"] == ("goal" if plan else "target")
+        model_config = json.loads((Path(summary["checkpoint"]) / "config.json").read_text())
+        assert model_config["vision_config"]["image_size"] == int(image)
         fraction = config["robot_fraction"]
         assert fraction == (1.0 if "robot_only" in run else 0.66 if plan else 0.5)
     # the demonstrations still record both points (for --reference-grounding-loss-weight)
