@@ -99,13 +99,15 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    --grounding-point goal, 66 % robot data for the co-fine-tuned run): with the expert's
 #    lift-point labels on a grasp's settling steps and the policy node's release gate, its
 #    robot-only model scored 46-50 % seen (item 19, fine-tuned from item 18's models on relabelled
-#    data; this variant from scratch with the new labels has not been run).
+#    data). From scratch with those labels and RT2_GRASP_MEMORY=1 at RT2_IMAGE_SIZE=144, its
+#    co-fine-tuned run alone scored 34 % (12 px patches) and 40 % (RT2_PATCH_SIZE=18) seen in
+#    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 #    RT2_GRASP_MEMORY=1 ends every action prompt with the episode's grasp memory (", grasp 1"
 #    once the fingers have held something for 3 frames; --grasp-memory true): fine-tuned into
 #    item 19's robot-only plan model with a second DAgger round, it doubled move near's
 #    successes and lost pick's, 47 of 100 seen episodes against 49 without (README, "Train ->
-#    Status", item 21); this recipe from scratch with it has not been run.
+#    Status", item 21); from scratch, see RT2_PLAN above.
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
         --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
