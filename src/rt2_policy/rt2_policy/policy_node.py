@@ -711,7 +711,7 @@ class PolicyNode(LifecycleNode):
                 # The window starts now, so must the motion: its first twist goes out at once,
                 # not at the next keep-alive tick (up to 1 / keepalive_rate later, which cut
                 # every episode's motion short by that much against the demonstrations').
-                self._publish_twist(self._hold.current(hold_now, hold_clock))
+                self._publish_twist(result.twist)
                 moved = True
         if result.fault:
             self._log_fault(result.fault)
