@@ -237,6 +237,53 @@ def test_lr_schedule():
     assert lr_factor(100, cfg.replace(lr_schedule="constant")) == 1.0
 
 
+def test_lr_schedule_fitted_to_the_time_budget():
+    cfg = TrainConfig(robot_datasets=("x",), max_steps=110, warmup_steps=10, min_lr_ratio=0.1,
+                      time_budget_min=10.0, schedule_to_budget=True)
+    # the nearer limit sets the progress: steps ahead of the clock, or the clock ahead
+    assert lr_factor(60, cfg, elapsed_s=60.0) == pytest.approx(0.55)
+    assert lr_factor(20, cfg, elapsed_s=300.0) == pytest.approx(0.55)
+    assert lr_factor(20, cfg, elapsed_s=600.0) == pytest.approx(0.1)
+    assert lr_factor(20, cfg, elapsed_s=6000.0) == pytest.approx(0.1)
+    assert lr_factor(20, cfg.replace(lr_schedule="linear"), elapsed_s=300.0) == pytest.approx(0.55)
+    # warm-up stays in steps; constant stays constant; off, the clock is ignored
+    assert lr_factor(4, cfg, elapsed_s=600.0) == pytest.approx(0.5)
+    assert lr_factor(20, cfg.replace(lr_schedule="constant"), elapsed_s=600.0) == 1.0
+    off = cfg.replace(schedule_to_budget=False)
+    assert lr_factor(20, off, elapsed_s=600.0) == pytest.approx(lr_factor(20, off))
+    assert lr_factor(20, off) > 0.97
+    with pytest.raises(ValueError, match="time_budget_min: expected a number > 0 with "
+                                         "schedule_to_budget, got 0"):
+        cfg.replace(time_budget_min=0.0)
+    with pytest.raises(ValueError, match="schedule_to_budget: expected a bool"):
+        cfg.replace(schedule_to_budget="yes")
+
+
+def test_a_run_decays_its_learning_rate_on_the_budget_clock(tmp_path, data):
+    """The trainer feeds the schedule its training clock, resumes included: a run resumed with
+    90 % of its budget spent learns at the end of the cosine, not at the start."""
+    robot, vqa = data
+    cfg = _config(tmp_path, max_steps=2, lr_schedule="cosine", min_lr_ratio=0.1,
+                  log_interval=1, time_budget_min=10.0, schedule_to_budget=True)
+    Trainer(cfg, robot=robot, vqa=vqa).train()
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r]
+    assert lrs[0] == pytest.approx(3e-3)  # seconds into a 10-min budget: the peak
+    state_path = tmp_path / "run" / "checkpoint-0000002" / "training_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    state["elapsed_s"] = 540.0
+    torch.save(state, state_path)
+    more = Trainer(cfg.replace(max_steps=6), robot=robot, vqa=vqa).train()
+    assert (more.start_step, more.step) == (2, 6)
+    resumed = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+               if "lr" in r and r["step"] >= 4]
+    # step 3 still uses the rate saved with the checkpoint; from step 4 on, the clock's:
+    # progress >= 540 / 600 = 0.9, so lr <= 3e-3 * (0.1 + 0.9 * 0.5 * (1 + cos(0.9 pi)));
+    # on the step clock alone steps 3-5 of 6 would learn at 0.55-0.82 of the peak
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    assert all(r["lr"] <= 3e-3 * 0.123 for r in resumed)
+    assert lr_factor(3, cfg.replace(max_steps=6, schedule_to_budget=False)) > 0.3
+
+
 def test_vision_lr_scale_slows_the_vision_tower_and_connector_only(tmp_path, data):
     from transformers import AutoModelForImageTextToText
 

@@ -274,6 +274,11 @@ class TrainConfig:
     time_budget_min: float = _doc("stop (and save) after this many minutes of training, "
                                   "counted over resumes too; 0 = no limit",
                                   default=0.0)
+    schedule_to_budget: bool = _doc(
+        "decay the learning rate over the time budget too: after warm-up the schedule's "
+        "progress is max(steps / max_steps, minutes / time_budget_min), so a run its budget "
+        "stops still ends at min_lr_ratio (budgeted training, Li et al., ICLR 2020); needs "
+        "time_budget_min > 0", default=False)
     log_interval: int = _doc("steps between metrics.jsonl lines", default=10)
     eval_interval: int = _doc("steps between evaluations; 0 = only at the end", default=250)
     eval_examples: int = _doc("examples per source in the fixed evaluation set", default=64)
@@ -352,8 +357,10 @@ class TrainConfig:
         _check(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
                "adam_betas", "two numbers in [0, 1)", self.adam_betas)
         object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
-        for name in ("bf16", "resume", "progress", "preload"):
+        for name in ("bf16", "resume", "progress", "preload", "schedule_to_budget"):
             _check(isinstance(getattr(self, name), bool), name, "a bool", getattr(self, name))
+        _check(not self.schedule_to_budget or self.time_budget_min > 0, "time_budget_min",
+               "a number > 0 with schedule_to_budget", self.time_budget_min)
         _check(isinstance(self.plans_file, str), "plans_file", "a path or ''", self.plans_file)
         _check(isinstance(self.vision_pretrain_data, str), "vision_pretrain_data",
                "a path or ''", self.vision_pretrain_data)

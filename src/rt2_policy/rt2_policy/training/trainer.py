@@ -43,7 +43,7 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -133,15 +133,23 @@ class TrainResult:
                 "stopped": self.stopped, "checkpoint": self.checkpoint, **self.metrics}
 
 
-def lr_factor(step: int, config: TrainConfig) -> float:
+def lr_factor(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
     """Learning-rate multiplier at ``step`` (0-based): linear warm-up over ``warmup_steps``,
-    then ``cosine``/``linear`` decay to ``min_lr_ratio`` at ``max_steps``, or ``constant``."""
+    then ``cosine``/``linear`` decay to ``min_lr_ratio`` at ``max_steps``, or ``constant``.
+
+    With ``config.schedule_to_budget`` the decay's progress is the larger of the step
+    fraction and ``elapsed_s`` (seconds of training so far, resumes included) over
+    ``time_budget_min``: the schedule ends where the run will, whichever limit comes first
+    (budgeted training, Li et al., ICLR 2020). The warm-up stays counted in steps."""
     warmup = config.warmup_steps
     if warmup and step < warmup:
         return (step + 1) / warmup
     if config.lr_schedule == "constant":
         return 1.0
-    progress = min(1.0, max(0.0, (step - warmup) / max(1, config.max_steps - warmup)))
+    progress = (step - warmup) / max(1, config.max_steps - warmup)
+    if config.schedule_to_budget and config.time_budget_min > 0:
+        progress = max(progress, elapsed_s / (60.0 * config.time_budget_min))
+    progress = min(1.0, max(0.0, progress))
     floor = config.min_lr_ratio
     if config.lr_schedule == "cosine":
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -354,6 +362,9 @@ class Trainer:
                  eval_vqa: Sequence | None = None) -> None:
         self.config = config
         self.out = Path(config.output_dir)
+        #: seconds of training so far, resumes included (the budget-fitted schedule's clock;
+        #: 0 until the training loop starts it)
+        self._elapsed_s: Callable[[], float] = lambda: 0.0
         self.robot = robot if robot is not None else open_robot_datasets(config.robot_datasets)
         self.vqa = vqa if vqa is not None else open_vqa_datasets(config.vqa_datasets)
         if eval_robot is None:
@@ -647,7 +658,7 @@ class Trainer:
             groups.append({"params": list(extra.parameters()), "weight_decay": 0.0, "lr": lr})
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.config.adam_betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, self.config))
+            optimizer, lambda step: lr_factor(step, self.config, self._elapsed_s()))
         return optimizer, scheduler, [p for g in groups for p in g["params"]]
 
     # ------------------------------------------------------------------ checkpoints
@@ -910,6 +921,7 @@ class Trainer:
         last_train: dict[str, Any] = {}
         last_eval: dict[str, Any] = {}
         t0 = time.perf_counter()
+        self._elapsed_s = lambda: elapsed_before + time.perf_counter() - t0
         t_first = None
         step = start_step
         bad_steps = 0
