@@ -11,7 +11,8 @@
 # trains the waypoint-plan variant (stage 3's comment); RT2_GRASP_MEMORY=1 adds the episode's
 # grasp memory to every action prompt (stage 3's comment). RT2_IMAGE_SIZE (96) and
 # RT2_PATCH_SIZE (12) set the policy image's side and the vision patch, pixels (README,
-# "Train -> Status", items 23-24).
+# "Train -> Status", items 23-24); RT2_SCHEDULE=budget fits the learning-rate decay to the
+# time budgets (stage 3's comment). Every setting is checked before the first stage.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -29,18 +30,48 @@ case "${RT2_PLAN:-}" in  # checked first: a typo must not cost the data stages
 esac
 IMAGE=${RT2_IMAGE_SIZE:-96}
 PATCH=${RT2_PATCH_SIZE:-12}
-if ! [[ "$IMAGE" =~ ^[1-9][0-9]*$ && "$PATCH" =~ ^[1-9][0-9]*$ ]] || (( IMAGE % (2 * PATCH) )); then
-  echo "RT2_IMAGE_SIZE / RT2_PATCH_SIZE: expected pixels with the image a multiple of" \
-       "2 x the patch (the connector's pixel shuffle), got '$IMAGE' / '$PATCH'" >&2; exit 2
-fi
-GRID=$((IMAGE / PATCH))  # patches a side: the patch labels' grid
-if (( GRID == 8 )); then PATCH_LABELS="$DATA/patch_labels.npz"
-else PATCH_LABELS="$DATA/patch_labels_${GRID}x${GRID}.npz"; fi
+case "${RT2_SCHEDULE:-steps}" in  # the learning-rate decay's clock (stage 3's comment)
+  steps) schedule_args=() ;;
+  budget) schedule_args=(--schedule-to-budget true) ;;
+  *) echo "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got '$RT2_SCHEDULE'" >&2; exit 2 ;;
+esac
 case "${RT2_GRASP_MEMORY:-0}" in
   0) memory_args=() ;;
   1) memory_args=(--grasp-memory true) ;;
   *) echo "RT2_GRASP_MEMORY: expected unset, 0 or 1, got '$RT2_GRASP_MEMORY'" >&2; exit 2 ;;
 esac
+# Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
+shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
+        --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
+        --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
+shared+=("${plan_args[@]}" "${memory_args[@]}" "${schedule_args[@]}")
+vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
+          "$DATA/vqa_point")
+# Stage 3's settings (its comment below); the patch labels' file is added once the grid is known.
+common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size "$PATCH"
+        --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
+        --robot-datasets "$DATA/demos" --max-steps "$STEPS"
+        --vision-pretrain-steps "$PRETRAIN_STEPS"
+        --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
+        --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
+DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
+dagger_args() {  # dagger_args ROUND: stage 4's settings of a round (its comment below)
+  round_args=("${shared[@]}" --learning-rate 2e-4 --warmup-steps 100 --cache-mb 6000
+              --seed "$1" --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
+}
+# The trainer validates both stages' settings before any stage runs (a bad value must not cost
+# the data stages; e.g. the image a multiple of 2 x the patch, the connector's pixel shuffle).
+settings=$(python -m rt2_policy.training --check-config "${common[@]}" \
+  --output-dir "$RUNS/cofinetuned" --vqa-datasets "${vqa_data[@]}" \
+  --robot-fraction "$COF_FRACTION") || exit 2
+dagger_args 1
+python -m rt2_policy.training --check-config "${round_args[@]}" --model "$RUNS/cofinetuned" \
+  --robot-datasets "$DATA/demos" --max-steps "$DAGGER_STEPS" > /dev/null || exit 2
+GRID=$(python -c 'import json, sys; t = json.loads(sys.argv[1])["tiny"]
+print(t["image_size"] // t["patch_size"])' "$settings")  # patches a side: the labels' grid
+if (( GRID == 8 )); then PATCH_LABELS="$DATA/patch_labels.npz"
+else PATCH_LABELS="$DATA/patch_labels_${GRID}x${GRID}.npz"; fi
+common+=(--vision-pretrain-data "$PATCH_LABELS")
 mkdir -p "$DATA" "$RUNS"
 
 # 1. Demonstrations: 1600 expert episodes (4 families in rotation, seen split, seeds 0..1599,
@@ -108,19 +139,10 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    item 19's robot-only plan model with a second DAgger round, it doubled move near's
 #    successes and lost pick's, 47 of 100 seen episodes against 49 without (README, "Train ->
 #    Status", item 21); from scratch, see RT2_PLAN above.
-# Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
-shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
-        --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
-        --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
-shared+=("${plan_args[@]}" "${memory_args[@]}")
-vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
-          "$DATA/vqa_point")
-common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size "$PATCH"
-        --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
-        --robot-datasets "$DATA/demos" --max-steps "$STEPS"
-        --vision-pretrain-data "$PATCH_LABELS" --vision-pretrain-steps "$PRETRAIN_STEPS"
-        --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
-        --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
+#    RT2_SCHEDULE=budget decays the learning rate over the minutes as well as the steps
+#    (--schedule-to-budget true): the cosine ends where RT2_TRAIN_MINUTES / RT2_DAGGER_MINUTES
+#    stop the run if that comes before the steps (by default stage 3 stops at about 2/3 of
+#    its 10,000-step cosine, README "Train -> Status", item 25).
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
   --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned.log" 2>&1 &
 cofinetuned=$!
@@ -140,7 +162,6 @@ tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
 #    73 min of training, within the 90-min budget (a second round would add about 25 min).
 ROUNDS=${RT2_DAGGER_ROUNDS:-1}
 DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
-DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
 steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint (counted from that run's start)
   local name; name=$(basename "$(readlink -f "$1/latest")"); echo $((10#${name#checkpoint-}))
 }
@@ -153,9 +174,7 @@ for round in $(seq 1 "$ROUNDS"); do
     --workers 2 --policy "$(readlink -f "$prev_rob/latest")" --expert-share 0.3 --max-steps 60
   robot_data+=("$DATA/dagger$round")
   total=$(( (done_cof > done_rob ? done_cof : done_rob) + DAGGER_STEPS ))
-  round_args=("${shared[@]}" --robot-datasets "${robot_data[@]}" --learning-rate 2e-4
-              --warmup-steps 100 --cache-mb 6000 --seed "$round"
-              --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
+  dagger_args "$round"; round_args+=(--robot-datasets "${robot_data[@]}")
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
     --max-steps $((total - done_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
     --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &

@@ -17,8 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("setting", "message"), [
     ({"RT2_PLAN": "goal"}, "RT2_PLAN: expected unset or 'waypoint', got 'goal'"),
     ({"RT2_GRASP_MEMORY": "yes"}, "RT2_GRASP_MEMORY: expected unset, 0 or 1, got 'yes'"),
-    ({"RT2_IMAGE_SIZE": "100"}, "2 x the patch (the connector's pixel shuffle), got '100' / '12'"),
-    ({"RT2_PATCH_SIZE": "x"}, "got '96' / 'x'"),
+    ({"RT2_IMAGE_SIZE": "100"},
+     "image_size: expected a multiple of scale_factor * patch_size = 24, got 100"),
+    ({"RT2_PATCH_SIZE": "x"}, "argument --tiny.patch-size: invalid int value: 'x'"),
+    ({"RT2_ROBOT_FRACTION": "1.5"}, "robot_fraction: expected a number in [0, 1], got 1.5"),
+    ({"RT2_TRAIN_MINUTES": "-1"}, "time_budget_min: expected a number >= 0, got -1.0"),
+    ({"RT2_DAGGER_STEPS": "0"}, "max_steps: expected an int >= 1, got 0"),
+    ({"RT2_SCHEDULE": "time"}, "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got 'time'"),
+    ({"RT2_SCHEDULE": "budget", "RT2_DAGGER_MINUTES": "0"},
+     "time_budget_min: expected a number > 0 with schedule_to_budget, got 0.0"),
 ])
 def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     env = dict(os.environ, **setting)
@@ -30,14 +37,15 @@ def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(("plan", "memory", "image"), [("", "0", "96"), ("waypoint", "1", "144")])
-def test_recipe_chains_every_stage(tmp_path, plan, memory, image):
+@pytest.mark.parametrize(("plan", "memory", "image", "schedule"),
+                         [("", "0", "96", "steps"), ("waypoint", "1", "144", "budget")])
+def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory,
-               RT2_IMAGE_SIZE=image)
+               RT2_IMAGE_SIZE=image, RT2_SCHEDULE=schedule)
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
                            str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -54,6 +62,10 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image):
         summary = json.loads((runs / f"{run}.log").read_text().strip().splitlines()[-1])
         assert summary["step"] == 10 and summary["stopped"] == "max_steps"
         assert (runs / run / "vision_pretrained").is_dir()  # the tower was pre-trained first
+        # RT2_SCHEDULE=budget: the cosine decays over RT2_TRAIN_MINUTES too (item 26)
+        config = json.loads((runs / run / "config.json").read_text())
+        assert config["schedule_to_budget"] is (schedule == "budget")
+        assert config["time_budget_min"] == 52.0
         assert (Path(summary["checkpoint"]) / "action_tokenizer_config.json").exists()
     cofinetuned = json.loads((runs / "cofinetuned.log").read_text().strip().splitlines()[-1])
     robot_only = json.loads((runs / "robot_only.log").read_text().strip().splitlines()[-1])
@@ -84,6 +96,7 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image):
         # RT2_GRASP_MEMORY=1: the episode's grasp memory ends every action prompt (item 21)
         assert prompt.get("grasp_memory", False) is (memory == "1")
         assert config["grasp_memory"] is (memory == "1")
+        assert config["schedule_to_budget"] is (schedule == "budget")
         # RT2_PLAN=waypoint: a waypoint plan before every action (README, Status items 15-19)
         assert (config["cot"], config["cot_plan"]) == ((1.0, "waypoint") if plan else (0.0, "task"))
         assert config["grounding_point"] == ("goal" if plan else "target")

@@ -8,7 +8,9 @@ Example (a fresh tiny model, half robot / half VQA batches, 20 minutes at most):
 Every :class:`~rt2_policy.training.config.TrainConfig` field is a flag (``--help`` lists them);
 ``--config run.yaml`` loads a file first. Rerunning with the same ``--output-dir`` resumes from
 the latest checkpoint. The last line printed is a JSON summary (steps, steps/s, losses, eval
-metrics, checkpoint directory).
+metrics, checkpoint directory). ``--check-config`` validates the settings and prints them as JSON
+without reading data or building a model (exit code 2 names the bad value), so a script can
+check a run's settings before it spends time making the run's data (``scripts/train_embedded.sh``).
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     parser.add_argument("--log-level", default="INFO", help="python logging level")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the settings, print them as JSON and exit (0; 2 on a bad "
+                             "value) without reading data, building a model or writing files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    del args.log_level
+    check_only = args.check_config
+    del args.log_level, args.check_config
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
+    if check_only:
+        print(json.dumps(config.to_dict()), flush=True)
+        return 0
     if config.is_tiny:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing to download
 
