@@ -132,7 +132,8 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    robot-only model scored 46-50 % seen (item 19, fine-tuned from item 18's models on relabelled
 #    data). From scratch with those labels and RT2_GRASP_MEMORY=1 at RT2_IMAGE_SIZE=144, its
 #    co-fine-tuned run alone scored 34 % (12 px patches) and 40 % (RT2_PATCH_SIZE=18) seen in
-#    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself).
+#    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself); as
+#    this script runs it with RT2_SCHEDULE=budget, 26 % (robot-only twin 30 %, item 26).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 #    RT2_GRASP_MEMORY=1 ends every action prompt with the episode's grasp memory (", grasp 1"
 #    once the fingers have held something for 3 frames; --grasp-memory true): fine-tuned into
