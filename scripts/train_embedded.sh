@@ -12,7 +12,7 @@
 # grasp memory to every action prompt (stage 3's comment). RT2_IMAGE_SIZE (96) and
 # RT2_PATCH_SIZE (12) set the policy image's side and the vision patch, pixels (README,
 # "Train -> Status", items 23-24); RT2_SCHEDULE=budget fits the learning-rate decay to the
-# time budgets (stage 3's comment). Every setting is checked before the first stage.
+# time budgets (stage 3's comment). The trainer checks its settings before the first stage.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
