@@ -47,6 +47,7 @@ shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding
 shared+=("${plan_args[@]}" "${memory_args[@]}" "${schedule_args[@]}")
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
+cof_mixture=(--vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION")  # co-fine-tuned runs
 # Stage 3's settings (its comment below); the patch labels' file is added once the grid is known.
 common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size "$PATCH"
         --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
@@ -62,11 +63,10 @@ dagger_args() {  # dagger_args ROUND: stage 4's settings of a round (its comment
 # The trainer validates both stages' settings before any stage runs (a bad value must not cost
 # the data stages; e.g. the image a multiple of 2 x the patch, the connector's pixel shuffle).
 settings=$(python -m rt2_policy.training --check-config "${common[@]}" \
-  --output-dir "$RUNS/cofinetuned" --vqa-datasets "${vqa_data[@]}" \
-  --robot-fraction "$COF_FRACTION") || exit 2
+  --output-dir "$RUNS/cofinetuned" "${cof_mixture[@]}") || exit 2
 dagger_args 1
 python -m rt2_policy.training --check-config "${round_args[@]}" --model "$RUNS/cofinetuned" \
-  --robot-datasets "$DATA/demos" --max-steps "$DAGGER_STEPS" > /dev/null || exit 2
+  --robot-datasets "$DATA/demos" --max-steps "$DAGGER_STEPS" "${cof_mixture[@]}" > /dev/null || exit 2
 GRID=$(python -c 'import json, sys; t = json.loads(sys.argv[1])["tiny"]
 print(t["image_size"] // t["patch_size"])' "$settings")  # patches a side: the labels' grid
 if (( GRID == 8 )); then PATCH_LABELS="$DATA/patch_labels.npz"
@@ -145,7 +145,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    stop the run if that comes before the steps (by default stage 3 stops at about 2/3 of
 #    its 10,000-step cosine, README "Train -> Status", item 25).
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
-  --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned.log" 2>&1 &
+  "${cof_mixture[@]}" > "$RUNS/cofinetuned.log" 2>&1 &
 cofinetuned=$!
 python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \
   --robot-fraction 1.0 > "$RUNS/robot_only.log" 2>&1 &
@@ -178,7 +178,7 @@ for round in $(seq 1 "$ROUNDS"); do
   dagger_args "$round"; round_args+=(--robot-datasets "${robot_data[@]}")
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
     --max-steps $((total - done_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
-    --vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION" > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
+    "${cof_mixture[@]}" > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
   cofinetuned=$!
   python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
     --max-steps $((total - done_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
