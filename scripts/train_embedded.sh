@@ -12,7 +12,9 @@
 # grasp memory to every action prompt (stage 3's comment). RT2_IMAGE_SIZE (96) and
 # RT2_PATCH_SIZE (12) set the policy image's side and the vision patch, pixels (README,
 # "Train -> Status", items 23-24); RT2_SCHEDULE=budget fits the learning-rate decay to the
-# time budgets (stage 3's comment). The trainer checks its settings before the first stage.
+# time budgets (stage 3's comment); RT2_SEED (0) is the training seed: the models' initial
+# weights and batch order (stage 3 --seed RT2_SEED, DAgger round r --seed 1000 x RT2_SEED + r),
+# not the data's. The trainer checks its settings before the first stage.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -35,6 +37,10 @@ case "${RT2_SCHEDULE:-steps}" in  # the learning-rate decay's clock (stage 3's c
   budget) schedule_args=(--schedule-to-budget true) ;;
   *) echo "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got '$RT2_SCHEDULE'" >&2; exit 2 ;;
 esac
+SEED=${RT2_SEED:-0}
+[[ "$SEED" =~ ^[0-9]+$ ]] || {
+  echo "RT2_SEED: expected a non-negative integer, got '$SEED'" >&2; exit 2; }
+SEED=$((10#$SEED))
 case "${RT2_GRASP_MEMORY:-0}" in
   0) memory_args=() ;;
   1) memory_args=(--grasp-memory true) ;;
@@ -53,12 +59,12 @@ common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size
         --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
         --robot-datasets "$DATA/demos" --max-steps "$STEPS"
         --vision-pretrain-steps "$PRETRAIN_STEPS"
-        --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed 0
+        --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed "$SEED"
         --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
 DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
 dagger_args() {  # dagger_args ROUND: stage 4's settings of a round (its comment below)
   round_args=("${shared[@]}" --learning-rate 2e-4 --warmup-steps 100 --cache-mb 6000
-              --seed "$1" --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
+              --seed $((1000 * SEED + $1)) --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
 }
 # The trainer validates both stages' settings before any stage runs (a bad value must not cost
 # the data stages; e.g. the image a multiple of 2 x the patch, the connector's pixel shuffle).
@@ -133,7 +139,8 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    data). From scratch with those labels and RT2_GRASP_MEMORY=1 at RT2_IMAGE_SIZE=144, its
 #    co-fine-tuned run alone scored 34 % (12 px patches) and 40 % (RT2_PATCH_SIZE=18) seen in
 #    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself); as
-#    this script runs it with RT2_SCHEDULE=budget, 26 % (robot-only twin 30 %, item 26).
+#    this script runs it with RT2_SCHEDULE=budget, 26 % (robot-only twin 30 %, item 26), and
+#    24 % over three training seeds (RT2_SEED 0-2, item 27).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 #    RT2_GRASP_MEMORY=1 ends every action prompt with the episode's grasp memory (", grasp 1"
 #    once the fingers have held something for 3 frames; --grasp-memory true): fine-tuned into

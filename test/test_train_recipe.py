@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"RT2_TRAIN_MINUTES": "-1"}, "time_budget_min: expected a number >= 0, got -1.0"),
     ({"RT2_DAGGER_STEPS": "0"}, "max_steps: expected an int >= 1, got 0"),
     ({"RT2_SCHEDULE": "time"}, "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got 'time'"),
+    ({"RT2_SEED": "-1"}, "RT2_SEED: expected a non-negative integer, got '-1'"),
+    ({"RT2_SEED": "1e3"}, "RT2_SEED: expected a non-negative integer, got '1e3'"),
     ({"RT2_SCHEDULE": "budget", "RT2_DAGGER_MINUTES": "0"},
      "time_budget_min: expected a number > 0 with schedule_to_budget, got 0.0"),
 ])
@@ -37,15 +39,20 @@ def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(("plan", "memory", "image", "schedule"),
-                         [("", "0", "96", "steps"), ("waypoint", "1", "144", "budget")])
-def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule):
+@pytest.mark.parametrize(("plan", "memory", "image", "schedule", "seed"),
+                         [("", "0", "96", "steps", None), ("waypoint", "1", "144", "budget", "3")])
+def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory,
                RT2_IMAGE_SIZE=image, RT2_SCHEDULE=schedule)
+    if seed is not None:
+        env["RT2_SEED"] = seed
+    else:
+        env.pop("RT2_SEED", None)
+    seed = int(seed or 0)  # the training seed: stage 3's, and 1000 x it + r for round r
     data, runs = tmp_path / "data", tmp_path / "runs"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
                            str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -66,6 +73,7 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule):
         config = json.loads((runs / run / "config.json").read_text())
         assert config["schedule_to_budget"] is (schedule == "budget")
         assert config["time_budget_min"] == 52.0
+        assert config["seed"] == seed
         assert (Path(summary["checkpoint"]) / "action_tokenizer_config.json").exists()
     cofinetuned = json.loads((runs / "cofinetuned.log").read_text().strip().splitlines()[-1])
     robot_only = json.loads((runs / "robot_only.log").read_text().strip().splitlines()[-1])
@@ -81,6 +89,7 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule):
         assert summary["step"] == 5 and summary["stopped"] == "max_steps"
         config = json.loads((runs / run / "config.json").read_text())
         assert config["robot_datasets"] == [str(data / "demos"), str(data / "dagger1")]
+        assert config["seed"] == 1000 * seed + 1
         assert Path(config["model"]).parent == runs / run.replace("_dagger1", "")
         # every model reads the gripper state (finger joints 7, 8 of observation.state) and the
         # tcp position (forward kinematics of the arm joints 0-6)
