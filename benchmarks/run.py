@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from benchmarks import common, decode_bench, node_bench, serving_bench
+from benchmarks import common, decode_bench, node_bench, serving_bench, train_bench
 
 TARGETS = {"decode_speedup": 1.3, "node_rate_ratio": 0.9, "batching_throughput_ratio": 4.0,
            "remote_added_p50_ms": 5.0}
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="", help="checkpoint (default: the tiny VLA)")
     parser.add_argument("--quick", action="store_true", help="short windows (a smoke run)")
     parser.add_argument("--sections", default="decode,node,serving",
-                        help="comma-separated subset of decode,node,serving")
+                        help="comma-separated subset of decode,node,serving,train (train: "
+                             "training steps/s, 1 vs 2 threads vs beside a twin run; "
+                             "about 4 min, not in the default)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for local inference, the node and the server")
     parser.add_argument("--server-threads", default="1,2",
@@ -75,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         figures["remote_added_p50_ms"] = result["remote_added_p50_ms"]
         figures["p99_ms_8_clients_batched"] = result["batched"].get("8", {}).get("p99_ms")
         summary["serving"] = result
+    if "train" in sections:
+        result = train_bench.run(seconds=15.0 if args.quick else 60.0)
+        print("\n".join(train_bench.table(result)), flush=True)
+        figures["train_two_threads_vs_one"] = result["two_threads_vs_one"]
+        figures["train_beside_twin_vs_alone"] = result["beside_twin_vs_alone"]
+        figures["train_two_threads_alone_vs_beside_twin"] = result[
+            "two_threads_alone_vs_beside_twin"]
+        figures["train_two_threads_active_vs_beside_twin"] = result[
+            "two_threads_active_vs_beside_twin"]
+        summary["train"] = result
     met = {}
     for name, target in TARGETS.items():
         if figures.get(name) is None:
