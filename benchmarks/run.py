@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default="decode,node,serving",
                         help="comma-separated subset of decode,node,serving,train (train: "
                              "training steps/s, 1 vs 2 threads vs beside a twin run; "
-                             "about 4 min, not in the default)")
+                             "about 4.5 min, not in the default)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for local inference, the node and the server")
     parser.add_argument("--server-threads", default="1,2",

@@ -85,9 +85,14 @@ def _spawn(threads: int, args, wait_policy: str = "PASSIVE") -> subprocess.Popen
 
 
 def _collect(procs: list[subprocess.Popen]) -> list[dict]:
+    """Wait for every worker (none is left running), then parse their JSON lines.
+
+    Raises:
+        RuntimeError: a worker exited non-zero (its stderr's tail in the message).
+    """
+    done = [proc.communicate() for proc in procs]
     out = []
-    for proc in procs:
-        stdout, stderr = proc.communicate()
+    for proc, (stdout, stderr) in zip(procs, done, strict=True):
         if proc.returncode != 0:
             raise RuntimeError(f"train_bench worker failed ({proc.returncode}): {stderr[-2000:]}")
         out.append(json.loads(stdout.strip().splitlines()[-1]))
@@ -96,7 +101,13 @@ def _collect(procs: list[subprocess.Popen]) -> list[dict]:
 
 def run(*, seconds: float = 60.0, image_size: int = 144, patch_size: int = 18,
         batch_size: int = 16) -> dict:
-    """Time the three arrangements one after another; rates in optimizer steps/s."""
+    """Time the four arrangements one after another (1 thread, 2 threads PASSIVE, 2 threads
+    ACTIVE, two 1-thread runs together); rates in optimizer steps/s, ratios against 1 thread
+    alone and against the slower run of the pair (``*_vs_beside_twin``).
+
+    Raises:
+        RuntimeError: a worker failed (e.g. an image size that is no multiple of 2 x patch).
+    """
     args = argparse.Namespace(seconds=seconds, image_size=image_size, patch_size=patch_size,
                               batch_size=batch_size)
     alone1 = _collect([_spawn(1, args)])[0]

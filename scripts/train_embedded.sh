@@ -38,8 +38,8 @@ case "${RT2_SCHEDULE:-steps}" in  # the learning-rate decay's clock (stage 3's c
   *) echo "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got '$RT2_SCHEDULE'" >&2; exit 2 ;;
 esac
 SEED=${RT2_SEED:-0}
-[[ "$SEED" =~ ^[0-9]+$ ]] || {
-  echo "RT2_SEED: expected a non-negative integer, got '$SEED'" >&2; exit 2; }
+[[ "$SEED" =~ ^[0-9]{1,9}$ ]] || {  # 1000 x seed + round stays a bash (64-bit) integer
+  echo "RT2_SEED: expected an integer in 0..999999999, got '$SEED'" >&2; exit 2; }
 SEED=$((10#$SEED))
 case "${RT2_GRASP_MEMORY:-0}" in
   0) memory_args=() ;;

@@ -1,4 +1,4 @@
-"""The training-throughput benchmark runs the real training loop in its three arrangements."""
+"""The training-throughput benchmark runs the real training loop in its four arrangements."""
 
 from __future__ import annotations
 

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"RT2_TRAIN_MINUTES": "-1"}, "time_budget_min: expected a number >= 0, got -1.0"),
     ({"RT2_DAGGER_STEPS": "0"}, "max_steps: expected an int >= 1, got 0"),
     ({"RT2_SCHEDULE": "time"}, "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got 'time'"),
-    ({"RT2_SEED": "-1"}, "RT2_SEED: expected a non-negative integer, got '-1'"),
-    ({"RT2_SEED": "1e3"}, "RT2_SEED: expected a non-negative integer, got '1e3'"),
+    ({"RT2_SEED": "-1"}, "RT2_SEED: expected an integer in 0..999999999, got '-1'"),
+    ({"RT2_SEED": "1e3"}, "RT2_SEED: expected an integer in 0..999999999, got '1e3'"),
+    ({"RT2_SEED": "1" * 20},
+     f"RT2_SEED: expected an integer in 0..999999999, got '{'1' * 20}'"),
     ({"RT2_SCHEDULE": "budget", "RT2_DAGGER_MINUTES": "0"},
      "time_budget_min: expected a number > 0 with schedule_to_budget, got 0.0"),
 ])
