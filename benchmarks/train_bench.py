@@ -74,12 +74,12 @@ def worker(threads: int, seconds: float, image_size: int, patch_size: int,
             "steps_per_s": result.steps_per_s}
 
 
-def _spawn(threads: int, args, wait_policy: str = "PASSIVE") -> subprocess.Popen:
+def _spawn(threads: int, flags: list[str], wait_policy: str = "PASSIVE") -> subprocess.Popen:
+    """Start one worker process (``flags``: its ``--seconds``, sizes and batch)."""
     env = dict(os.environ, OMP_WAIT_POLICY=wait_policy, HF_HUB_OFFLINE="1",
                OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "benchmarks.train_bench", "--worker", "--threads", str(threads),
-           "--seconds", str(args.seconds), "--image-size", str(args.image_size),
-           "--patch-size", str(args.patch_size), "--batch-size", str(args.batch_size)]
+           *flags]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -108,24 +108,26 @@ def run(*, seconds: float = 60.0, image_size: int = 144, patch_size: int = 18,
     Raises:
         RuntimeError: a worker failed (e.g. an image size that is no multiple of 2 x patch).
     """
-    args = argparse.Namespace(seconds=seconds, image_size=image_size, patch_size=patch_size,
-                              batch_size=batch_size)
-    alone1 = _collect([_spawn(1, args)])[0]
-    alone2 = _collect([_spawn(2, args)])[0]
-    active2 = _collect([_spawn(2, args, "ACTIVE")])[0]
-    pair = _collect([_spawn(1, args), _spawn(1, args)])
-    base = alone1["steps_per_s"] or float("nan")
+    flags = ["--seconds", str(seconds), "--image-size", str(image_size),
+             "--patch-size", str(patch_size), "--batch-size", str(batch_size)]
+    alone1 = _collect([_spawn(1, flags)])[0]
+    alone2 = _collect([_spawn(2, flags)])[0]
+    active2 = _collect([_spawn(2, flags, "ACTIVE")])[0]
+    pair = _collect([_spawn(1, flags), _spawn(1, flags)])
+    base = alone1["steps_per_s"]
     each = min(p["steps_per_s"] for p in pair)
+
+    def ratio(rate: float, baseline: float) -> float:  # NaN for a zero baseline
+        return round(rate / (baseline or float("nan")), 3)
+
     return {"image_size": image_size, "patch_size": patch_size, "batch_size": batch_size,
             "seconds": seconds, "alone_1_thread": alone1, "alone_2_threads": alone2,
             "alone_2_threads_active": active2, "beside_twin_1_thread": pair,
-            "two_threads_vs_one": round(alone2["steps_per_s"] / base, 3),
-            "beside_twin_vs_alone": round(each / base, 3),
-            "two_threads_alone_vs_beside_twin": round(alone2["steps_per_s"] / (each or
-                                                                              float("nan")), 3),
-            "two_threads_active_vs_one": round(active2["steps_per_s"] / base, 3),
-            "two_threads_active_vs_beside_twin": round(active2["steps_per_s"] / (each or
-                                                                                float("nan")), 3)}
+            "two_threads_vs_one": ratio(alone2["steps_per_s"], base),
+            "beside_twin_vs_alone": ratio(each, base),
+            "two_threads_alone_vs_beside_twin": ratio(alone2["steps_per_s"], each),
+            "two_threads_active_vs_one": ratio(active2["steps_per_s"], base),
+            "two_threads_active_vs_beside_twin": ratio(active2["steps_per_s"], each)}
 
 
 def table(result: dict) -> list[str]:
