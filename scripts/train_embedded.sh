@@ -14,7 +14,8 @@
 # "Train -> Status", items 23-24); RT2_SCHEDULE=budget fits the learning-rate decay to the
 # time budgets (stage 3's comment); RT2_SEED (0) is the training seed: the models' initial
 # weights and batch order (stage 3 --seed RT2_SEED, DAgger round r --seed 1000 x RT2_SEED + r),
-# not the data's. The trainer checks its settings before the first stage.
+# not the data's. RT2_SEQUENTIAL=1 trains the two runs one after the other instead of side by
+# side (stage 3's comment). The trainer checks its settings before the first stage.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -41,6 +42,11 @@ SEED=${RT2_SEED:-0}
 [[ "$SEED" =~ ^[0-9]{1,9}$ ]] || {  # 1000 x seed + round stays a bash (64-bit) integer
   echo "RT2_SEED: expected an integer in 0..999999999, got '$SEED'" >&2; exit 2; }
 SEED=$((10#$SEED))
+case "${RT2_SEQUENTIAL:-0}" in  # side by side on 1 thread each, or one at a time on every core
+  0) SEQUENTIAL=0; THREADS=1 ;;
+  1) SEQUENTIAL=1; THREADS=$(nproc) ;;
+  *) echo "RT2_SEQUENTIAL: expected unset, 0 or 1, got '$RT2_SEQUENTIAL'" >&2; exit 2 ;;
+esac
 case "${RT2_GRASP_MEMORY:-0}" in
   0) memory_args=() ;;
   1) memory_args=(--grasp-memory true) ;;
@@ -49,7 +55,7 @@ esac
 # Settings every run of this recipe shares (stage 3 and the DAgger rounds of stage 4).
 shared=(--batch-size 16 --vision-lr-scale 0.1 --action-label-sigma 3 --grounding-loss-weight 1
         --gripper-state-indices 7 8 --tcp-position-indices 0 1 2 3 4 5 6
-        --num-threads 1 --save-interval 1000 --eval-interval 1000 --progress false)
+        --num-threads "$THREADS" --save-interval 1000 --eval-interval 1000 --progress false)
 shared+=("${plan_args[@]}" "${memory_args[@]}" "${schedule_args[@]}")
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
@@ -151,14 +157,31 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    (--schedule-to-budget true): the cosine ends where RT2_TRAIN_MINUTES / RT2_DAGGER_MINUTES
 #    stop the run if that comes before the steps (by default stage 3 stops at about 2/3 of
 #    its 10,000-step cosine, README "Train -> Status", item 25).
-python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/cofinetuned" \
-  "${cof_mixture[@]}" > "$RUNS/cofinetuned.log" 2>&1 &
-cofinetuned=$!
-python -m rt2_policy.training "${common[@]}" --output-dir "$RUNS/robot_only" \
-  --robot-fraction 1.0 > "$RUNS/robot_only.log" 2>&1 &
-robot_only=$!
-wait $cofinetuned; wait $robot_only
-tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
+#    RT2_SEQUENTIAL=1 trains the co-fine-tuned run first (stage 3 and its DAgger rounds, each
+#    round driven by its own previous model), then the robot-only ablation on the same data,
+#    each alone with one torch thread per core and OMP_WAIT_POLICY=ACTIVE for the trainer only
+#    (spinning threads; the data stages and DAgger episodes keep PASSIVE): on 2 cores a run
+#    gets about 1.75 x the steps it gets beside its twin in the same minutes (`python -m
+#    benchmarks.train_bench`, README "Train -> Status", item 27).
+pids=()
+train() {  # train LOG TRAINER_ARGS...: one trainer run, in the background when side by side
+  if (( SEQUENTIAL )); then
+    OMP_WAIT_POLICY=ACTIVE python -m rt2_policy.training "${@:2}" > "$1" 2>&1
+    tail -n 1 "$1"
+  else
+    python -m rt2_policy.training "${@:2}" > "$1" 2>&1 &
+    pids+=($!)
+  fi
+}
+finish() {  # finish LOG...: wait for the side-by-side runs (a failed one fails the recipe)
+  (( SEQUENTIAL )) && return
+  local pid; for pid in "${pids[@]}"; do wait "$pid"; done; pids=()
+  tail -n 1 "$@"
+}
+stage3_cof() { train "$RUNS/cofinetuned.log" "${common[@]}" --output-dir "$RUNS/cofinetuned" \
+  "${cof_mixture[@]}"; }
+stage3_rob() { train "$RUNS/robot_only.log" "${common[@]}" --output-dir "$RUNS/robot_only" \
+  --robot-fraction 1.0; }
 
 # 4. DAgger (Ross et al., 2011), RT2_DAGGER_ROUNDS rounds: the robot-only model of the previous
 #    round drives RT2_DAGGER_EPISODES seen episodes (seeds 80,000 + 20,000 x round; the expert's
@@ -168,34 +191,64 @@ tail -n 1 "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
 #    and cosine). Both runs get the same robot data, so the ablation still differs only in the
 #    VQA mixture. One round by default: vision pre-training, stage 3 and one round take about
 #    73 min of training, within the 90-min budget (a second round would add about 25 min).
+#    With RT2_SEQUENTIAL=1 the co-fine-tuned model of the previous round drives instead (the
+#    robot-only runs come later and reuse its episodes), and each run's round trains
+#    RT2_DAGGER_STEPS more steps from where that run stood.
 ROUNDS=${RT2_DAGGER_ROUNDS:-1}
 DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
 steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint (counted from that run's start)
   local name; name=$(basename "$(readlink -f "$1/latest")"); echo $((10#${name#checkpoint-}))
 }
+dagger_data() {  # dagger_data ROUND DRIVER_RUN: the round's episodes, driven by DRIVER_RUN's model
+  [ -f "$DATA/dagger$1/meta/info.json" ] || python -m rt2_sim.generate_demos \
+    --output "$DATA/dagger$1" --episodes "$DAGGER_EPISODES" --seed $((80000 + 20000 * $1)) \
+    --workers 2 --policy "$(readlink -f "$2/latest")" --expert-share 0.3 --max-steps 60
+}
+round_cof() {  # round_cof ROUND MAX_STEPS: the co-fine-tuned run's round, from $prev_cof
+  dagger_args "$1"; round_args+=(--robot-datasets "${robot_data[@]}")
+  train "$RUNS/cofinetuned_dagger$1.log" "${round_args[@]}" \
+    --model "$(readlink -f "$prev_cof/latest")" --max-steps "$2" \
+    --output-dir "$RUNS/cofinetuned_dagger$1" "${cof_mixture[@]}"
+}
+round_rob() {  # round_rob ROUND MAX_STEPS: the robot-only run's round, from $prev_rob
+  dagger_args "$1"; round_args+=(--robot-datasets "${robot_data[@]}")
+  train "$RUNS/robot_only_dagger$1.log" "${round_args[@]}" \
+    --model "$(readlink -f "$prev_rob/latest")" --max-steps "$2" \
+    --output-dir "$RUNS/robot_only_dagger$1" --robot-fraction 1.0
+}
 prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"; robot_data=("$DATA/demos")
-# Steps each model has been trained so far: every round's run counts from 0 again.
-done_cof=$(steps_of "$prev_cof"); done_rob=$(steps_of "$prev_rob")
-for round in $(seq 1 "$ROUNDS"); do
-  [ -f "$DATA/dagger$round/meta/info.json" ] || python -m rt2_sim.generate_demos \
-    --output "$DATA/dagger$round" --episodes "$DAGGER_EPISODES" --seed $((80000 + 20000 * round)) \
-    --workers 2 --policy "$(readlink -f "$prev_rob/latest")" --expert-share 0.3 --max-steps 60
-  robot_data+=("$DATA/dagger$round")
-  total=$(( (done_cof > done_rob ? done_cof : done_rob) + DAGGER_STEPS ))
-  dagger_args "$round"; round_args+=(--robot-datasets "${robot_data[@]}")
-  python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_cof/latest")" \
-    --max-steps $((total - done_cof)) --output-dir "$RUNS/cofinetuned_dagger$round" \
-    "${cof_mixture[@]}" > "$RUNS/cofinetuned_dagger$round.log" 2>&1 &
-  cofinetuned=$!
-  python -m rt2_policy.training "${round_args[@]}" --model "$(readlink -f "$prev_rob/latest")" \
-    --max-steps $((total - done_rob)) --output-dir "$RUNS/robot_only_dagger$round" \
-    --robot-fraction 1.0 > "$RUNS/robot_only_dagger$round.log" 2>&1 &
-  robot_only=$!
-  wait $cofinetuned; wait $robot_only
-  tail -n 1 "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
-  prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
-  done_cof=$((done_cof + $(steps_of "$prev_cof"))); done_rob=$((done_rob + $(steps_of "$prev_rob")))
-  echo "round $round: $done_cof steps (co-fine-tuned), $done_rob steps (robot data only)"
-done
+if (( SEQUENTIAL )); then
+  stage3_cof
+  done_cof=$(steps_of "$prev_cof")
+  for round in $(seq 1 "$ROUNDS"); do
+    dagger_data "$round" "$prev_cof"; robot_data+=("$DATA/dagger$round")
+    round_cof "$round" "$DAGGER_STEPS"
+    prev_cof="$RUNS/cofinetuned_dagger$round"
+    done_cof=$((done_cof + $(steps_of "$prev_cof")))
+    echo "round $round: $done_cof steps (co-fine-tuned)"
+  done
+  stage3_rob
+  done_rob=$(steps_of "$prev_rob"); robot_data=("$DATA/demos")
+  for round in $(seq 1 "$ROUNDS"); do
+    robot_data+=("$DATA/dagger$round")
+    round_rob "$round" "$DAGGER_STEPS"
+    prev_rob="$RUNS/robot_only_dagger$round"
+    done_rob=$((done_rob + $(steps_of "$prev_rob")))
+    echo "round $round: $done_rob steps (robot data only)"
+  done
+else
+  stage3_cof; stage3_rob; finish "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
+  # Steps each model has been trained so far: every round's run counts from 0 again.
+  done_cof=$(steps_of "$prev_cof"); done_rob=$(steps_of "$prev_rob")
+  for round in $(seq 1 "$ROUNDS"); do
+    dagger_data "$round" "$prev_rob"; robot_data+=("$DATA/dagger$round")
+    total=$(( (done_cof > done_rob ? done_cof : done_rob) + DAGGER_STEPS ))
+    round_cof "$round" $((total - done_cof)); round_rob "$round" $((total - done_rob))
+    finish "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
+    prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
+    done_cof=$((done_cof + $(steps_of "$prev_cof"))); done_rob=$((done_rob + $(steps_of "$prev_rob")))
+    echo "round $round: $done_cof steps (co-fine-tuned), $done_rob steps (robot data only)"
+  done
+fi
 echo "final models: $(readlink -f "$prev_cof/latest") (co-fine-tuned)," \
   "$(readlink -f "$prev_rob/latest") (robot data only)"

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"RT2_TRAIN_MINUTES": "-1"}, "time_budget_min: expected a number >= 0, got -1.0"),
     ({"RT2_DAGGER_STEPS": "0"}, "max_steps: expected an int >= 1, got 0"),
     ({"RT2_SCHEDULE": "time"}, "RT2_SCHEDULE: expected unset, 'steps' or 'budget', got 'time'"),
+    ({"RT2_SEQUENTIAL": "yes"}, "RT2_SEQUENTIAL: expected unset, 0 or 1, got 'yes'"),
     ({"RT2_SEED": "-1"}, "RT2_SEED: expected an integer in 0..999999999, got '-1'"),
     ({"RT2_SEED": "1e3"}, "RT2_SEED: expected an integer in 0..999999999, got '1e3'"),
     ({"RT2_SEED": "1" * 20},
@@ -41,15 +42,16 @@ def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(("plan", "memory", "image", "schedule", "seed"),
-                         [("", "0", "96", "steps", None), ("waypoint", "1", "144", "budget", "3")])
-def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed):
+@pytest.mark.parametrize(("plan", "memory", "image", "schedule", "seed", "sequential"),
+                         [("", "0", "96", "steps", None, "0"),
+                          ("waypoint", "1", "144", "budget", "3", "1")])
+def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed, sequential):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory,
-               RT2_IMAGE_SIZE=image, RT2_SCHEDULE=schedule)
+               RT2_IMAGE_SIZE=image, RT2_SCHEDULE=schedule, RT2_SEQUENTIAL=sequential)
     if seed is not None:
         env["RT2_SEED"] = seed
     else:
@@ -76,16 +78,26 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed
         assert config["schedule_to_budget"] is (schedule == "budget")
         assert config["time_budget_min"] == 52.0
         assert config["seed"] == seed
+        # side by side: one thread each; RT2_SEQUENTIAL=1: one run at a time on every core
+        assert config["num_threads"] == (len(os.sched_getaffinity(0)) if sequential == "1" else 1)
         assert (Path(summary["checkpoint"]) / "action_tokenizer_config.json").exists()
     cofinetuned = json.loads((runs / "cofinetuned.log").read_text().strip().splitlines()[-1])
     robot_only = json.loads((runs / "robot_only.log").read_text().strip().splitlines()[-1])
     assert "vqa_loss" in cofinetuned  # the VQA mixture was sampled
     assert "eval_grounding_acc" in cofinetuned and "eval_grounding_acc" in robot_only
     assert "vqa_loss" not in robot_only
-    # one DAgger round: the robot-only model drove, every episode was kept, both runs went on
-    # from their checkpoints on demos + DAgger data to the same total steps
+    # one DAgger round: the robot-only model drove (RT2_SEQUENTIAL=1: the co-fine-tuned one,
+    # trained first), every episode was kept, both runs went on from their checkpoints on
+    # demos + DAgger data (side by side: to the same total steps)
     dagger = json.loads((data / "dagger1" / "meta" / "info.json").read_text())
     assert dagger["total_episodes"] == 2
+    generated = [json.loads(line) for line in done.stdout.splitlines()
+                 if line.startswith("{") and '"policy"' in line]  # generate_demos' summaries
+    assert [Path(g["policy"]).parent for g in generated if g["policy"]] == [
+        runs / ("cofinetuned" if sequential == "1" else "robot_only")]
+    if sequential == "1":  # the ablation trained after the co-fine-tuned run's last round
+        assert (runs / "robot_only" / "config.json").stat().st_mtime > (
+            runs / "cofinetuned_dagger1" / "latest").stat().st_mtime
     for run in ("cofinetuned_dagger1", "robot_only_dagger1"):
         summary = json.loads((runs / f"{run}.log").read_text().strip().splitlines()[-1])
         assert summary["step"] == 5 and summary["stopped"] == "max_steps"
@@ -119,7 +131,11 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed
     features = json.loads((data / "demos" / "meta" / "info.json").read_text())["features"]
     assert {"observation.target_point", "observation.reference_point"} <= set(features)
     # the rounds count steps from each run's start: the recipe keeps the cumulative totals
-    assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
+    if sequential == "1":
+        assert "round 1: 15 steps (co-fine-tuned)\n" in done.stdout
+        assert "round 1: 15 steps (robot data only)\n" in done.stdout
+    else:
+        assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout
 
 
