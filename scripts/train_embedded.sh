@@ -60,6 +60,7 @@ shared+=("${plan_args[@]}" "${memory_args[@]}" "${schedule_args[@]}")
 vqa_data=("$DATA/vqa_seen" "$DATA/vqa_unseen_objects" "$DATA/vqa_unseen_backgrounds"
           "$DATA/vqa_point")
 cof_mixture=(--vqa-datasets "${vqa_data[@]}" --robot-fraction "$COF_FRACTION")  # co-fine-tuned runs
+rob_mixture=(--robot-fraction 1.0)  # the robot-only runs (the ablation)
 # Stage 3's settings (its comment below); the patch labels' file is added once the grid is known.
 common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size "$PATCH"
         --tiny.image-position suffix --tiny.words-files "$DATA/instruction_words.txt"
@@ -174,14 +175,12 @@ train() {  # train LOG TRAINER_ARGS...: one trainer run, in the background when 
   fi
 }
 finish() {  # finish LOG...: wait for the side-by-side runs (a failed one fails the recipe)
-  (( SEQUENTIAL )) && return
   local pid; for pid in "${pids[@]}"; do wait "$pid"; done; pids=()
   tail -n 1 "$@"
 }
-stage3_cof() { train "$RUNS/cofinetuned.log" "${common[@]}" --output-dir "$RUNS/cofinetuned" \
-  "${cof_mixture[@]}"; }
-stage3_rob() { train "$RUNS/robot_only.log" "${common[@]}" --output-dir "$RUNS/robot_only" \
-  --robot-fraction 1.0; }
+stage3() {  # stage3 RUN MIXTURE_ARGS...: stage 3 of one run
+  train "$RUNS/$1.log" "${common[@]}" --output-dir "$RUNS/$1" "${@:2}"
+}
 
 # 4. DAgger (Ross et al., 2011), RT2_DAGGER_ROUNDS rounds: the robot-only model of the previous
 #    round drives RT2_DAGGER_EPISODES seen episodes (seeds 80,000 + 20,000 x round; the expert's
@@ -204,51 +203,46 @@ dagger_data() {  # dagger_data ROUND DRIVER_RUN: the round's episodes, driven by
     --output "$DATA/dagger$1" --episodes "$DAGGER_EPISODES" --seed $((80000 + 20000 * $1)) \
     --workers 2 --policy "$(readlink -f "$2/latest")" --expert-share 0.3 --max-steps 60
 }
-round_cof() {  # round_cof ROUND MAX_STEPS: the co-fine-tuned run's round, from $prev_cof
-  dagger_args "$1"; round_args+=(--robot-datasets "${robot_data[@]}")
-  train "$RUNS/cofinetuned_dagger$1.log" "${round_args[@]}" \
-    --model "$(readlink -f "$prev_cof/latest")" --max-steps "$2" \
-    --output-dir "$RUNS/cofinetuned_dagger$1" "${cof_mixture[@]}"
+train_round() {  # train_round RUN ROUND FROM_RUN MAX_STEPS MIXTURE_ARGS...: one run's round
+  dagger_args "$2"; round_args+=(--robot-datasets "${robot_data[@]}")
+  train "$RUNS/$1_dagger$2.log" "${round_args[@]}" --model "$(readlink -f "$3/latest")" \
+    --max-steps "$4" --output-dir "$RUNS/$1_dagger$2" "${@:5}"
 }
-round_rob() {  # round_rob ROUND MAX_STEPS: the robot-only run's round, from $prev_rob
-  dagger_args "$1"; round_args+=(--robot-datasets "${robot_data[@]}")
-  train "$RUNS/robot_only_dagger$1.log" "${round_args[@]}" \
-    --model "$(readlink -f "$prev_rob/latest")" --max-steps "$2" \
-    --output-dir "$RUNS/robot_only_dagger$1" --robot-fraction 1.0
-}
-prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"; robot_data=("$DATA/demos")
-if (( SEQUENTIAL )); then
-  stage3_cof
-  done_cof=$(steps_of "$prev_cof")
+alone() {  # alone RUN LABEL MIXTURE_ARGS...: one run's stage 3 and rounds (RT2_SEQUENTIAL=1)
+  local run=$1 label=$2 prev="$RUNS/$1" steps round
+  stage3 "$run" "${@:3}"
+  steps=$(steps_of "$prev"); robot_data=("$DATA/demos")
   for round in $(seq 1 "$ROUNDS"); do
-    dagger_data "$round" "$prev_cof"; robot_data+=("$DATA/dagger$round")
-    round_cof "$round" "$DAGGER_STEPS"
-    prev_cof="$RUNS/cofinetuned_dagger$round"
-    done_cof=$((done_cof + $(steps_of "$prev_cof")))
-    echo "round $round: $done_cof steps (co-fine-tuned)"
-  done
-  stage3_rob
-  done_rob=$(steps_of "$prev_rob"); robot_data=("$DATA/demos")
-  for round in $(seq 1 "$ROUNDS"); do
+    dagger_data "$round" "$prev"  # made by the first run to get here: the co-fine-tuned one
     robot_data+=("$DATA/dagger$round")
-    round_rob "$round" "$DAGGER_STEPS"
-    prev_rob="$RUNS/robot_only_dagger$round"
-    done_rob=$((done_rob + $(steps_of "$prev_rob")))
-    echo "round $round: $done_rob steps (robot data only)"
+    train_round "$run" "$round" "$prev" "$DAGGER_STEPS" "${@:3}"
+    prev="$RUNS/${run}_dagger$round"; steps=$((steps + $(steps_of "$prev")))
+    echo "round $round: $steps steps ($label)"
   done
+}
+robot_data=("$DATA/demos")
+if (( SEQUENTIAL )); then
+  alone cofinetuned co-fine-tuned "${cof_mixture[@]}"
+  alone robot_only "robot data only" "${rob_mixture[@]}"
 else
-  stage3_cof; stage3_rob; finish "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
+  stage3 cofinetuned "${cof_mixture[@]}"; stage3 robot_only "${rob_mixture[@]}"
+  finish "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
   # Steps each model has been trained so far: every round's run counts from 0 again.
+  prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"
   done_cof=$(steps_of "$prev_cof"); done_rob=$(steps_of "$prev_rob")
   for round in $(seq 1 "$ROUNDS"); do
     dagger_data "$round" "$prev_rob"; robot_data+=("$DATA/dagger$round")
     total=$(( (done_cof > done_rob ? done_cof : done_rob) + DAGGER_STEPS ))
-    round_cof "$round" $((total - done_cof)); round_rob "$round" $((total - done_rob))
+    train_round cofinetuned "$round" "$prev_cof" $((total - done_cof)) "${cof_mixture[@]}"
+    train_round robot_only "$round" "$prev_rob" $((total - done_rob)) "${rob_mixture[@]}"
     finish "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
     prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
     done_cof=$((done_cof + $(steps_of "$prev_cof"))); done_rob=$((done_rob + $(steps_of "$prev_rob")))
     echo "round $round: $done_cof steps (co-fine-tuned), $done_rob steps (robot data only)"
   done
 fi
-echo "final models: $(readlink -f "$prev_cof/latest") (co-fine-tuned)," \
-  "$(readlink -f "$prev_rob/latest") (robot data only)"
+last() {  # last RUN: its final round's directory (stage 3's without rounds)
+  if (( ROUNDS )); then echo "$RUNS/$1_dagger$ROUNDS"; else echo "$RUNS/$1"; fi
+}
+echo "final models: $(readlink -f "$(last cofinetuned)/latest") (co-fine-tuned)," \
+  "$(readlink -f "$(last robot_only)/latest") (robot data only)"
