@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the embedded model and its robot-data-only ablation from scratch on a 2-core CPU
 # machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, two runs in
-# parallel (1 torch thread each), then DAgger rounds. The co-fine-tuned result is what
-# src/rt2_policy/models/rt2_tiny_sim ships (scripts/ship_model.sh; its model card).
+# parallel (1 torch thread each; RT2_SEQUENTIAL=1: one after the other), then DAgger rounds.
+# The co-fine-tuned result is what src/rt2_policy/models/rt2_tiny_sim ships
+# (scripts/ship_model.sh; its model card).
 #   scripts/run.sh bash scripts/train_embedded.sh [DATA_DIR] [RUNS_DIR]
 # Stages are skipped when their output exists, so an interrupted run resumes. Sizes can be
 # shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_POINT_SCENES,
@@ -147,7 +148,8 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    co-fine-tuned run alone scored 34 % (12 px patches) and 40 % (RT2_PATCH_SIZE=18) seen in
 #    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself); as
 #    this script runs it with RT2_SCHEDULE=budget, 26 % (robot-only twin 30 %, item 26), and
-#    24 % over three training seeds (RT2_SEED 0-2, item 27).
+#    24 % over three training seeds (RT2_SEED 0-2, item 27); with RT2_SEQUENTIAL=1 (below), the
+#    step clock, RT2_DAGGER_EPISODES=300 and RT2_DAGGER_STEPS=3000, 42 % in 62 min (item 28).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
 #    RT2_GRASP_MEMORY=1 ends every action prompt with the episode's grasp memory (", grasp 1"
 #    once the fingers have held something for 3 frames; --grasp-memory true): fine-tuned into
@@ -162,8 +164,8 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    round driven by its own previous model), then the robot-only ablation on the same data,
 #    each alone with one torch thread per core and OMP_WAIT_POLICY=ACTIVE for the trainer only
 #    (spinning threads; the data stages and DAgger episodes keep PASSIVE): on 2 cores a run
-#    gets about 1.75 x the steps it gets beside its twin in the same minutes (`python -m
-#    benchmarks.train_bench`, README "Train -> Status", item 27).
+#    gets 1.75 x the steps it gets beside its twin in the same minutes in `python -m
+#    benchmarks.train_bench` (README "Train -> Status", item 27), 2.4 x in stage 3 (item 28).
 pids=()
 train() {  # train LOG TRAINER_ARGS...: one trainer run, in the background when side by side
   if (( SEQUENTIAL )); then
@@ -237,7 +239,8 @@ else
     train_round robot_only "$round" "$prev_rob" $((total - done_rob)) "${rob_mixture[@]}"
     finish "$RUNS/cofinetuned_dagger$round.log" "$RUNS/robot_only_dagger$round.log"
     prev_cof="$RUNS/cofinetuned_dagger$round"; prev_rob="$RUNS/robot_only_dagger$round"
-    done_cof=$((done_cof + $(steps_of "$prev_cof"))); done_rob=$((done_rob + $(steps_of "$prev_rob")))
+    done_cof=$((done_cof + $(steps_of "$prev_cof")))
+    done_rob=$((done_rob + $(steps_of "$prev_rob")))
     echo "round $round: $done_cof steps (co-fine-tuned), $done_rob steps (robot data only)"
   done
 fi
