@@ -222,7 +222,6 @@ alone() {  # alone RUN LABEL MIXTURE_ARGS...: one run's stage 3 and rounds (RT2_
     echo "round $round: $steps steps ($label)"
   done
 }
-robot_data=("$DATA/demos")
 if (( SEQUENTIAL )); then
   alone cofinetuned co-fine-tuned "${cof_mixture[@]}"
   alone robot_only "robot data only" "${rob_mixture[@]}"
@@ -230,7 +229,7 @@ else
   stage3 cofinetuned "${cof_mixture[@]}"; stage3 robot_only "${rob_mixture[@]}"
   finish "$RUNS/cofinetuned.log" "$RUNS/robot_only.log"
   # Steps each model has been trained so far: every round's run counts from 0 again.
-  prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"
+  prev_cof="$RUNS/cofinetuned"; prev_rob="$RUNS/robot_only"; robot_data=("$DATA/demos")
   done_cof=$(steps_of "$prev_cof"); done_rob=$(steps_of "$prev_rob")
   for round in $(seq 1 "$ROUNDS"); do
     dagger_data "$round" "$prev_rob"; robot_data+=("$DATA/dagger$round")
