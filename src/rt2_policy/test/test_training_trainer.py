@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -122,7 +123,8 @@ def test_few_steps_reduce_the_loss_and_save_a_loadable_policy(tmp_path, data):
         assert tok.unk_token_id not in tok(text, add_special_tokens=False)["input_ids"]
 
 
-def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, data):
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, data,
+                                                                          caplog):
     robot, vqa = data
     full = _config(tmp_path, max_steps=4, save_interval=2, save_total_limit=0,
                    lr_schedule="cosine", warmup_steps=1)
@@ -150,9 +152,14 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     assert (more.start_step, more.step) == (4, 6)
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
     assert steps == [2, 4, 6]
-    # nothing left to do: no step, no new checkpoint
-    again = Trainer(full.replace(max_steps=6), robot=robot, vqa=vqa).train()
+    # nothing left to do: no step, no new checkpoint, and no data preprocessed into the cache
+    # first (a rerun recipe passes its finished stages in seconds, not minutes)
+    with caplog.at_level(logging.INFO, logger="rt2_policy.training"):
+        again = Trainer(full.replace(max_steps=6, cache_mb=64, preload=True), robot=robot,
+                        vqa=vqa).train()
     assert (again.start_step, again.step) == (6, 6)
+    assert "nothing to do: step 6 >= max_steps 6" in caplog.text
+    assert "into the cache" not in caplog.text
     # the time budget covers the whole run: one already spent stops a resumed run at once
     spent = Trainer(full.replace(max_steps=8, time_budget_min=1e-6), robot=robot,
                     vqa=vqa).train()

@@ -873,6 +873,10 @@ class Trainer:
         n_total = sum(p.numel() for p in model.parameters())
         log.info("parameters: %d trainable of %d%s", n_trainable, n_total,
                  f" (+{n_head} in the grounding heads)" if n_head else "")
+        checkpoint = str(resume) if resume is not None else ""
+        if start_step >= cfg.max_steps:  # before the cache: a finished stage reruns in seconds
+            log.info("nothing to do: step %d >= max_steps %d", start_step, cfg.max_steps)
+            return TrainResult(start_step, start_step, 0.0, 0.0, "max_steps", checkpoint)
 
         encoder = ExampleEncoder(processor, action_tokenizer, mapping, plans=self._plans(),
                                  image_position=self.image_position,
@@ -899,12 +903,6 @@ class Trainer:
         eval_samples = self._eval_samples()
         eval_batches = eval_data.fixed_batches(eval_samples, cfg.batch_size,
                                                plans=cfg.always_plans)
-
-        checkpoint = str(resume) if resume is not None else ""
-        result = TrainResult(start_step, start_step, 0.0, 0.0, "max_steps", checkpoint)
-        if start_step >= cfg.max_steps:
-            log.info("nothing to do: step %d >= max_steps %d", start_step, cfg.max_steps)
-            return result
 
         loader = torch.utils.data.DataLoader(
             batches, batch_size=None, sampler=range(start_step, cfg.max_steps),
