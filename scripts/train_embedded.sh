@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Train the embedded model and its robot-data-only ablation from scratch on a 2-core CPU
-# machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, two runs in
-# parallel (1 torch thread each; RT2_SEQUENTIAL=1: one after the other), then DAgger rounds.
+# machine: scripted demonstrations (LeRobot format), sim VQA data, patch labels, then the two
+# runs one after the other, each with its DAgger round (every core each; RT2_SEQUENTIAL=0: side
+# by side, 1 torch thread each). About 17 min of data, then 62 min of training for the
+# co-fine-tuned model and as much for its ablation (README, "Train -> Status", item 28).
 # The co-fine-tuned result is what src/rt2_policy/models/rt2_tiny_sim ships
 # (scripts/ship_model.sh; its model card).
 #   scripts/run.sh bash scripts/train_embedded.sh [DATA_DIR] [RUNS_DIR]
 # Stages are skipped when their output exists, so an interrupted run resumes. Sizes can be
 # shrunk for a smoke run: RT2_DEMO_EPISODES, RT2_VQA_SCENES, RT2_POINT_SCENES,
 # RT2_PATCH_SCENES, RT2_VISION_PRETRAIN_STEPS, RT2_TRAIN_STEPS, RT2_TRAIN_MINUTES,
-# RT2_DAGGER_ROUNDS, RT2_DAGGER_EPISODES, RT2_DAGGER_STEPS, RT2_DAGGER_MINUTES. RT2_PLAN=waypoint
-# trains the waypoint-plan variant (stage 3's comment); RT2_GRASP_MEMORY=1 adds the episode's
-# grasp memory to every action prompt (stage 3's comment). RT2_IMAGE_SIZE (96) and
-# RT2_PATCH_SIZE (12) set the policy image's side and the vision patch, pixels (README,
-# "Train -> Status", items 23-24); RT2_SCHEDULE=budget fits the learning-rate decay to the
-# time budgets (stage 3's comment); RT2_SEED (0) is the training seed: the models' initial
-# weights and batch order (stage 3 --seed RT2_SEED, DAgger round r --seed 1000 x RT2_SEED + r),
-# not the data's. RT2_SEQUENTIAL=1 trains the two runs one after the other instead of side by
-# side (stage 3's comment). The trainer checks its settings before the first stage.
+# RT2_DAGGER_ROUNDS, RT2_DAGGER_EPISODES, RT2_DAGGER_STEPS, RT2_DAGGER_MINUTES. RT2_PLAN
+# (waypoint) trains the waypoint-plan variant, RT2_PLAN=none no plan (stage 3's comment);
+# RT2_GRASP_MEMORY (1) adds the episode's grasp memory to every action prompt, 0 does not
+# (stage 3's comment). RT2_IMAGE_SIZE (144) and RT2_PATCH_SIZE (18) set the policy image's side
+# and the vision patch, pixels (README, "Train -> Status", items 23-25); RT2_SCHEDULE=budget
+# fits the learning-rate decay to the time budgets (stage 3's comment); RT2_SEED (0) is the
+# training seed: the models' initial weights and batch order (stage 3 --seed RT2_SEED, DAgger
+# round r --seed 1000 x RT2_SEED + r), not the data's. RT2_SEQUENTIAL (1) trains the two runs
+# one after the other, 0 side by side (stage 3's comment). The defaults are the recipe of the
+# shipped model (item 28); RT2_PLAN=none RT2_GRASP_MEMORY=0 RT2_IMAGE_SIZE=96
+# RT2_PATCH_SIZE=12 RT2_SEQUENTIAL=0 RT2_DAGGER_EPISODES=600 RT2_DAGGER_STEPS=2000 is the
+# recipe before it (item 13). The trainer checks its settings before the first stage. Each
+# trainer's log (RUNS_DIR/RUN.log) is appended to, so a resumed recipe keeps the earlier lines.
 set -euo pipefail
 DATA=${1:-${RT2_ROOT:-.}/.cache/rt2/data}
 RUNS=${2:-${RT2_ROOT:-.}/.cache/rt2/runs}
@@ -26,14 +32,14 @@ EPISODES=${RT2_DEMO_EPISODES:-1600}
 PATCH_SCENES=${RT2_PATCH_SCENES:-3000}
 PRETRAIN_STEPS=${RT2_VISION_PRETRAIN_STEPS:-1500}
 POINT_SCENES=${RT2_POINT_SCENES:-15000}
-case "${RT2_PLAN:-}" in  # checked first: a typo must not cost the data stages
-  "") plan_args=(); COF_FRACTION=${RT2_ROBOT_FRACTION:-0.5} ;;
+case "${RT2_PLAN:-waypoint}" in  # checked first: a typo must not cost the data stages
+  none) plan_args=(); COF_FRACTION=${RT2_ROBOT_FRACTION:-0.5} ;;
   waypoint) plan_args=(--cot 1 --cot-plan waypoint --grounding-point goal)
             COF_FRACTION=${RT2_ROBOT_FRACTION:-0.66} ;;
-  *) echo "RT2_PLAN: expected unset or 'waypoint', got '$RT2_PLAN'" >&2; exit 2 ;;
+  *) echo "RT2_PLAN: expected unset, 'waypoint' or 'none', got '$RT2_PLAN'" >&2; exit 2 ;;
 esac
-IMAGE=${RT2_IMAGE_SIZE:-96}
-PATCH=${RT2_PATCH_SIZE:-12}
+IMAGE=${RT2_IMAGE_SIZE:-144}
+PATCH=${RT2_PATCH_SIZE:-18}
 case "${RT2_SCHEDULE:-steps}" in  # the learning-rate decay's clock (stage 3's comment)
   steps) schedule_args=() ;;
   budget) schedule_args=(--schedule-to-budget true) ;;
@@ -43,12 +49,12 @@ SEED=${RT2_SEED:-0}
 [[ "$SEED" =~ ^[0-9]{1,9}$ ]] || {  # 1000 x seed + round stays a bash (64-bit) integer
   echo "RT2_SEED: expected an integer in 0..999999999, got '$SEED'" >&2; exit 2; }
 SEED=$((10#$SEED))
-case "${RT2_SEQUENTIAL:-0}" in  # side by side on 1 thread each, or one at a time on every core
+case "${RT2_SEQUENTIAL:-1}" in  # side by side on 1 thread each, or one at a time on every core
   0) SEQUENTIAL=0; THREADS=1 ;;
   1) SEQUENTIAL=1; THREADS=$(nproc) ;;
   *) echo "RT2_SEQUENTIAL: expected unset, 0 or 1, got '$RT2_SEQUENTIAL'" >&2; exit 2 ;;
 esac
-case "${RT2_GRASP_MEMORY:-0}" in
+case "${RT2_GRASP_MEMORY:-1}" in
   0) memory_args=() ;;
   1) memory_args=(--grasp-memory true) ;;
   *) echo "RT2_GRASP_MEMORY: expected unset, 0 or 1, got '$RT2_GRASP_MEMORY'" >&2; exit 2 ;;
@@ -69,7 +75,7 @@ common=("${shared[@]}" --model tiny --tiny.image-size "$IMAGE" --tiny.patch-size
         --vision-pretrain-steps "$PRETRAIN_STEPS"
         --learning-rate 5e-4 --warmup-steps 300 --cache-mb 4200 --seed "$SEED"
         --time-budget-min "${RT2_TRAIN_MINUTES:-52}")
-DAGGER_STEPS=${RT2_DAGGER_STEPS:-2000}
+DAGGER_STEPS=${RT2_DAGGER_STEPS:-3000}
 dagger_args() {  # dagger_args ROUND: stage 4's settings of a round (its comment below)
   round_args=("${shared[@]}" --learning-rate 2e-4 --warmup-steps 100 --cache-mb 6000
               --seed $((1000 * SEED + $1)) --time-budget-min "${RT2_DAGGER_MINUTES:-20}")
@@ -112,7 +118,7 @@ wait
 python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.join(v()))" > "$DATA/instruction_words.txt"
 # 2b. What covers each patch (object colour, arm, background) in 3,000 more scenes, from
 #     MuJoCo's segmentation: the vision tower is pre-trained on it before co-fine-tuning.
-#     One cell per patch of the policy image (8 x 8 at 96 px with 12 px patches).
+#     One cell per patch of the policy image (8 x 8 at 144 px with 18 px patches).
 [ -f "$PATCH_LABELS" ] || python -m rt2_sim.patch_labels --output "$PATCH_LABELS" \
   --scenes "$PATCH_SCENES" --seed 10000 --grid "$GRID"
 
@@ -140,7 +146,7 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    (item 16: the early terminates mark episodes that were failing anyway); nor did a phase
 #    "drop" on release frames (item 18: 22 % co-fine-tuned, 32 % robot data only; the model
 #    lets go right after grasping, not over the destination).
-#    RT2_PLAN=waypoint trains that plan variant instead (--cot 1 --cot-plan waypoint
+#    RT2_PLAN=waypoint (the default) trains that plan variant (--cot 1 --cot-plan waypoint
 #    --grounding-point goal, 66 % robot data for the co-fine-tuned run): with the expert's
 #    lift-point labels on a grasp's settling steps and the policy node's release gate, its
 #    robot-only model scored 46-50 % seen (item 19, fine-tuned from item 18's models on relabelled
@@ -149,30 +155,33 @@ python -c "from rt2_sim.tasks import instruction_vocabulary as v; print('\n'.joi
 #    the 90-min budget (item 25; the robot-only run not trained, DAgger driven by itself); as
 #    this script runs it with RT2_SCHEDULE=budget, 26 % (robot-only twin 30 %, item 26), and
 #    24 % over three training seeds (RT2_SEED 0-2, item 27); with RT2_SEQUENTIAL=1 (below), the
-#    step clock, RT2_DAGGER_EPISODES=300 and RT2_DAGGER_STEPS=3000, 42 % in 62 min (item 28).
+#    step clock, RT2_DAGGER_EPISODES=300 and RT2_DAGGER_STEPS=3000 (this script's defaults
+#    since), 42 % in 62 min (item 28): the shipped model. RT2_PLAN=none, no plan: 32 % seen
+#    (item 13, the model shipped before it).
 #    RT2_ROBOT_FRACTION sets the co-fine-tuned run's share of robot data (RT-2: 50-66 %).
-#    RT2_GRASP_MEMORY=1 ends every action prompt with the episode's grasp memory (", grasp 1"
-#    once the fingers have held something for 3 frames; --grasp-memory true): fine-tuned into
-#    item 19's robot-only plan model with a second DAgger round, it doubled move near's
-#    successes and lost pick's, 47 of 100 seen episodes against 49 without (README, "Train ->
-#    Status", item 21); from scratch, see RT2_PLAN above.
+#    RT2_GRASP_MEMORY=1 (the default) ends every action prompt with the episode's grasp
+#    memory (", grasp 1" once the fingers have held something for 3 frames; --grasp-memory
+#    true): fine-tuned into item 19's robot-only plan model with a second DAgger round, it
+#    doubled move near's successes and lost pick's, 47 of 100 seen episodes against 49 without
+#    (README, "Train -> Status", item 21); from scratch, see RT2_PLAN above.
 #    RT2_SCHEDULE=budget decays the learning rate over the minutes as well as the steps
 #    (--schedule-to-budget true): the cosine ends where RT2_TRAIN_MINUTES / RT2_DAGGER_MINUTES
-#    stop the run if that comes before the steps (by default stage 3 stops at about 2/3 of
-#    its 10,000-step cosine, README "Train -> Status", item 25).
-#    RT2_SEQUENTIAL=1 trains the co-fine-tuned run first (stage 3 and its DAgger rounds, each
-#    round driven by its own previous model), then the robot-only ablation on the same data,
-#    each alone with one torch thread per core and OMP_WAIT_POLICY=ACTIVE for the trainer only
-#    (spinning threads; the data stages and DAgger episodes keep PASSIVE): on 2 cores a run
-#    gets 1.75 x the steps it gets beside its twin in the same minutes in `python -m
+#    stop the run if that comes before the steps (side by side, stage 3 stops at about 2/3 of
+#    its 10,000-step cosine, README "Train -> Status", item 25; alone, it reaches the 10,000
+#    steps after 39 of its 52 minutes, item 28).
+#    RT2_SEQUENTIAL=1 (the default) trains the co-fine-tuned run first (stage 3 and its DAgger
+#    rounds, each round driven by its own previous model), then the robot-only ablation on the
+#    same data, each alone with one torch thread per core and OMP_WAIT_POLICY=ACTIVE for the
+#    trainer only (spinning threads; the data stages and DAgger episodes keep PASSIVE): on 2
+#    cores a run gets 1.75 x the steps it gets beside its twin in the same minutes in `python -m
 #    benchmarks.train_bench` (README "Train -> Status", item 27), 2.4 x in stage 3 (item 28).
 pids=()
 train() {  # train LOG TRAINER_ARGS...: one trainer run, in the background when side by side
   if (( SEQUENTIAL )); then
-    OMP_WAIT_POLICY=ACTIVE python -m rt2_policy.training "${@:2}" > "$1" 2>&1
+    OMP_WAIT_POLICY=ACTIVE python -m rt2_policy.training "${@:2}" >> "$1" 2>&1
     tail -n 1 "$1"
   else
-    python -m rt2_policy.training "${@:2}" > "$1" 2>&1 &
+    python -m rt2_policy.training "${@:2}" >> "$1" 2>&1 &
     pids+=($!)
   fi
 }
@@ -184,19 +193,18 @@ stage3() {  # stage3 RUN MIXTURE_ARGS...: stage 3 of one run
   train "$RUNS/$1.log" "${common[@]}" --output-dir "$RUNS/$1" "${@:2}"
 }
 
-# 4. DAgger (Ross et al., 2011), RT2_DAGGER_ROUNDS rounds: the robot-only model of the previous
-#    round drives RT2_DAGGER_EPISODES seen episodes (seeds 80,000 + 20,000 x round; the expert's
-#    action is executed on 30 % of the steps), the expert labels every frame the policy reaches;
-#    then both runs continue from their previous round on the demos plus all DAgger data so
-#    far, RT2_DAGGER_STEPS more steps each, to the same total step count (lr 2e-4, new warm-up
-#    and cosine). Both runs get the same robot data, so the ablation still differs only in the
-#    VQA mixture. One round by default: vision pre-training, stage 3 and one round take about
-#    73 min of training, within the 90-min budget (a second round would add about 25 min).
-#    With RT2_SEQUENTIAL=1 the co-fine-tuned model of the previous round drives instead (the
-#    robot-only runs come later and reuse its episodes), and each run's round trains
-#    RT2_DAGGER_STEPS more steps from where that run stood.
+# 4. DAgger (Ross et al., 2011), RT2_DAGGER_ROUNDS rounds: the co-fine-tuned model of the
+#    previous round drives RT2_DAGGER_EPISODES (300) seen episodes (seeds 80,000 + 20,000 x
+#    round; the expert's action is executed on 30 % of the steps), the expert labels every frame
+#    the policy reaches; then the run continues from its previous round on the demos plus all
+#    DAgger data so far, RT2_DAGGER_STEPS (3,000) more steps (lr 2e-4, new warm-up and cosine).
+#    The robot-only run comes later and reuses those episodes, so the ablation still differs
+#    only in the VQA mixture. One round by default: vision pre-training, stage 3 and one round
+#    took 62 min of training for the shipped model, within its 90-min budget (item 28).
+#    With RT2_SEQUENTIAL=0 the robot-only model of the previous round drives instead, and both
+#    runs go on side by side to the same total step count.
 ROUNDS=${RT2_DAGGER_ROUNDS:-1}
-DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-600}
+DAGGER_EPISODES=${RT2_DAGGER_EPISODES:-300}
 steps_of() {  # steps_of RUN_DIR -> the step of its latest checkpoint (counted from that run's start)
   local name; name=$(basename "$(readlink -f "$1/latest")"); echo $((10#${name#checkpoint-}))
 }

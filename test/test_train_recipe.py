@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ({"RT2_PLAN": "goal"}, "RT2_PLAN: expected unset or 'waypoint', got 'goal'"),
+    ({"RT2_PLAN": "goal"}, "RT2_PLAN: expected unset, 'waypoint' or 'none', got 'goal'"),
     ({"RT2_GRASP_MEMORY": "yes"}, "RT2_GRASP_MEMORY: expected unset, 0 or 1, got 'yes'"),
     ({"RT2_IMAGE_SIZE": "100"},
-     "image_size: expected a multiple of scale_factor * patch_size = 24, got 100"),
+     "image_size: expected a multiple of scale_factor * patch_size = 36, got 100"),
     ({"RT2_PATCH_SIZE": "x"}, "argument --tiny.patch-size: invalid int value: 'x'"),
     ({"RT2_ROBOT_FRACTION": "1.5"}, "robot_fraction: expected a number in [0, 1], got 1.5"),
     ({"RT2_TRAIN_MINUTES": "-1"}, "time_budget_min: expected a number >= 0, got -1.0"),
@@ -42,16 +42,29 @@ def test_an_unknown_setting_stops_before_any_stage(tmp_path, setting, message):
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(("plan", "memory", "image", "schedule", "seed", "sequential"),
-                         [("", "0", "96", "steps", None, "0"),
-                          ("waypoint", "1", "144", "budget", "3", "1")])
-def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed, sequential):
+# The recipe's defaults are the shipped model's (README, "Train -> Status", item 28): waypoint
+# plans, grasp memory, 144 px in 18 px patches, the runs one after the other. The first case
+# sets every one of them the other way (and a 12 x 12 label grid); the second leaves them unset.
+DEFAULTS = {"RT2_PLAN": "waypoint", "RT2_GRASP_MEMORY": "1", "RT2_IMAGE_SIZE": "144",
+            "RT2_PATCH_SIZE": "18", "RT2_SEQUENTIAL": "1"}
+
+
+@pytest.mark.parametrize(("settings", "schedule", "seed"), [
+    ({"RT2_PLAN": "none", "RT2_GRASP_MEMORY": "0", "RT2_IMAGE_SIZE": "96", "RT2_PATCH_SIZE": "8",
+      "RT2_SEQUENTIAL": "0"}, "steps", None),
+    ({}, "budget", "3")])
+def test_recipe_chains_every_stage(tmp_path, settings, schedule, seed):
     env = dict(os.environ, RT2_DEMO_EPISODES="8", RT2_VQA_SCENES="40", RT2_PATCH_SCENES="40",
                RT2_POINT_SCENES="20",
                RT2_VISION_PRETRAIN_STEPS="10", RT2_TRAIN_STEPS="10", RT2_DAGGER_ROUNDS="1",
                RT2_DAGGER_EPISODES="2", RT2_DAGGER_STEPS="5", HF_HUB_OFFLINE="1",
-               OMP_WAIT_POLICY="PASSIVE", RT2_PLAN=plan, RT2_GRASP_MEMORY=memory,
-               RT2_IMAGE_SIZE=image, RT2_SCHEDULE=schedule, RT2_SEQUENTIAL=sequential)
+               OMP_WAIT_POLICY="PASSIVE", RT2_SCHEDULE=schedule)
+    for name in DEFAULTS:
+        env.pop(name, None)
+    env.update(settings)
+    plan, memory, image, patch, sequential = (
+        {**DEFAULTS, **settings}[name] for name in DEFAULTS)
+    plan = plan == "waypoint"
     if seed is not None:
         env["RT2_SEED"] = seed
     else:
@@ -65,8 +78,8 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed
     assert json.loads((data / "demos" / "meta" / "info.json").read_text())["total_episodes"] >= 1
     for name in ("vqa_seen", "vqa_unseen_objects", "vqa_unseen_backgrounds", "vqa_point"):
         assert (data / name / "vqa.jsonl").stat().st_size > 0
-    # one label cell per 12 px patch: 8 x 8 at 96 px, 12 x 12 at 144 px (RT2_IMAGE_SIZE)
-    grid = int(image) // 12
+    # one label cell per patch: 8 x 8 at 144 px in 18 px patches, 12 x 12 at 96 px in 8 px
+    grid = int(image) // int(patch)
     labels = data / ("patch_labels.npz" if grid == 8 else f"patch_labels_{grid}x{grid}.npz")
     assert np.load(labels)["labels"].shape[1:] == (grid, grid)
     for run in ("cofinetuned", "robot_only"):
@@ -125,6 +138,7 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed
         assert config["grounding_point"] == ("goal" if plan else "target")
         model_config = json.loads((Path(summary["checkpoint"]) / "config.json").read_text())
         assert model_config["vision_config"]["image_size"] == int(image)
+        assert model_config["vision_config"]["patch_size"] == int(patch)
         fraction = config["robot_fraction"]
         assert fraction == (1.0 if "robot_only" in run else 0.66 if plan else 0.5)
     # the demonstrations still record both points (for --reference-grounding-loss-weight)
@@ -137,6 +151,24 @@ def test_recipe_chains_every_stage(tmp_path, plan, memory, image, schedule, seed
     else:
         assert "round 1: 15 steps (co-fine-tuned), 15 steps (robot data only)" in done.stdout
     assert "final models:" in done.stdout
+    if sequential == "1":
+        # a rerun finds every stage done: no new data, no training step, and each trainer's log
+        # keeps the first run's lines (appended to, not overwritten)
+        again = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(data),
+                                str(runs)], env=env, cwd=ROOT, capture_output=True, text=True,
+                               timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert '"policy"' not in again.stdout  # no DAgger episodes generated again
+        for run in ("cofinetuned", "robot_only", "cofinetuned_dagger1", "robot_only_dagger1"):
+            lines = (runs / f"{run}.log").read_text().splitlines()
+            ends = [i for i, line in enumerate(lines) if line.startswith("{")]  # summaries
+            assert len(ends) == 2, lines
+            first, second = (json.loads(lines[i]) for i in ends)
+            assert first["start_step"] == 0 < first["step"]
+            assert second["start_step"] == second["step"] == first["step"]
+            rerun = "\n".join(lines[ends[0] + 1:])
+            assert "nothing to do" in rerun and "into the cache" not in rerun
+        assert again.stdout.splitlines()[-1] == done.stdout.splitlines()[-1]  # final models
 
 
 def _ship(checkpoint: Path, dest: Path, threshold: str | None):
