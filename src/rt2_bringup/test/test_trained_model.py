@@ -15,6 +15,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json  # noqa: E402
+import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -27,9 +28,12 @@ MODEL = ROOT / TRAINED_MODEL
 FILES = {"config.json", "generation_config.json", "model.safetensors", "processor_config.json",
          "tokenizer.json", "tokenizer_config.json", "action_tokenizer_config.json", "README.md",
          "eval_summary.json"}
-#: Seen-split evaluation episodes (seed, family) the shipped model solves in `make eval`'s
-#: report; checked here by direct rollouts with the same scene and instruction.
-SOLVED = ((1_000_004, "pick"), (1_000_012, "pick"), (1_000_015, "push"))
+#: Seen-split evaluation episodes (seed, family), one of each family, that the shipped model
+#: solved in `make eval` (pick and place in its card's run, move near and push in an earlier run
+#: of the same checkpoint: the ROS loop's timing varies); checked here by direct rollouts with
+#: the same scene and instruction, which have no such timing and solve all four every time.
+SOLVED = ((1_000_000, "pick"), (1_000_002, "place"), (1_000_033, "move_near"),
+          (1_000_035, "push"))
 
 
 @pytest.fixture(scope="module")
@@ -52,24 +56,30 @@ def test_the_trained_model_is_shipped_small_and_is_the_default(monkeypatch):
     assert trained_model_dir() == MODEL and default_model() == MODEL
 
 
-def test_the_model_reads_its_prompt_layout_gripper_state_and_tcp_position(policy):
-    """Trained with the image after the text, the gripper state and the tcp position in every
-    action prompt (``make train``): all are stored with it, and it refuses an observation
-    without either rather than act on a prompt it never saw."""
+def test_the_model_reads_its_prompt_layout_proprioception_and_plans(policy):
+    """Trained with the image after the text, the gripper state, the tcp position and the
+    episode's grasp memory in every action prompt, and a waypoint plan before every action
+    (``make train``): all are stored with it, and it refuses an observation without any of the
+    three rather than act on a prompt it never saw."""
     import numpy as np
 
     from rt2_policy.contract import Observation
 
     assert policy.image_position == "suffix" and policy.gripper_state and policy.tcp_position
-    image = np.zeros((96, 96, 3), np.uint8)
+    assert policy.grasp_memory and policy.chain_of_thought
+    assert policy.model.config.vision_config.image_size == 144
+    image = np.zeros((144, 144, 3), np.uint8)
     tcp = (0.307, 0.0, 0.487)  # the ready pose's tcp, m in panda_link0
-    with pytest.raises(ValueError, match="gripper_state"):
-        policy.infer(Observation(image, "pick up the red cube", tcp_position=tcp))
-    with pytest.raises(ValueError, match="tcp_position"):
-        policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0))
-    action = policy.infer(Observation(image, "pick up the red cube", gripper_state=0.0,
-                                      tcp_position=tcp))
-    assert "pick up the red cube, gripper 0, tcp 78 128 150? A:" in action.extra["prompt"]
+    full = dict(gripper_state=0.0, tcp_position=tcp, grasped=False)
+    for missing in full:
+        given = {k: v for k, v in full.items() if k != missing}
+        with pytest.raises(ValueError, match=missing):
+            policy.infer(Observation(image, "pick up the red cube", **given))
+    action = policy.infer(Observation(image, "pick up the red cube", **full))
+    assert "pick up the red cube, gripper 0, tcp 78 128 150, grasp 0? A:" in action.extra["prompt"]
+    # the waypoint plan decoded before the action: its phase, and (but for "done") where the
+    # tcp heads, in the prompt's tcp bins (rt2_policy.plans.goal_plan)
+    assert re.fullmatch(r"(reach|bring|drop) \d+ \d+ \d+|done", action.plan), action.plan
 
 
 def test_the_model_card_states_data_steps_mixture_and_results():
@@ -84,17 +94,22 @@ def test_the_model_card_states_data_steps_mixture_and_results():
 
 
 @pytest.mark.parametrize(("seed", "family"), SOLVED)
-def test_the_model_solves_seen_tasks_in_closed_loop(policy, seed, family):
+def test_the_model_solves_seen_tasks_in_closed_loop(seed, family):
+    """Direct rollouts with the model wrapped as the policy node wraps it (the release gate and
+    the grasp memory, ``rt2_policy.policy_factory.make_policy``), one torch thread."""
     from rt2_policy.contract import Observation
+    from rt2_policy.policy_factory import make_policy
     from rt2_policy.proprioception import gripper_state, panda_tcp_position
     from rt2_sim.expert import execute
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import check_success, sample_episode, task_scene_config
 
+    policy = make_policy("local", model_path=str(MODEL), num_threads=1, release_at_waypoint=True)
     with ArmSimulation(task_scene_config()) as sim:
         spec = sample_episode(seed, "seen", family)
         sim.reset_episode(spec)
         sim.step(0.2)  # let objects settle, as the expert rollouts do
+        policy.reset()  # a new episode: the gate and the grasp memory start afresh
         for _ in range(60):
             # the finger joints' closure and the arm's forward kinematics, as the policy node
             # reads them from /joint_states
