@@ -46,6 +46,15 @@ def policy():
     return VLAPolicy.from_pretrained(MODEL)
 
 
+@pytest.fixture(scope="module")
+def node_policy():
+    """The model wrapped as the policy node wraps it (the release gate and the grasp memory,
+    ``rt2_policy.policy_factory.make_policy``), one torch thread; reset at each episode."""
+    from rt2_policy.policy_factory import make_policy
+
+    return make_policy("local", model_path=str(MODEL), num_threads=1, release_at_waypoint=True)
+
+
 def test_the_trained_model_is_shipped_small_and_is_the_default(monkeypatch):
     assert MODEL.is_dir(), f"{MODEL} is missing: the demo would fall back to random weights"
     assert {p.name for p in MODEL.iterdir()} == FILES
@@ -94,17 +103,15 @@ def test_the_model_card_states_data_steps_mixture_and_results():
 
 
 @pytest.mark.parametrize(("seed", "family"), SOLVED)
-def test_the_model_solves_seen_tasks_in_closed_loop(seed, family):
-    """Direct rollouts with the model wrapped as the policy node wraps it (the release gate and
-    the grasp memory, ``rt2_policy.policy_factory.make_policy``), one torch thread."""
+def test_the_model_solves_seen_tasks_in_closed_loop(node_policy, seed, family):
+    """Direct rollouts with the model wrapped as the policy node wraps it (``node_policy``)."""
     from rt2_policy.contract import Observation
-    from rt2_policy.policy_factory import make_policy
     from rt2_policy.proprioception import gripper_state, panda_tcp_position
     from rt2_sim.expert import execute
     from rt2_sim.simulation import ArmSimulation
     from rt2_sim.tasks import check_success, sample_episode, task_scene_config
 
-    policy = make_policy("local", model_path=str(MODEL), num_threads=1, release_at_waypoint=True)
+    policy = node_policy
     with ArmSimulation(task_scene_config()) as sim:
         spec = sample_episode(seed, "seen", family)
         sim.reset_episode(spec)
