@@ -377,6 +377,10 @@ def results_markdown(report: dict) -> str:
         f"- limits: {config.get('max_steps', '?')} steps, {config.get('time_limit', '?')} s, "
         f"control rate {config.get('control_rate', '?')} Hz",
     ]
+    if config.get("loop") == "direct":
+        lines.append("- loop: direct rollouts in one process, no ROS (`--direct`, "
+                     "rt2_bringup.direct_rollout), not the ROS loop of `make eval`; "
+                     f"observation lag {config.get('observation_lag', 0.0):g} s")
     if config.get("started_at"):
         lines.append(f"- run: {config['started_at']}" +
                      (f", commit `{config['git_commit']}`" if config.get("git_commit") else ""))

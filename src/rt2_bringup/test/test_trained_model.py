@@ -104,27 +104,14 @@ def test_the_model_card_states_data_steps_mixture_and_results():
 
 @pytest.mark.parametrize(("seed", "family"), SOLVED)
 def test_the_model_solves_seen_tasks_in_closed_loop(node_policy, seed, family):
-    """Direct rollouts with the model wrapped as the policy node wraps it (``node_policy``)."""
-    from rt2_policy.contract import Observation
-    from rt2_policy.proprioception import gripper_state, panda_tcp_position
-    from rt2_sim.expert import execute
-    from rt2_sim.simulation import ArmSimulation
-    from rt2_sim.tasks import check_success, sample_episode, task_scene_config
+    """Direct rollouts (``rt2_bringup.direct_rollout``, what ``evaluate --direct`` runs) with
+    the model wrapped as the policy node wraps it (``node_policy``): the finger joints' closure
+    and the arm's forward kinematics in each observation, as the node reads them from
+    /joint_states; each action run for one 5 Hz control period, then the next frame."""
+    from rt2_bringup.direct_rollout import run_direct_episode
+    from rt2_bringup.evaluation import EpisodePlan
 
-    policy = node_policy
-    with ArmSimulation(task_scene_config()) as sim:
-        spec = sample_episode(seed, "seen", family)
-        sim.reset_episode(spec)
-        sim.step(0.2)  # let objects settle, as the expert rollouts do
-        policy.reset()  # a new episode: the gate and the grasp memory start afresh
-        for _ in range(60):
-            # the finger joints' closure and the arm's forward kinematics, as the policy node
-            # reads them from /joint_states
-            joints = sim.joint_positions()
-            action = policy.infer(Observation(sim.render(), spec.task.instruction,
-                                              gripper_state=gripper_state(joints[7:]),
-                                              tcp_position=panda_tcp_position(joints[:7])))
-            if action.terminate:
-                break
-            execute(sim, policy.action_tokenizer, action.values(), 0.2)
-        assert check_success(sim, spec), spec.task.instruction
+    record = run_direct_episode(node_policy, EpisodePlan("seen", family, seed - 1_000_000, seed),
+                                max_steps=60, control_period=0.2)
+    assert record.outcome != "ERROR", record.message
+    assert record.success, (record.instruction, record.outcome, record.steps, record.details)

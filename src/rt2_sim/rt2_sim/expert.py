@@ -34,6 +34,7 @@ import mujoco
 import numpy as np
 
 from rt2_policy.action_tokenizer import ActionBounds, ActionTokenizer
+from rt2_policy.contract import RobotAction
 from rt2_policy.servo_command import TwistLimits, action_to_twist, matrix_to_rotation_vector
 from rt2_sim.scene import BASE_FRAME
 from rt2_sim.simulation import ArmSimulation
@@ -310,14 +311,39 @@ def execute(sim: ArmSimulation, tokenizer: ActionTokenizer, values: np.ndarray,
     and re-stream it every :data:`KEEPALIVE_PERIOD` (the policy node's keep-alive) so the
     servo's ``incoming_command_timeout`` never halts it mid-period."""
     bins = tokenizer.encode(bool(values[0] >= 0.5), values[1:4], values[4:7], float(values[7]))
-    action = tokenizer.decode(bins)
+    execute_action(sim, tokenizer.decode(bins), period, limits)
+
+
+def execute_action(sim: ArmSimulation, action: RobotAction, period: float,
+                   limits: TwistLimits | None = None, *, start: float = 0.0,
+                   stop: float | None = None) -> None:
+    """Run a decoded action (``rt2_policy.contract.RobotAction``: metres, radians in
+    ``panda_link0``, gripper 0 open .. 1 closed) for one control period of ``period`` seconds,
+    as :func:`execute` does after quantising: the gripper command unless it terminates, and the
+    twist (``rt2_policy.servo_command.action_to_twist``, clamped to ``limits``) re-streamed
+    every :data:`KEEPALIVE_PERIOD`.
+
+    ``start`` and ``stop`` (seconds into the period, ``0 <= start <= stop <= period``; ``stop``
+    None = ``period``) run only that part of it, at the same velocity: the gripper is commanded
+    when the part begins at 0. An empty part does nothing.
+
+    Raises:
+        ValueError: ``period <= 0`` or the part outside ``[0, period]``.
+    """
+    stop = period if stop is None else stop
+    if not period > 0 or not 0.0 <= start <= stop <= period:
+        raise ValueError(f"start, stop: expected 0 <= start <= stop <= period (> 0), got "
+                         f"{start!r}, {stop!r}, {period!r}")
     twist = action_to_twist(action, period, limits or TwistLimits())
-    if not action.terminate:
+    if start == 0.0 and not action.terminate:
         sim.command_gripper(float(np.clip(action.gripper, 0.0, 1.0)))
-    chunks = max(1, round(period / KEEPALIVE_PERIOD))
+    seconds = stop - start
+    if seconds <= 0.0:
+        return
+    chunks = max(1, round(seconds / KEEPALIVE_PERIOD))
     for _ in range(chunks):
         sim.command_twist(twist.linear, twist.angular, BASE_FRAME, sim.time)
-        sim.step(period / chunks)
+        sim.step(seconds / chunks)
 
 
 @dataclass

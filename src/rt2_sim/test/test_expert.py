@@ -268,3 +268,30 @@ def test_no_waypoint_label_holds_a_grasped_object_at_the_table(sim):
                     assert goal[2] > tcp[2] + 0.03, (family, seed, goal, tcp)
                     relabelled += np.linalg.norm(action[1:4]) < 0.005
     assert relabelled >= 1
+
+
+def test_an_action_run_in_two_parts_moves_as_far_as_in_one():
+    """``execute_action``'s ``start``/``stop`` split one control period (the observation lag of
+    ``rt2_bringup.direct_rollout``): the parts keep the period's velocity, so they add up."""
+    from rt2_policy.action_tokenizer import ActionTokenizer
+    from rt2_policy.proprioception import panda_tcp_position
+    from rt2_sim.expert import execute_action
+
+    tokenizer = ActionTokenizer()
+    action = tokenizer.decode(tokenizer.from_text("0 200 128 128 128 128 128 0"))  # +x, open
+    moved = []
+    for parts in ([(0.0, None)], [(0.0, 0.12), (0.12, None)]):
+        with ArmSimulation(task_scene_config(image_width=32, image_height=32)) as s:
+            s.reset_episode(sample_episode(EVAL_SEED_START, "seen", "push"))
+            before = panda_tcp_position(s.joint_positions()[:7])
+            for start, stop in parts:
+                execute_action(s, action, 0.2, start=start, stop=stop)
+            s.step(0.3)  # let the servo come to rest
+            moved.append(panda_tcp_position(s.joint_positions()[:7]) - before)
+    assert moved[0][0] > 0.01  # it moved along +x
+    np.testing.assert_allclose(moved[1], moved[0], atol=1.5e-3)
+    with ArmSimulation(task_scene_config(image_width=32, image_height=32)) as s:
+        with pytest.raises(ValueError, match="expected 0 <= start <= stop <= period"):
+            execute_action(s, action, 0.2, start=0.15, stop=0.1)
+        with pytest.raises(ValueError, match="expected 0 <= start <= stop <= period"):
+            execute_action(s, action, 0.2, stop=0.3)
