@@ -35,8 +35,9 @@ writes the merged report of the episodes that completed and exits 1.
 
 ``--direct`` runs the same episodes without ROS, policy and simulator in one process
 (:mod:`rt2_bringup.direct_rollout`: observe, infer, then the action for one control period, on
-the simulator's clock): deterministic and about ten times faster, for choosing checkpoints; the
-report says ``"loop": "direct"``. It is not what ``make eval`` measures.
+the simulator's clock): deterministic and about three times faster, for choosing checkpoints;
+the report says ``"loop": "direct"``. ``--observation-lag S`` takes each frame S seconds before
+the previous motion has ended, as the ROS loop does. It is not what ``make eval`` measures.
 
 ``--compare a/report.json b/report.json ...`` instead writes an ablation table
 (``comparison.md``, ``comparison.png``) across models on the same splits (RT-2 Table 6 style).
@@ -649,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the episodes in this process without ROS "
                              "(rt2_bringup.direct_rollout): observe, infer, then the action for "
                              "one control period, on the simulator's clock; deterministic and "
-                             "about 10x faster than the ROS loop, for choosing checkpoints; "
+                             "about 3x faster than the ROS loop, for choosing checkpoints; "
                              "not what make eval measures")
     parser.add_argument("--observation-lag", type=float, default=0.0,
                         help="--direct: seconds, in [0, control period), by which each frame "
