@@ -25,6 +25,19 @@ import time
 from rt2_bringup.evaluation import EpisodePlan, EpisodeRecord
 
 
+def check_observation_lag(lag: float, control_period: float, name: str = "observation_lag"
+                          ) -> None:
+    """Check an observation lag (seconds) against its range ``[0, control_period)``.
+
+    Raises:
+        ValueError: "<name>: expected a number in [0, <period>) s (the control period), got X"
+            (NaN included).
+    """
+    if not 0.0 <= lag < control_period:
+        raise ValueError(f"{name}: expected a number in [0, {control_period:g}) s (the control "
+                         f"period), got {lag!r}")
+
+
 def run_direct_episode(policy, plan: EpisodePlan, *, max_steps: int, control_period: float,
                        image_size: int = 224, gripper_open_position: float | None = None,
                        tcp_offset: float | None = None,
@@ -67,9 +80,7 @@ def run_direct_episode(policy, plan: EpisodePlan, *, max_steps: int, control_per
         raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
     if not control_period > 0:
         raise ValueError(f"control_period: expected > 0 s, got {control_period!r}")
-    if not 0.0 <= observation_lag < control_period:
-        raise ValueError(f"observation_lag: expected a number in [0, {control_period:g}) s "
-                         f"(the control period), got {observation_lag!r}")
+    check_observation_lag(observation_lag, control_period)
     from rt2_policy.contract import Observation
     from rt2_policy.proprioception import (
         PANDA_FINGER_OPEN_POSITION,

@@ -67,6 +67,7 @@ from rt2_bringup.demo import (  # noqa: E402
     GraphProcesses,
     default_model,
 )
+from rt2_bringup.direct_rollout import check_observation_lag  # noqa: E402
 from rt2_bringup.evaluation import (  # noqa: E402
     DEFAULT_SEED,
     OUTCOMES,
@@ -249,10 +250,9 @@ def evaluate(args: argparse.Namespace) -> int:
         terminate_threshold=args.terminate_threshold,
         observe_after_motion=args.observe_after_motion,
         **({"scripted_actions": tuple(args.scripted_actions)} if args.scripted_actions else {}))
-    period = 1.0 / graph_config.control_rate  # the config has checked the rate: > 0
-    if args.direct and not 0.0 <= args.observation_lag < period:
-        raise ValueError(f"--observation-lag: expected a number in [0, {period:g}) s (the "
-                         f"control period), got {args.observation_lag!r}")
+    if args.direct:  # the config has checked the rate: > 0
+        check_observation_lag(args.observation_lag, 1.0 / graph_config.control_rate,
+                              "--observation-lag")
     domain = ensure_domain_id()
     parts = partition_plans(plans, args.jobs)
     label = args.label or (Path(model).name if model else "scripted")
@@ -334,12 +334,7 @@ def run_sequential(args: argparse.Namespace, graph_config: EmbeddedGraphConfig, 
                 for plan in bar:
                     record = run_planned_episode(client, plan, args.max_steps, args.time_limit,
                                                  args.settle)
-                    records.append(record)
-                    write_report_json(build_report(config, records, complete=False),
-                                      out / "report.json")
-                    done = sum(r.success for r in records)
-                    bar.set_postfix(success=f"{done}/{len(records)}", refresh=False)
-                    bar.write(episode_line(plan, record), file=sys.stderr)
+                    keep_episode(bar, config, records, out, plan, record)
                     failed = graph.failed()
                     if failed:
                         raise RuntimeError(f"node process exited: {', '.join(failed)} "
@@ -369,6 +364,17 @@ def episode_line(plan: EpisodePlan, record: EpisodeRecord) -> str:
             f"success={record.success} outcome={record.outcome} steps={record.steps} "
             f"{record.instruction!r}" + (f" ({record.message})" if record.outcome == "ERROR"
                                          else ""))
+
+
+def keep_episode(bar, config: dict, records: list[EpisodeRecord], out: Path, plan: EpisodePlan,
+                 record: EpisodeRecord) -> None:
+    """Keep a finished episode (one graph or ``--direct``): append it to ``records``, rewrite
+    ``out/report.json``, show the successes so far on the progress ``bar`` (tqdm) and log its
+    line."""
+    records.append(record)
+    write_report_json(build_report(config, records, complete=False), out / "report.json")
+    bar.set_postfix(success=f"{sum(r.success for r in records)}/{len(records)}", refresh=False)
+    bar.write(episode_line(plan, record), file=sys.stderr)
 
 
 def run_direct(args: argparse.Namespace, graph_config: EmbeddedGraphConfig, config: dict,
@@ -406,12 +412,7 @@ def run_direct(args: argparse.Namespace, graph_config: EmbeddedGraphConfig, conf
                     image_size=graph_config.image_size,
                     gripper_open_position=graph_config.gripper_open_position,
                     tcp_offset=graph_config.tcp_offset, observation_lag=args.observation_lag)
-                records.append(record)
-                write_report_json(build_report(config, records, complete=False),
-                                  out / "report.json")
-                bar.set_postfix(success=f"{sum(r.success for r in records)}/{len(records)}",
-                                refresh=False)
-                bar.write(episode_line(plan, record), file=sys.stderr)
+                keep_episode(bar, config, records, out, plan, record)
                 errors_in_a_row = errors_in_a_row + 1 if record.outcome == "ERROR" else 0
                 if errors_in_a_row >= MAX_CONSECUTIVE_ERRORS:
                     raise RuntimeError(f"{errors_in_a_row} episodes in a row could not be "
